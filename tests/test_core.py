@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from deskdojo.core import (
-    ACTION_TYPES, ActionError, Click, Done, Drag, EndReason, Fail, Key, Move, RecordError,
+    ACTION_TYPES, ActionError, Click, Done, Drag, EndReason, Fail, Key, Move, OracleStep, RecordError, RunDirError,
     Scroll, SetupStep, Step, Task, Trajectory, Type, Verdict, Wait, action_from_dict,
     action_to_dict,
 )
@@ -75,7 +75,7 @@ def test_actions_are_frozen():
 def _task(**changes):
     base = dict(id="t1", instruction="Click OK", family="buttons", level=2, seed=7,
                 setup=(SetupStep("launch", {"argv": ["xterm"]}),),
-                oracle=(Click(3, 4), Key(("enter",))))
+                oracle=(OracleStep(Click(3, 4)), OracleStep(Key(("enter",)))))
     base.update(changes)
     return Task(**base)
 
@@ -86,8 +86,8 @@ def test_task_round_trips_and_rejects_unknown_or_bad_fields():
     data = to_json(task)
     with pytest.raises(RecordError, match="unknown field 'colour'"):
         from_json(Task, {**data, "colour": "red"})
-    with pytest.raises(RecordError, match=r"Task\.oracle\[1\]: key\.keys: unknown key"):
-        from_json(Task, {**data, "oracle": [data["oracle"][0], {"kind": "key", "keys": ["nope"]}]})
+    with pytest.raises(RecordError, match=r"Task\.oracle\[1\]\.action: key\.keys: unknown key"):
+        from_json(Task, {**data, "oracle": [data["oracle"][0], {"action": {"kind": "key", "keys": ["nope"]}}]})
     with pytest.raises(RecordError, match=r"Task\.level: expected an integer"):
         from_json(Task, {**data, "level": "2"})
     with pytest.raises(RecordError, match="Task.instruction is required"):
@@ -181,3 +181,54 @@ def test_import_deskdojo_loads_nothing_heavy():
             " if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_control_file_commands_are_seen_once_and_stale_ones_ignored(tmp_path):
+    from deskdojo.core.control import ControlReader, read_status, send_control, status_is_live, write_status
+
+    send_control(tmp_path, "pause")  # left over from an earlier process
+    reader = ControlReader(tmp_path)
+    assert reader.poll() is None
+    send_control(tmp_path, "stop")
+    assert reader.poll() == "stop"
+    assert reader.poll() is None
+    with pytest.raises(RunDirError, match="unknown run command 'explode'"):
+        send_control(tmp_path, "explode")
+    assert read_status(tmp_path) is None
+    write_status(tmp_path, {"state": "running", "pid": os.getpid(), "iteration": 3})
+    status = read_status(tmp_path)
+    assert status["iteration"] == 3 and status_is_live(status)
+    write_status(tmp_path, {"state": "finished", "pid": os.getpid()})
+    assert not status_is_live(read_status(tmp_path))
+    with pytest.raises(RunDirError, match="status.state"):
+        write_status(tmp_path, {"state": "dancing"})
+
+
+def test_oracle_locators_resolve_against_published_state():
+    from deskdojo.core import Drag, Locator, StateCondition
+    from deskdojo.core.oracle import literal_actions, resolve
+
+    apps = {"form": {"app": "form", "focus": "name",
+                     "widgets": {"ok": {"x": 10, "y": 20, "w": 30, "h": 10, "text": "OK"},
+                                 "list": {"x": 0, "y": 0, "w": 100, "h": 100,
+                                          "rows": [{"x": 0, "y": 40, "w": 100, "h": 20}]}},
+                     "menubar": [{"label": "File", "x": 0, "y": 0, "w": 40, "h": 20}]}}
+    assert resolve(OracleStep(Click(0, 0), at=Locator("form", path="widgets.ok")), apps) == Click(25, 25)
+    assert resolve(OracleStep(Click(0, 0), at=Locator("form", text="OK", dx=3)), apps) == Click(28, 25)
+    assert resolve(OracleStep(Click(0, 0), at=Locator("form", menu="File")), apps) == Click(20, 10)
+    drag = OracleStep(Drag(0, 0, 0, 0), at=Locator("form", path="widgets.ok"),
+                      to=Locator("form", path="widgets.list.rows.0"))
+    assert resolve(drag, apps) == Drag(25, 25, 50, 50)
+    with pytest.raises(KeyError, match="widgets.nope"):
+        resolve(OracleStep(Click(0, 0), at=Locator("form", path="widgets.nope")), apps)
+    with pytest.raises(KeyError, match="waiting for form.focus"):
+        resolve(OracleStep(Type("x"), wait=StateCondition("form", "focus", "email")), apps)
+    assert resolve(OracleStep(Type("x"), wait=StateCondition("form", "focus", "name")), apps) == Type("x")
+    with pytest.raises(RecordError, match="exactly one of path, menu, text"):
+        Locator("form", path="a", text="b")
+    with pytest.raises(RecordError, match="no point for 'at'"):
+        OracleStep(Type("x"), at=Locator("form", path="widgets.ok"))
+    with pytest.raises(ValueError, match="reads app state"):
+        literal_actions([drag])
+    task = from_json(Task, json.loads(json.dumps(to_json(_task(oracle=(drag,))))))
+    assert task.oracle == (drag,)

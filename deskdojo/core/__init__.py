@@ -10,19 +10,19 @@ from deskdojo.core.errors import (
     RecordError, RunDirError, SandboxDied, SandboxError, SandboxStartError, SandboxTimeout,
 )
 from deskdojo.core.protocols import (
-    ActResult, Decision, ExecResult, Judge, Policy, Sandbox, TaskSource,
+    ActResult, Decision, ExecResult, Judge, Policy, Sandbox, TaskSource, WorldProbe,
 )
 from deskdojo.core.types import (
-    Check, CheckEvidence, EndReason, Observation, Provenance, SetupStep, Split, Step,
-    StepLabel, Task, Trajectory, Verdict, Window,
+    Check, CheckEvidence, EndReason, Locator, Observation, OracleStep, Provenance, SetupStep,
+    Split, StateCondition, Step, StepLabel, Task, Trajectory, Verdict, Window,
 )
 
 __all__ = [
     "ACTION_TYPES", "Action", "ActResult", "ActionError", "Check", "CheckEvidence", "Click",
     "ConfigError", "Decision", "DeskdojoError", "Done", "Drag", "EndReason",
-    "EngineUnavailable", "ExecResult", "Fail", "GuestRequestError", "Judge", "Key", "Move",
-    "Observation", "Policy", "Provenance", "RecordError", "RunDirError", "Sandbox",
+    "EngineUnavailable", "ExecResult", "Fail", "GuestRequestError", "Judge", "Key", "Locator", "Move",
+    "Observation", "OracleStep", "Policy", "Provenance", "RecordError", "RunDirError", "Sandbox",
     "SandboxDied", "SandboxError", "SandboxStartError", "SandboxTimeout", "Scroll",
-    "SetupStep", "Split", "Step", "StepLabel", "Task", "TaskSource", "Trajectory", "Type",
-    "Verdict", "Wait", "Window", "action_from_dict", "action_to_dict", "describe",
+    "SetupStep", "Split", "StateCondition", "Step", "StepLabel", "Task", "TaskSource", "Trajectory", "Type",
+    "Verdict", "Wait", "Window", "WorldProbe", "action_from_dict", "action_to_dict", "describe",
 ]

@@ -9,11 +9,13 @@ from typing import Sequence
 
 from deskdojo.core.actions import Action, action_to_dict
 from deskdojo.core.protocols import Decision, Sandbox
-from deskdojo.core.types import Observation, Task, Trajectory, Verdict
+from deskdojo.core.oracle import resolve
+from deskdojo.core.types import Observation, OracleStep, Task, Trajectory, Verdict
 
 
 class ScriptedPolicy:
-    """Plays a fixed list of actions (or the task's oracle when none is given)."""
+    """Plays a fixed list of actions, or the task's oracle when none is given (oracle steps
+    with locators resolve against the Observation's ``app_state`` when it carries one)."""
 
     def __init__(self, actions: Sequence[Action] | None = None, policy_id: str = "scripted"):
         self.actions = tuple(actions) if actions is not None else None
@@ -22,13 +24,20 @@ class ScriptedPolicy:
     def act(self, observations: Sequence[Observation], tasks: Sequence[Task],
             histories: Sequence[Sequence[Decision]]) -> list[Decision]:
         decisions = []
-        for task, history in zip(tasks, histories):
+        for observation, task, history in zip(observations, tasks, histories):
             script = self.actions if self.actions is not None else task.oracle
-            if len(history) < len(script):
-                action = script[len(history)]
-                decisions.append(Decision(text=str(action_to_dict(action)), action=action))
-            else:
+            if len(history) >= len(script):
                 decisions.append(Decision(text="", action=None, parse_error="script exhausted"))
+                continue
+            action = script[len(history)]
+            if isinstance(action, OracleStep):
+                apps = (observation.app_state or {}).get("apps", {})
+                try:
+                    action = resolve(action, apps)
+                except (KeyError, IndexError, TypeError) as exc:
+                    decisions.append(Decision(text="", action=None, parse_error=f"oracle step: {exc}"))
+                    continue
+            decisions.append(Decision(text=str(action_to_dict(action)), action=action))
         return decisions
 
 

@@ -103,3 +103,14 @@ class TaskSource(Protocol):
 
     def propose(self, n: int) -> list[Task]: ...
     def update(self, verdicts: Sequence[Verdict]) -> None: ...
+
+
+@runtime_checkable
+class WorldProbe(Protocol):
+    """Takes snapshots of a sandbox's world state (app states, windows, files) so that
+    each step can record what its action changed. The rollout calls ``snapshot`` after
+    reset and after every action and stores ``delta(before, after)`` in ``Step.delta``;
+    the judge labels steps from those deltas."""
+
+    def snapshot(self, sandbox: Sandbox) -> Mapping[str, Any]: ...
+    def delta(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> Mapping[str, Any]: ...

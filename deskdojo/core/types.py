@@ -114,6 +114,59 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class Locator:
+    """Where an oracle step acts, read from an app's published state when the step runs.
+
+    Practice apps lay themselves out at run time, so an oracle names a thing instead of
+    a pixel. Exactly one of: ``path``, a dotted path into the app's state to anything
+    with ``x, y, w, h`` (``widgets.submit``, ``widgets.fruits.rows.3``); ``menu``, the
+    label of a menu entry now on screen; ``text``, the one widget showing this text.
+    ``dx, dy`` shift the point from the centre, in pixels.
+    """
+
+    app: str
+    path: str | None = None
+    menu: str | None = None
+    text: str | None = None
+    dx: int = 0
+    dy: int = 0
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("path", "menu", "text") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise RecordError(f"Locator for {self.app!r} needs exactly one of path, menu, text; got {given or 'none'}")
+
+
+@dataclass(frozen=True, slots=True)
+class StateCondition:
+    """Holds when ``path`` in ``app``'s published state equals ``equals`` (or exists, when
+    ``equals`` is None). Oracle steps wait for one before acting, e.g. for keyboard focus."""
+
+    app: str
+    path: str
+    equals: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class OracleStep:
+    """One step of a scripted solution: ``action``, with its point taken from ``at`` (and a
+    drag's end from ``to``) when given, performed once ``wait`` holds."""
+
+    action: Action
+    at: Locator | None = None
+    to: Locator | None = None
+    wait: StateCondition | None = None
+    timeout: float = 8.0
+
+    def __post_init__(self) -> None:
+        has_point = hasattr(self.action, "x")
+        if self.at is not None and not has_point:
+            raise RecordError(f"OracleStep: a {self.action.kind} action has no point for 'at'")
+        if self.to is not None and not hasattr(self.action, "to_x"):
+            raise RecordError(f"OracleStep: only a drag has an end point for 'to', not {self.action.kind}")
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """A task: an instruction, how to set it up, how to check it, and how to solve it."""
 
@@ -125,7 +178,8 @@ class Task:
     split: Split = Split.TRAIN
     setup: tuple[SetupStep, ...] = ()
     checks: tuple[Check, ...] = ()
-    oracle: tuple[Action, ...] = ()
+    combine: str = "all"  # "all": every check must pass (score = weighted share); "any": one suffices
+    oracle: tuple[OracleStep, ...] = ()
     max_steps: int = 15
     provenance: Provenance = Provenance.TEMPLATE
     format_version: int = TASK_FORMAT_VERSION
@@ -140,6 +194,8 @@ class Task:
         if self.format_version != TASK_FORMAT_VERSION:
             raise RecordError(f"Task {self.id}: format_version {self.format_version} is not "
                               f"supported (this deskdojo reads {TASK_FORMAT_VERSION})")
+        if self.combine not in ("all", "any"):
+            raise RecordError(f"Task {self.id}: combine must be 'all' or 'any', got {self.combine!r}")
         object.__setattr__(self, "split", Split(self.split))
         object.__setattr__(self, "provenance", Provenance(self.provenance))
 
@@ -168,6 +224,7 @@ class Step:
     action_error: str | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
+    delta: Mapping[str, Any] | None = None  # what the action changed (a WorldProbe's delta)
 
     def __post_init__(self) -> None:
         if self.index < 0:

@@ -254,6 +254,10 @@ class GuestService:
         if not isinstance(background, bool):
             raise HttpError(400, f"exec.background must be true or false, got {background!r}")
         env = {**self.env, **extra_env}
+        if argv[0] == "python3":
+            # Tasks say "python3" for the sandbox's interpreter: the one that runs this
+            # server and can import the practice apps (the image's, or the host venv's).
+            argv = [sys.executable, *argv[1:]]
         try:
             if background:
                 proc = self.registry.popen(argv, background=True, cwd=cwd, env=env,

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any, Mapping
 
+from deskdojo.core.oracle import center, find_widget, menu_entry  # noqa: F401  (re-exported)
 from deskdojo.core.types import SetupStep
 
 APPS: tuple[str, ...] = (
@@ -56,29 +57,3 @@ def widget_center(state: Mapping[str, Any], widget_id: str) -> tuple[int, int]:
         known = ", ".join(sorted(state.get("widgets", {})))
         raise KeyError(f"state of {state.get('app')!r} has no widget {widget_id!r} (widgets: {known})") from None
     return center(widget)
-
-
-def center(box: Mapping[str, Any]) -> tuple[int, int]:
-    """The centre of anything with ``x, y, w, h`` (a widget, a list row, a menu entry)."""
-    return int(box["x"] + box["w"] // 2), int(box["y"] + box["h"] // 2)
-
-
-def find_widget(state: Mapping[str, Any], *, text: str | None = None, kind: str | None = None) -> str:
-    """The id of the one widget with this ``text`` (and ``kind``); KeyError if none or several."""
-    found = [wid for wid, w in state.get("widgets", {}).items()
-             if (text is None or w.get("text") == text) and (kind is None or w.get("kind") == kind)]
-    if len(found) != 1:
-        raise KeyError(f"{len(found)} widgets with text={text!r} kind={kind!r} in {state.get('app')!r}")
-    return found[0]
-
-
-def menu_entry(state: Mapping[str, Any], label: str) -> Mapping[str, Any]:
-    """The on-screen entry ``label`` of the menu bar or of an open menu (the deepest first)."""
-    for menu in reversed(state.get("open_menus", [])):
-        for item in menu["items"]:
-            if item["label"] == label:
-                return item
-    for item in state.get("menubar", []):
-        if item["label"] == label:
-            return item
-    raise KeyError(f"no menu entry {label!r} on screen in {state.get('app')!r}")

@@ -1,0 +1,166 @@
+"""Running a task's oracle: scripted solutions whose points come from app state at run time.
+
+Practice apps publish where every widget is (``x, y, w, h`` in screen pixels), so an
+oracle step names a widget, a list row or a menu entry (a ``Locator``) and this module
+turns it into a core Action just before performing it. The same resolution serves
+admission (does the oracle pass?), oracle demonstrations and the scripted policy.
+Standard library only: the guest image imports ``deskdojo.core`` too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from deskdojo.core.actions import Action
+from deskdojo.core.errors import DeskdojoError
+from deskdojo.core.types import Locator, OracleStep, StateCondition, Task
+
+POLL_S = 0.03
+
+
+class OracleError(DeskdojoError):
+    """An oracle step could not be resolved or performed (the task is broken, not the agent)."""
+
+
+# --- reading published state ------------------------------------------------------
+
+
+def state_path(state: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (list items by number); KeyError naming the missing part."""
+    value = state
+    walked: list[str] = []
+    for part in path.split("."):
+        walked.append(part)
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise KeyError(f"no {'.'.join(walked)!r} in the state")
+    return value
+
+
+def center(box: Mapping[str, Any]) -> tuple[int, int]:
+    """The centre of anything with ``x, y, w, h`` (a widget, a list row, a menu entry)."""
+    return int(box["x"] + box["w"] // 2), int(box["y"] + box["h"] // 2)
+
+
+def find_widget(state: Mapping[str, Any], *, text: str | None = None, kind: str | None = None) -> str:
+    """The id of the one widget with this ``text`` (and ``kind``); KeyError if none or several."""
+    found = [wid for wid, w in state.get("widgets", {}).items()
+             if (text is None or w.get("text") == text) and (kind is None or w.get("kind") == kind)]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} widgets with text={text!r} kind={kind!r} in {state.get('app')!r}")
+    return found[0]
+
+
+def menu_entry(state: Mapping[str, Any], label: str) -> Mapping[str, Any]:
+    """The on-screen entry ``label`` of the menu bar or of an open menu (the deepest first)."""
+    for menu in reversed(state.get("open_menus", [])):
+        for item in menu["items"]:
+            if item["label"] == label:
+                return item
+    for item in state.get("menubar", []):
+        if item["label"] == label:
+            return item
+    raise KeyError(f"no menu entry {label!r} on screen in {state.get('app')!r}")
+
+
+def locate(apps: Mapping[str, Any], locator: Locator) -> tuple[int, int]:
+    """Screen point of ``locator`` in the published states ``apps`` (app name -> state)."""
+    if locator.app not in apps:
+        raise KeyError(f"app {locator.app!r} has published no state (running: {', '.join(sorted(apps)) or 'none'})")
+    state = apps[locator.app]
+    if locator.path is not None:
+        box = state_path(state, locator.path)
+    elif locator.menu is not None:
+        box = menu_entry(state, locator.menu)
+    else:
+        box = state["widgets"][find_widget(state, text=locator.text)]
+    if not isinstance(box, Mapping) or not all(k in box for k in ("x", "y", "w", "h")):
+        raise KeyError(f"{locator} does not point at something with x, y, w, h")
+    if box["w"] <= 0 or box["h"] <= 0:
+        raise KeyError(f"{locator} is not on screen yet (size {box['w']}x{box['h']})")
+    x, y = center(box)
+    return x + locator.dx, y + locator.dy
+
+
+def holds(apps: Mapping[str, Any], condition: StateCondition) -> bool:
+    try:
+        value = state_path(apps[condition.app], condition.path)
+    except KeyError:
+        return False
+    return condition.equals is None or value == condition.equals
+
+
+def resolve(step: OracleStep, apps: Mapping[str, Any]) -> Action:
+    """The concrete Action of ``step`` given the current published states (KeyError if not yet)."""
+    action = step.action
+    if step.wait is not None and not holds(apps, step.wait):
+        raise KeyError(f"waiting for {step.wait.app}.{step.wait.path} == {step.wait.equals!r}")
+    if step.at is not None:
+        x, y = locate(apps, step.at)
+        action = dataclasses.replace(action, x=x, y=y)
+    if step.to is not None:
+        to_x, to_y = locate(apps, step.to)
+        action = dataclasses.replace(action, to_x=to_x, to_y=to_y)
+    return action
+
+
+def needs_state(step: OracleStep) -> bool:
+    return step.at is not None or step.to is not None or step.wait is not None
+
+
+# --- performing ----------------------------------------------------------------
+
+
+def resolve_when_ready(sandbox: Any, step: OracleStep) -> Action:
+    """Poll the sandbox's app state until ``step`` resolves, up to ``step.timeout`` seconds."""
+    if not needs_state(step):
+        return step.action
+    deadline = time.monotonic() + step.timeout
+    while True:
+        apps = sandbox.app_state().get("apps", {})
+        try:
+            return resolve(step, apps)
+        except (KeyError, IndexError, TypeError) as exc:
+            if time.monotonic() > deadline:
+                raise OracleError(f"{exc} (gave up after {step.timeout:g} s)") from None
+        time.sleep(POLL_S)
+
+
+def run_oracle(sandbox: Any, task: Task, *,
+               on_action: Callable[[int, Action], Any] | None = None,
+               act: Callable[[Action], Any] | None = None) -> list[Action]:
+    """Perform ``task``'s oracle in ``sandbox`` (already reset to the task) and return
+    the actions it performed. ``act`` replaces ``sandbox.act`` (a demo recorder passes
+    its own); ``on_action(index, action)`` is called before each action is sent."""
+    perform = act or sandbox.act
+    done: list[Action] = []
+    for index, step in enumerate(task.oracle):
+        try:
+            action = resolve_when_ready(sandbox, step)
+        except OracleError as exc:
+            raise OracleError(f"task {task.id}: oracle step {index} ({step.action.kind}): {exc}") from None
+        if on_action is not None:
+            on_action(index, action)
+        result = perform(action)
+        if result is not None and getattr(result, "ok", True) is False:
+            raise OracleError(f"task {task.id}: oracle step {index} ({action.kind}) was refused: "
+                              f"{getattr(result, 'error', '')}")
+        done.append(action)
+    return done
+
+
+def literal_actions(oracle: Sequence[OracleStep]) -> list[Action]:
+    """The oracle's actions when none of them needs app state (ValueError otherwise)."""
+    if any(needs_state(step) for step in oracle):
+        raise ValueError("this oracle reads app state at run time; use run_oracle with a sandbox")
+    return [step.action for step in oracle]
+
+
+def oracle_of(*actions: Action) -> tuple[OracleStep, ...]:
+    """Literal oracle steps, for tasks whose solution points are known in advance."""
+    return tuple(OracleStep(action) for action in actions)
