@@ -46,6 +46,7 @@ print(int(sys.version_info >= (3, 11)), sys.version.split()[0],
 step "Debian packages"
 PACKAGES=(
   xvfb xdotool x11-utils xterm openbox debootstrap
+  mousepad   # the real text editor of the text_editor tasks (the image has it too)
   # Qt's xcb platform plugin (PyQt6 panel on a real X display)
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-shape0 libxcb-randr0 libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1

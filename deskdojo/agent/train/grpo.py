@@ -1,0 +1,622 @@
+"""GRPO on judged desktop rollouts, in the order it happens.
+
+rewards (outcome + step shaping) -> group-relative advantages (all-fail groups get a
+replayed success, zero-variance groups are dropped) -> one sample per trajectory step
+-> clipped token-level surrogate against the stored sampling log-probs (+ optional k3 KL
+to the adapter-free reference, + negative imitation of the first judged error) ->
+gradient accumulation over micro-batches -> one optimizer step.
+
+The policy is reached through one small protocol, :class:`TokenLogProbs`: a callable
+that scores each sample's generated tokens under the current weights (with grad). The
+reference policy is the same callable shape, run under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from deskdojo.core.errors import ConfigError, RecordError
+from deskdojo.core.records import from_json, to_json
+from deskdojo.core.types import EndReason, StepLabel, Task, Trajectory, Verdict
+
+REWARDS = ("score", "success")
+NORMALISERS = ("constant", "global")
+
+
+# --- config ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GRPOConfig:
+    """How GRPO turns judged groups into one update. Field docs are the CLI's ``--help``."""
+
+    group_size: int = field(default=8, metadata={"help": "rollouts per task (G)"})
+    reward: str = field(default="score", metadata={
+        "help": "trajectory outcome: score (the verdict's partial credit in [0,1]) | success (0/1)"})
+    invalid_step_penalty: float = field(default=0.05, metadata={
+        "help": "subtracted from the reward per step whose output did not parse (0 disables)"})
+    no_op_penalty: float = field(default=0.01, metadata={
+        "help": "subtracted from the reward per valid step the judge labelled no-op (0 disables)"})
+    scale_std: bool = field(default=False, metadata={
+        "help": "divide group advantages by the group's std (off: mean-centred only)"})
+    clip_low: float = field(default=0.2, metadata={"help": "ratio floor is 1 - clip_low"})
+    clip_high: float = field(default=0.28, metadata={"help": "ratio ceiling is 1 + clip_high (clip-higher)"})
+    ratio_cap: float = field(default=3.0, metadata={
+        "help": "truncated importance weight: a token's ratio weighs at most this much; "
+                "only bites where A < 0, which the clip leaves unbounded (0 disables)"})
+    normaliser: str = field(default="constant", metadata={
+        "help": "token-sum divided by: constant (max_new_tokens x group_size) | "
+                "global (policy-gradient tokens in the batch)"})
+    max_new_tokens: int = field(default=64, metadata={
+        "help": "tokens the policy may generate per step; sets the constant normaliser"})
+    kl_beta: float = field(default=0.0, metadata={
+        "help": "weight of the k3 KL to the reference policy (adapters disabled); 0 disables"})
+    neg_imitation_weight: float = field(default=0.2, metadata={
+        "help": "weight of -log sigmoid(-(logp - logp_ref)) on the first error step of failed "
+                "trajectories (SEAgent); 0 disables"})
+    success_replay: bool = field(default=True, metadata={
+        "help": "inject a stored success into groups that failed entirely (ARPO)"})
+    replay_per_task: int = field(default=4, metadata={"help": "successes kept per task"})
+    replay_max_tasks: int = field(default=1024, metadata={
+        "help": "tasks kept in the replay buffer (least recently updated goes first)"})
+    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
+    micro_batch_size: int = field(default=8, metadata={
+        "help": "samples (steps) per forward/backward; gradients accumulate to one optimizer step"})
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be >= 2 (advantages are relative), got {self.group_size}")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"reward {self.reward!r} is not one of: {', '.join(REWARDS)}")
+        if self.normaliser not in NORMALISERS:
+            raise ConfigError(f"normaliser {self.normaliser!r} is not one of: {', '.join(NORMALISERS)}")
+        for name in ("invalid_step_penalty", "no_op_penalty", "kl_beta", "neg_imitation_weight",
+                     "clip_high", "weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not 0 <= self.clip_low < 1:
+            raise ConfigError(f"clip_low must be within [0, 1), got {self.clip_low}")
+        if self.ratio_cap != 0 and self.ratio_cap < 1 + self.clip_high:
+            raise ConfigError(f"ratio_cap must be 0 (off) or >= 1 + clip_high = {1 + self.clip_high}, "
+                              f"got {self.ratio_cap}")
+        for name in ("max_new_tokens", "replay_per_task", "replay_max_tasks", "micro_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.kl_beta > 0 or self.neg_imitation_weight > 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GRPOConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"grpo config has no key {key!r} (known: {', '.join(sorted(known))})")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "GRPOConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# --- rewards and advantages ----------------------------------------------------------
+
+
+def trajectory_reward(trajectory: Trajectory, verdict: Verdict, config: GRPOConfig) -> float:
+    """Outcome (the verdict's score, or success as 0/1) minus per-step shaping penalties.
+
+    A step whose output did not parse (``action is None``) costs ``invalid_step_penalty``;
+    a valid step the judge labelled no-op costs ``no_op_penalty`` (an unparsed step is
+    charged once, as invalid, whatever its label).
+    """
+    outcome = verdict.score if config.reward == "score" else float(verdict.success)
+    invalid_steps = sum(1 for step in trajectory.steps if step.action is None)
+    no_op_steps = sum(1 for step, label in zip(trajectory.steps, verdict.step_labels)
+                      if step.action is not None and label == StepLabel.NO_OP)
+    return outcome - config.invalid_step_penalty * invalid_steps - config.no_op_penalty * no_op_steps
+
+
+def group_advantages(rewards: Sequence[float], *, scale_std: bool = False) -> list[float] | None:
+    """Group-relative advantages ``r - mean(r)`` (divided by the population std if
+    ``scale_std``), or None when the group carries no signal (fewer than two members or
+    all rewards equal): such groups are dropped, not trained on with zeros.
+
+    >>> group_advantages([1.0, 0.0, 0.0, 1.0])
+    [0.5, -0.5, -0.5, 0.5]
+    >>> group_advantages([1.0, 0.0, 0.0, 1.0], scale_std=True)
+    [1.0, -1.0, -1.0, 1.0]
+    >>> group_advantages([0.3, 0.3]) is None
+    True
+    """
+    if len(rewards) < 2 or max(rewards) - min(rewards) < 1e-9:
+        return None
+    mean = sum(rewards) / len(rewards)
+    advantages = [r - mean for r in rewards]
+    if scale_std:
+        std = math.sqrt(sum(a * a for a in advantages) / len(advantages))
+        advantages = [a / std for a in advantages]
+    return advantages
+
+
+# --- success replay ------------------------------------------------------------------
+
+
+def _has_sampling_logprobs(trajectory: Trajectory) -> bool:
+    steps = [step for step in trajectory.steps if step.token_ids]
+    return bool(steps) and all(len(step.logprobs) == len(step.token_ids) for step in steps)
+
+
+class SuccessReplay:
+    """Per-task buffer of recent successful trajectories (bounded), for all-fail groups.
+
+    When every rollout of a task fails, one stored success of that task joins the group
+    (as ARPO does) so the group still says which way is up. A replayed trajectory keeps
+    the sampling log-probs it was generated with; being off-policy is then handled by
+    the loss itself: its ratio ``exp(logp_new - logp_stored)`` is clipped like any other.
+    Frames are referenced by path, so the run directory that holds them must persist.
+    """
+
+    def __init__(self, *, per_task: int = 4, max_tasks: int = 1024):
+        if per_task < 1 or max_tasks < 1:
+            raise ConfigError(f"replay needs per_task >= 1 and max_tasks >= 1, got {per_task}, {max_tasks}")
+        self.per_task = per_task
+        self.max_tasks = max_tasks
+        self._buffers: OrderedDict[str, deque[tuple[Trajectory, Verdict]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(buffer) for buffer in self._buffers.values())
+
+    def add(self, trajectory: Trajectory, verdict: Verdict) -> bool:
+        """Store a success; False (not stored) for failures, duplicates, and trajectories
+        without sampling log-probs (they could not be importance-weighted)."""
+        if not verdict.success or not _has_sampling_logprobs(trajectory):
+            return False
+        buffer = self._buffers.setdefault(trajectory.task_id, deque(maxlen=self.per_task))
+        if any(stored.id == trajectory.id for stored, _ in buffer):
+            return False
+        buffer.append((trajectory, verdict))
+        self._buffers.move_to_end(trajectory.task_id)
+        while len(self._buffers) > self.max_tasks:
+            self._buffers.popitem(last=False)
+        return True
+
+    def sample(self, task_id: str) -> tuple[Trajectory, Verdict] | None:
+        """The most recent stored success of ``task_id`` (deterministic, so resumes agree)."""
+        buffer = self._buffers.get(task_id)
+        return buffer[-1] if buffer else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"per_task": self.per_task, "max_tasks": self.max_tasks,
+                "tasks": [{"task_id": task_id,
+                           "entries": [{"trajectory": to_json(t), "verdict": to_json(v)} for t, v in buffer]}
+                          for task_id, buffer in self._buffers.items()]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SuccessReplay":
+        try:
+            replay = cls(per_task=int(data["per_task"]), max_tasks=int(data["max_tasks"]))
+            tasks = data["tasks"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"success replay state is malformed ({exc!r}); expected the output of "
+                              f"SuccessReplay.to_dict()") from None
+        for entry_set in tasks:
+            for i, entry in enumerate(entry_set["entries"]):
+                where = f"replay[{entry_set['task_id']}][{i}]"
+                replay.add(from_json(Trajectory, entry["trajectory"], where=f"{where}.trajectory"),
+                           from_json(Verdict, entry["verdict"], where=f"{where}.verdict"))
+        return replay
+
+
+# --- samples -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """One judged rollout of a task. ``replayed`` marks a success injected from the buffer."""
+
+    task: Task
+    trajectory: Trajectory
+    verdict: Verdict
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GRPOSample:
+    """One trajectory step as a training sample.
+
+    The prompt is that step's observation window, which the policy rebuilds from
+    ``task``, ``trajectory`` and ``step_index`` (frames, history); the target is the
+    tokens it generated then, ``token_ids``, with the log-probs they were sampled with.
+    """
+
+    task: Task
+    trajectory: Trajectory
+    step_index: int
+    token_ids: tuple[int, ...]
+    old_logprobs: tuple[float, ...]
+    advantage: float
+    policy_gradient: bool  # False: the sample only carries negative imitation (its group was dropped)
+    negative_imitation: bool
+    replayed: bool = False
+
+
+class TokenLogProbs(Protocol):
+    """Scores samples' target tokens under a policy.
+
+    Returns ``(logp, mask)``, both ``[B, T]`` with ``T >= max len(token_ids)``:
+    ``logp[b, t]`` is the log-probability of ``samples[b].token_ids[t]`` given the
+    prompt and the tokens before it (differentiable for the trained policy), and
+    ``mask[b, t]`` is 1 exactly for ``t < len(samples[b].token_ids)``.
+    """
+
+    def __call__(self, samples: Sequence[GRPOSample]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """What one group contributed; ``mean_abs_advantage`` (of the group's own rollouts,
+    replay excluded, never std-scaled) is the curriculum's learning-progress signal."""
+
+    task_id: str
+    rewards: tuple[float, ...]
+    successes: tuple[bool, ...]
+    mean_abs_advantage: float
+    used: bool
+    replayed: bool
+    error_excluded: int
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    samples: tuple[GRPOSample, ...]
+    groups: tuple[GroupSummary, ...]
+
+    def counts(self) -> dict[str, float]:
+        own = [s for g in self.groups for s in g.successes]
+        rewards = [r for g in self.groups for r in g.rewards]
+        return {
+            "groups": len(self.groups),
+            "groups_used": sum(g.used for g in self.groups),
+            "groups_zero_variance": sum(not g.used for g in self.groups),
+            "trajectories": len(own),
+            "trajectories_error_excluded": sum(g.error_excluded for g in self.groups),
+            "replayed": sum(g.replayed for g in self.groups),
+            "samples": len(self.samples),
+            "negative_imitation_samples": sum(s.negative_imitation for s in self.samples),
+            "success_rate": sum(own) / len(own) if own else 0.0,
+            "reward_mean": sum(rewards) / len(rewards) if rewards else 0.0,
+        }
+
+
+def _as_rollout(item: Rollout | Sequence[Any]) -> Rollout:
+    rollout = item if isinstance(item, Rollout) else Rollout(*item)
+    task, trajectory, verdict = rollout.task, rollout.trajectory, rollout.verdict
+    if trajectory.task_id != task.id or verdict.task_id != task.id:
+        raise RecordError(f"rollout of task {task.id!r} holds trajectory for {trajectory.task_id!r} "
+                          f"and verdict for {verdict.task_id!r}: pass (task, trajectory, verdict) that match")
+    if verdict.trajectory_id != trajectory.id:
+        raise RecordError(f"verdict for {verdict.trajectory_id!r} paired with trajectory {trajectory.id!r}")
+    return rollout
+
+
+def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: GRPOConfig,
+                  replay: SuccessReplay | None = None) -> SampleBatch:
+    """Judged groups -> per-step samples with advantages. Updates ``replay``."""
+    samples: list[GRPOSample] = []
+    summaries: list[GroupSummary] = []
+    for group in groups:
+        rollouts = [_as_rollout(item) for item in group]
+        if not rollouts:
+            continue
+        task_ids = {r.task.id for r in rollouts}
+        if len(task_ids) != 1:
+            raise RecordError(f"a GRPO group must hold rollouts of one task, got {sorted(task_ids)}")
+        valid = [r for r in rollouts if r.trajectory.end is not EndReason.ERROR]
+        own_rewards = [trajectory_reward(r.trajectory, r.verdict, config) for r in valid]
+        # the curriculum's signal: mean-centred only, so it says how much outcomes differ
+        own_advantages = group_advantages(own_rewards) or [0.0] * len(valid)
+
+        replayed = False
+        if replay is not None and valid:
+            if any(r.verdict.success for r in valid):
+                for r in valid:
+                    replay.add(r.trajectory, r.verdict)
+            elif (stored := replay.sample(valid[0].task.id)) is not None:
+                valid.append(Rollout(valid[0].task, *stored, replayed=True))
+                replayed = True
+
+        rewards = [trajectory_reward(r.trajectory, r.verdict, config) for r in valid]
+        advantages = group_advantages(rewards, scale_std=config.scale_std)
+        summaries.append(GroupSummary(
+            task_id=rollouts[0].task.id, rewards=tuple(own_rewards),
+            successes=tuple(r.verdict.success for r in valid if not r.replayed),
+            mean_abs_advantage=sum(abs(a) for a in own_advantages) / max(1, len(own_advantages)),
+            used=advantages is not None, replayed=replayed,
+            error_excluded=len(rollouts) - len([r for r in valid if not r.replayed])))
+
+        for rollout, advantage in zip(valid, advantages or [0.0] * len(valid)):
+            samples.extend(_step_samples(rollout, advantage, advantages is not None, config))
+    return SampleBatch(tuple(samples), tuple(summaries))
+
+
+def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
+                  config: GRPOConfig) -> list[GRPOSample]:
+    """Every generated step gets the trajectory's advantage; the first error step of a
+    failed trajectory is also marked for negative imitation."""
+    verdict = rollout.verdict
+    imitation_step = (verdict.first_error_step
+                      if config.neg_imitation_weight > 0 and not verdict.success else None)
+    out = []
+    for step in rollout.trajectory.steps:
+        negative_imitation = step.index == imitation_step
+        if not step.token_ids or not (policy_gradient or negative_imitation):
+            continue
+        if len(step.logprobs) != len(step.token_ids):
+            raise RecordError(f"trajectory {rollout.trajectory.id} step {step.index} has token ids but no "
+                              f"sampling logprobs: GRPO needs them; record Decision logprobs at rollout")
+        out.append(GRPOSample(
+            task=rollout.task, trajectory=rollout.trajectory, step_index=step.index,
+            token_ids=tuple(step.token_ids), old_logprobs=tuple(step.logprobs), advantage=advantage,
+            policy_gradient=policy_gradient, negative_imitation=negative_imitation,
+            replayed=rollout.replayed))
+    return out
+
+
+def loss_normaliser(config: GRPOConfig, samples: Sequence[GRPOSample]) -> float:
+    """What the token-sum is divided by. Never a per-sequence mean: that would give the
+    tokens of short answers more weight than those of long ones."""
+    if config.normaliser == "constant":
+        return float(config.max_new_tokens * config.group_size)
+    return float(max(1, sum(len(s.token_ids) for s in samples if s.policy_gradient)))
+
+
+# --- the loss ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LossStats:
+    """Sums over one (micro-)batch; ``+`` merges micro-batches, ``as_dict`` gives means.
+
+    The loss terms are already divided by the whole batch's normaliser (and the
+    negative-imitation count), so they add up across micro-batches.
+    """
+
+    loss: float = 0.0
+    policy_loss: float = 0.0
+    kl_loss: float = 0.0
+    neg_imitation_loss: float = 0.0
+    tokens: int = 0
+    clipped_low: int = 0
+    clipped_high: int = 0
+    capped: int = 0
+    ratio_sum: float = 0.0
+    kl_sum: float = 0.0
+    logp_sum: float = 0.0
+
+    def __add__(self, other: "LossStats") -> "LossStats":
+        return LossStats(*(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)))
+
+    def as_dict(self) -> dict[str, float]:
+        tokens = max(1, self.tokens)
+        return {
+            "loss": self.loss, "policy_loss": self.policy_loss, "kl_loss": self.kl_loss,
+            "neg_imitation_loss": self.neg_imitation_loss, "tokens": self.tokens,
+            "clip_fraction": (self.clipped_low + self.clipped_high) / tokens,
+            "clip_low_fraction": self.clipped_low / tokens,
+            "clip_high_fraction": self.clipped_high / tokens,
+            "capped_fraction": self.capped / tokens,
+            "ratio_mean": self.ratio_sum / tokens,
+            "kl": self.kl_sum / tokens,
+            # -log p of sampled tokens: an unbiased per-token entropy estimate on-policy
+            "entropy_estimate": -self.logp_sum / tokens,
+        }
+
+
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor,
+              *, config: GRPOConfig, normaliser: float, policy_gradient: torch.Tensor | None = None,
+              ref_logp: torch.Tensor | None = None, negative_imitation: torch.Tensor | None = None,
+              negative_imitation_count: int | None = None) -> tuple[torch.Tensor, LossStats]:
+    """The GRPO objective for one (micro-)batch, as a loss to minimise.
+
+    Shapes: ``logp``, ``old_logp``, ``mask``, ``ref_logp``: [B, T]; ``advantages``,
+    ``policy_gradient``, ``negative_imitation``: [B]. ``old_logp`` are the STORED
+    sampling log-probs. Per token, with A the sample's advantage::
+
+        ratio     = exp(logp - old_logp)
+        weighted  = min(ratio, ratio_cap)          (value and gradient weight; TIS)
+        loss_t    = -min(weighted * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)
+        policy    = sum_t loss_t / normaliser       (token-sum, not per-sequence mean)
+        kl        = sum_t [exp(ref - logp) - (ref - logp) - 1] / normaliser      (k3)
+        imitation = mean over marked samples of -log sigmoid(-sum_t (logp - ref))
+        loss      = policy + kl_beta * kl + neg_imitation_weight * imitation
+
+    Why the cap: where A < 0 the clipped surrogate picks the unclipped ``ratio * A``
+    for ratio > 1 + clip_high, so one token the sampler found unlikely (a stale or
+    replayed sample, a sampler/trainer numeric mismatch) can dominate the step. Capping
+    its importance weight at c keeps its gradient bounded (``c * A * grad logp``) but
+    not zero, as truncated importance sampling does. Where A > 0 the clip acts first.
+    """
+    logp = logp.float()
+    old_logp = old_logp.to(logp)
+    mask = mask.to(logp)
+    advantages = advantages.to(logp)
+    pg_rows = torch.ones_like(advantages) if policy_gradient is None else policy_gradient.to(logp)
+    pg_mask = mask * pg_rows[:, None]
+    advantage = advantages[:, None]
+
+    ratio = torch.exp(logp - old_logp)
+    weighted = ratio
+    if config.ratio_cap > 0:
+        weighted = ratio * (ratio.detach().clamp(max=config.ratio_cap) / ratio.detach())
+    unclipped = weighted * advantage
+    clipped = ratio.clamp(1 - config.clip_low, 1 + config.clip_high) * advantage
+    per_token = -torch.minimum(unclipped, clipped)
+    policy_loss = (per_token * pg_mask).sum() / normaliser
+    loss = policy_loss
+
+    kl_sum = torch.zeros((), device=logp.device)
+    kl_loss = torch.zeros((), device=logp.device)
+    if ref_logp is not None:
+        log_ref_ratio = ref_logp.to(logp) - logp
+        k3 = torch.exp(log_ref_ratio) - log_ref_ratio - 1
+        kl_sum = (k3 * pg_mask).sum()
+        kl_loss = kl_sum / normaliser
+    if config.kl_beta > 0:
+        if ref_logp is None:
+            raise ConfigError("kl_beta > 0 needs ref_logp (the policy with adapters disabled)")
+        loss = loss + config.kl_beta * kl_loss
+
+    neg_loss = torch.zeros((), device=logp.device)
+    if config.neg_imitation_weight > 0 and negative_imitation is not None and bool(negative_imitation.any()):
+        if ref_logp is None:
+            raise ConfigError("neg_imitation_weight > 0 needs ref_logp (the policy with adapters disabled)")
+        marked = negative_imitation.to(logp)
+        count = negative_imitation_count if negative_imitation_count is not None else int(marked.sum())
+        sequence_log_ratio = ((logp - ref_logp.to(logp)) * mask).sum(dim=-1)
+        neg_loss = (-F.logsigmoid(-sequence_log_ratio) * marked).sum() / count
+        loss = loss + config.neg_imitation_weight * neg_loss
+
+    with torch.no_grad():
+        active = pg_mask > 0
+        stats = LossStats(
+            loss=float(loss.detach()), policy_loss=float(policy_loss.detach()), kl_loss=float(kl_loss.detach()),
+            neg_imitation_loss=float(neg_loss.detach()), tokens=int(active.sum()),
+            clipped_low=int((active & (advantage < 0) & (ratio < 1 - config.clip_low)).sum()),
+            clipped_high=int((active & (advantage > 0) & (ratio > 1 + config.clip_high)).sum()),
+            capped=int((active & (advantage < 0) & (ratio > config.ratio_cap)).sum())
+            if config.ratio_cap > 0 else 0,
+            ratio_sum=float((ratio * pg_mask).sum()), kl_sum=float(kl_sum),
+            logp_sum=float((logp.detach() * pg_mask).sum()))
+    return loss, stats
+
+
+# --- the trainer ---------------------------------------------------------------------
+
+
+def _padded(rows: Sequence[Sequence[float]], width: int, *, device: torch.device) -> torch.Tensor:
+    out = torch.zeros(len(rows), width, dtype=torch.float32, device=device)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row, dtype=torch.float32)
+    return out
+
+
+def _fit_width(values: torch.Tensor, width: int) -> torch.Tensor:
+    """Cut or zero-pad [B, T'] to [B, width]; positions past each sample's tokens are masked anyway."""
+    if values.shape[1] >= width:
+        return values[:, :width]
+    return F.pad(values, (0, width - values.shape[1]))
+
+
+def _check_alignment(logp: torch.Tensor, mask: torch.Tensor, samples: Sequence[GRPOSample],
+                     source: str) -> None:
+    lengths = [len(s.token_ids) for s in samples]
+    if logp.dim() != 2 or logp.shape != mask.shape or logp.shape[0] != len(samples) \
+            or logp.shape[1] < max(lengths):
+        raise ConfigError(f"{source} returned logp {tuple(logp.shape)} and mask {tuple(mask.shape)} for "
+                          f"{len(samples)} samples of up to {max(lengths)} tokens: expected [B, T>=max] both")
+    got = mask.detach().to(torch.long).sum(dim=-1).tolist()
+    if got != lengths:
+        raise ConfigError(f"{source} mask covers {got} tokens per sample but the samples have {lengths}: "
+                          f"logp must align with each sample's token_ids")
+
+
+class GRPOTrainer:
+    """Owns the optimizer and the success replay; ``step(groups)`` is one GRPO update.
+
+    ``policy_logprobs`` scores samples with grad; ``reference_logprobs`` (needed when
+    ``kl_beta`` or ``neg_imitation_weight`` > 0) scores them under the reference policy,
+    e.g. the same model with its adapters disabled, and is called under no_grad.
+    """
+
+    def __init__(self, config: GRPOConfig, policy_logprobs: TokenLogProbs,
+                 parameters: Iterable[torch.nn.Parameter], *,
+                 reference_logprobs: TokenLogProbs | None = None):
+        self.config = config
+        self.policy_logprobs = policy_logprobs
+        self.reference_logprobs = reference_logprobs
+        if config.needs_reference and reference_logprobs is None:
+            raise ConfigError("kl_beta and neg_imitation_weight need reference_logprobs (the policy with "
+                              "adapters disabled): pass it, or set both to 0")
+        self.parameters = [p for p in parameters if p.requires_grad]
+        if not self.parameters:
+            raise ConfigError("GRPOTrainer got no trainable parameters (requires_grad=True): "
+                              "pass the adapter's parameters")
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay)
+        self.replay = (SuccessReplay(per_task=config.replay_per_task, max_tasks=config.replay_max_tasks)
+                       if config.success_replay else None)
+        self.updates = 0
+        self.last_groups: tuple[GroupSummary, ...] = ()
+
+    def step(self, groups: Iterable[Sequence[Rollout | Sequence[Any]]]) -> dict[str, float]:
+        """One update from judged groups of (task, trajectory, verdict). Returns stats;
+        ``skipped`` is 1 when no group carried signal (no optimizer step was taken)."""
+        batch = build_samples(groups, self.config, self.replay)
+        self.last_groups = batch.groups
+        stats: dict[str, float] = batch.counts()
+        if not batch.samples:
+            return {**stats, "skipped": 1}
+
+        normaliser = loss_normaliser(self.config, batch.samples)
+        imitation_count = sum(s.negative_imitation for s in batch.samples)
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = LossStats()
+        size = self.config.micro_batch_size
+        for start in range(0, len(batch.samples), size):
+            totals += self._accumulate(batch.samples[start:start + size], normaliser, imitation_count)
+        if self.config.max_grad_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
+        else:
+            grad_norm = torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for p in self.parameters if p.grad is not None]))
+        self.optimizer.step()
+        self.updates += 1
+        return {**stats, **totals.as_dict(), "normaliser": normaliser,
+                "grad_norm": float(grad_norm), "skipped": 0}
+
+    def _accumulate(self, samples: Sequence[GRPOSample], normaliser: float,
+                    imitation_count: int) -> LossStats:
+        """Forward and backward one micro-batch; its gradient adds to the others'."""
+        logp, mask = self.policy_logprobs(samples)
+        _check_alignment(logp, mask, samples, "policy_logprobs")
+        device = logp.device
+        negative_imitation = torch.tensor([s.negative_imitation for s in samples], device=device)
+        ref_logp = None
+        wants_reference = self.config.kl_beta > 0 or (
+            self.config.neg_imitation_weight > 0 and bool(negative_imitation.any()))
+        if self.reference_logprobs is not None and wants_reference:
+            with torch.no_grad():
+                ref_logp, ref_mask = self.reference_logprobs(samples)
+            _check_alignment(ref_logp, ref_mask, samples, "reference_logprobs")
+            ref_logp = _fit_width(ref_logp.detach().float(), logp.shape[1]).to(device)
+        loss, stats = grpo_loss(
+            logp, _padded([s.old_logprobs for s in samples], logp.shape[1], device=device), mask,
+            torch.tensor([s.advantage for s in samples], device=device),
+            config=self.config, normaliser=normaliser,
+            policy_gradient=torch.tensor([s.policy_gradient for s in samples], device=device),
+            ref_logp=ref_logp, negative_imitation=negative_imitation,
+            negative_imitation_count=imitation_count)
+        loss.backward()
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        """For checkpoints: optimizer tensors (torch.save them) and the JSON replay buffer."""
+        return {"optimizer": self.optimizer.state_dict(), "updates": self.updates,
+                "replay": self.replay.to_dict() if self.replay is not None else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+        if self.replay is not None and state.get("replay") is not None:
+            self.replay = SuccessReplay.from_dict(state["replay"])

@@ -1,0 +1,408 @@
+"""GRPO: the loss against hand-computed values for each option, sample building
+(error exclusion, zero-variance drop, success replay), and a toy policy whose
+preferred action rises under repeated updates."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from deskdojo.agent.train.grpo import (
+    GRPOConfig, GRPOTrainer, GRPOSample, SuccessReplay, build_samples, group_advantages,
+    grpo_loss, loss_normaliser, trajectory_reward)
+from deskdojo.core.actions import Wait
+from deskdojo.core.errors import ConfigError, RecordError
+from deskdojo.core.types import EndReason, Step, StepLabel, Task, Trajectory, Verdict
+
+
+# --- builders ----------------------------------------------------------------------
+
+
+def make_task(task_id: str = "t0", seed: int = 0) -> Task:
+    return Task(id=task_id, instruction="do it", family="toy", seed=seed)
+
+
+def make_rollout(task: Task, traj_id: str, steps: list[tuple[tuple[int, ...], tuple[float, ...]]], *,
+                 success: bool, score: float | None = None, end: EndReason = EndReason.DONE,
+                 first_error_step: int | None = None, labels: tuple[StepLabel, ...] = (),
+                 invalid: frozenset[int] = frozenset()):
+    trajectory = Trajectory(
+        id=traj_id, task_id=task.id, end=end,
+        steps=tuple(Step(index=i, action=None if i in invalid else Wait(), token_ids=ids, logprobs=lps)
+                    for i, (ids, lps) in enumerate(steps)))
+    verdict = Verdict(task_id=task.id, trajectory_id=traj_id, success=success,
+                      score=float(success) if score is None else score, judge_id="test",
+                      step_labels=labels, first_error_step=first_error_step)
+    return task, trajectory, verdict
+
+
+ONE_STEP = [((1, 2), (-0.5, -0.7))]
+NO_SHAPING = dict(invalid_step_penalty=0.0, no_op_penalty=0.0)
+
+
+# --- config, rewards, advantages ------------------------------------------------------
+
+
+def test_config_is_closed_and_validated():
+    with pytest.raises(ConfigError, match="clip_hi"):
+        GRPOConfig.from_dict({"clip_hi": 0.3})
+    with pytest.raises(ConfigError, match="normaliser"):
+        GRPOConfig(normaliser="per-sequence")
+    with pytest.raises(ConfigError, match="ratio_cap"):
+        GRPOConfig(ratio_cap=1.1)
+    assert GRPOConfig.from_dict({"kl_beta": 0.05}).kl_beta == 0.05
+
+
+def test_reward_is_outcome_minus_step_shaping():
+    task = make_task()
+    steps = [((1,), (-0.1,))] * 4
+    labels = (StepLabel.PROGRESS, StepLabel.NO_OP, StepLabel.NO_OP, StepLabel.ERROR)
+    _, trajectory, verdict = make_rollout(task, "a", steps, success=False, score=0.5, labels=labels,
+                                          invalid=frozenset({2}))
+    config = GRPOConfig(invalid_step_penalty=0.1, no_op_penalty=0.02)
+    # one invalid step (index 2, whose no-op label is not charged again), one valid no-op
+    assert trajectory_reward(trajectory, verdict, config) == pytest.approx(0.5 - 0.1 - 0.02)
+    assert trajectory_reward(trajectory, verdict, config.replace(reward="success")) == pytest.approx(-0.12)
+    assert trajectory_reward(trajectory, verdict, config.replace(**NO_SHAPING)) == 0.5
+
+
+def test_advantages_mean_centred_and_std_scaled():
+    assert group_advantages([1.0, 0.0, 0.0, 0.0]) == pytest.approx([0.75, -0.25, -0.25, -0.25])
+    # population std of (0.75, -0.25, -0.25, -0.25) is sqrt(0.1875) = sqrt(3)/4
+    assert group_advantages([1.0, 0.0, 0.0, 0.0], scale_std=True) == pytest.approx(
+        [math.sqrt(3), -1 / math.sqrt(3), -1 / math.sqrt(3), -1 / math.sqrt(3)])
+    assert group_advantages([0.0, 0.0, 0.0]) is None
+    assert group_advantages([1.0]) is None
+
+
+# --- the loss, hand-computed -------------------------------------------------------------
+
+
+def leaf(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).log().requires_grad_(True)
+
+
+def test_clip_low_and_high_both_active():
+    # ratios: [[1.5, 1.1], [0.5, 0.9]]; A = [+1, -1]; clip window [0.8, 1.28]
+    logp = leaf([[0.6, 0.55], [0.2, 0.45]])
+    old = torch.tensor([[0.4, 0.5], [0.4, 0.5]]).log()
+    mask = torch.ones(2, 2)
+    config = GRPOConfig(clip_low=0.2, clip_high=0.28)
+    loss, stats = grpo_loss(logp, old, mask, torch.tensor([1.0, -1.0]), config=config, normaliser=4.0)
+    # tokens: -min(1.5, 1.28) = -1.28 ; -1.1 ; -min(-0.5, -0.8) = 0.8 ; -min(-0.9, -0.9) = 0.9
+    assert float(loss.detach()) == pytest.approx((-1.28 - 1.1 + 0.8 + 0.9) / 4)
+    loss.backward()
+    # clipped tokens get no gradient; the others get -ratio * A / normaliser
+    assert logp.grad.flatten().tolist() == pytest.approx([0.0, -1.1 / 4, 0.0, 0.9 / 4])
+    summary = stats.as_dict()
+    assert (stats.clipped_high, stats.clipped_low, stats.tokens) == (1, 1, 4)
+    assert summary["clip_fraction"] == 0.5
+    assert summary["ratio_mean"] == pytest.approx(1.0)
+    assert summary["entropy_estimate"] == pytest.approx(-math.log(0.6 * 0.55 * 0.2 * 0.45) / 4)
+
+
+def test_ratio_cap_truncates_the_importance_weight_for_negative_advantages():
+    old = torch.tensor([[0.1]]).log()
+    for cap, expected in ((3.0, 3.0), (0.0, 4.0)):  # ratio 4, A = -1
+        logp = leaf([[0.4]])
+        loss, stats = grpo_loss(logp, old, torch.ones(1, 1), torch.tensor([-1.0]),
+                                config=GRPOConfig(ratio_cap=cap), normaliser=1.0)
+        loss.backward()
+        assert float(loss.detach()) == pytest.approx(expected)
+        assert float(logp.grad.sum()) == pytest.approx(expected)  # gradient weight min(ratio, cap) * -A
+        assert stats.capped == (1 if cap else 0)
+
+
+def test_constant_and_global_normalisers():
+    logp = leaf([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]])
+    old = logp.detach().clone()  # ratio 1 everywhere -> token loss = -A
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    advantages = torch.tensor([1.0, -0.5])
+    token_sum = -(3 * 1.0) + 0.5  # -2.5
+    loss, _ = grpo_loss(logp, old, mask, advantages, config=GRPOConfig(), normaliser=4.0)
+    assert float(loss.detach()) == pytest.approx(token_sum / 4)  # global: 4 tokens, not a per-sequence mean
+    loss, _ = grpo_loss(logp, old, mask, advantages, config=GRPOConfig(), normaliser=64 * 8)
+    assert float(loss.detach()) == pytest.approx(token_sum / 512)
+
+    task = make_task()
+    _, trajectory, _ = make_rollout(task, "a", ONE_STEP, success=True)
+    def sample(n: int, pg: bool) -> GRPOSample:
+        return GRPOSample(task=task, trajectory=trajectory, step_index=0, token_ids=(1,) * n,
+                            old_logprobs=(-1.0,) * n, advantage=0.0, policy_gradient=pg,
+                            negative_imitation=not pg)
+    samples = [sample(3, True), sample(1, True), sample(5, False)]
+    assert loss_normaliser(GRPOConfig(normaliser="global"), samples) == 4.0  # imitation-only tokens excluded
+    assert loss_normaliser(GRPOConfig(normaliser="constant", max_new_tokens=5, group_size=2), samples) == 10.0
+
+
+def test_k3_kl_to_the_reference():
+    logp = leaf([[0.5]])
+    ref = torch.tensor([[0.25]]).log()
+    config = GRPOConfig(kl_beta=0.5)
+    loss, stats = grpo_loss(logp, logp.detach(), torch.ones(1, 1), torch.tensor([0.0]), config=config,
+                            normaliser=1.0, ref_logp=ref)
+    # d = ref - logp = ln 0.5 ; k3 = e^d - d - 1 = 0.5 + ln 2 - 1
+    k3 = 0.5 + math.log(2) - 1
+    assert float(loss.detach()) == pytest.approx(0.5 * k3)
+    assert stats.as_dict()["kl"] == pytest.approx(k3)
+    loss.backward()
+    assert float(logp.grad.sum()) == pytest.approx(0.5 * (1 - 0.5))  # beta * (1 - e^d)
+    with pytest.raises(ConfigError, match="ref_logp"):
+        grpo_loss(logp, logp.detach(), torch.ones(1, 1), torch.tensor([0.0]), config=config, normaliser=1.0)
+
+
+def test_negative_imitation_on_marked_samples():
+    # row 0 marked, not in the policy gradient; sequence log-ratio = ln(1.2) + ln(0.8) = ln(0.96)
+    logp = leaf([[0.3, 0.2], [0.9, 0.9]])
+    ref = torch.tensor([[0.25, 0.25], [0.1, 0.1]]).log()
+    config = GRPOConfig(neg_imitation_weight=0.2)
+    common = dict(config=config, normaliser=1.0, ref_logp=ref, policy_gradient=torch.tensor([False, True]),
+                  negative_imitation=torch.tensor([True, False]))
+    loss, stats = grpo_loss(logp, logp.detach(), torch.ones(2, 2), torch.tensor([0.0, 0.0]), **common)
+    # -log sigmoid(-d) = log(1 + e^d) = log(1.96)
+    assert float(loss.detach()) == pytest.approx(0.2 * math.log(1.96))
+    assert stats.neg_imitation_loss == pytest.approx(math.log(1.96))
+    loss.backward()
+    assert logp.grad[0].tolist() == pytest.approx([0.2 * 0.96 / 1.96] * 2)  # pushes the error's logp down
+    assert logp.grad[1].tolist() == [0.0, 0.0]
+    loss, _ = grpo_loss(logp, logp.detach(), torch.ones(2, 2), torch.tensor([0.0, 0.0]),
+                        negative_imitation_count=2, **common)  # the batch had two marked samples
+    assert float(loss.detach()) == pytest.approx(0.1 * math.log(1.96))
+
+
+# --- building samples from judged groups ---------------------------------------------
+
+
+def test_error_trajectories_are_excluded_from_groups():
+    task = make_task()
+    group = [make_rollout(task, "ok", ONE_STEP, success=True),
+             make_rollout(task, "bad", ONE_STEP, success=False),
+             make_rollout(task, "crash", ONE_STEP, success=True, end=EndReason.ERROR)]
+    batch = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0), None)
+    assert {s.trajectory.id: s.advantage for s in batch.samples} == {"ok": 0.5, "bad": -0.5}
+    counts = batch.counts()
+    assert counts["trajectories_error_excluded"] == 1 and counts["trajectories"] == 2
+    assert counts["groups_used"] == 1
+
+
+def test_zero_variance_groups_are_dropped_but_first_errors_still_imitated():
+    task = make_task()
+    two_steps = ONE_STEP + [((3,), (-0.2,))]
+    group = [make_rollout(task, f"f{i}", two_steps, success=False, first_error_step=1) for i in range(3)]
+    batch = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0), None)
+    assert batch.samples == () and batch.counts()["groups_zero_variance"] == 1
+    batch = build_samples([group], GRPOConfig(**NO_SHAPING), None)
+    assert [(s.step_index, s.policy_gradient, s.negative_imitation) for s in batch.samples] == \
+        [(1, False, True)] * 3
+
+
+def test_each_step_is_a_sample_with_the_trajectory_advantage_and_stored_logprobs():
+    task = make_task()
+    steps = [((1, 2), (-0.5, -0.7)), ((), ()), ((4,), (-1.5,))]  # a step without tokens is skipped
+    group = [make_rollout(task, "win", steps, success=True),
+             make_rollout(task, "lose", steps, success=False, first_error_step=2)]
+    batch = build_samples([group], GRPOConfig(**NO_SHAPING), None)
+    assert [(s.trajectory.id, s.step_index, s.advantage, s.negative_imitation, s.old_logprobs)
+            for s in batch.samples] == [
+        ("win", 0, 0.5, False, (-0.5, -0.7)), ("win", 2, 0.5, False, (-1.5,)),
+        ("lose", 0, -0.5, False, (-0.5, -0.7)), ("lose", 2, -0.5, True, (-1.5,))]
+    assert batch.groups[0].mean_abs_advantage == 0.5
+
+
+def test_bad_groups_are_refused():
+    a, b = make_task("a"), make_task("b")
+    with pytest.raises(RecordError, match="one task"):
+        build_samples([[make_rollout(a, "1", ONE_STEP, success=True),
+                        make_rollout(b, "2", ONE_STEP, success=False)]], GRPOConfig(), None)
+    no_logprobs = [((1, 2), ())]
+    with pytest.raises(RecordError, match="sampling logprobs"):
+        build_samples([[make_rollout(a, "1", no_logprobs, success=True),
+                        make_rollout(a, "2", ONE_STEP, success=False)]], GRPOConfig(), None)
+
+
+def test_success_replay_injects_into_all_fail_groups_and_serialises():
+    task = make_task()
+    replay = SuccessReplay(per_task=2, max_tasks=4)
+    config = GRPOConfig(**NO_SHAPING, neg_imitation_weight=0)
+    stored_logprobs = ((7,), (-3.0,))
+    build_samples([[make_rollout(task, "win", [stored_logprobs], success=True),
+                    make_rollout(task, "lose", ONE_STEP, success=False)]], config, replay)
+    assert len(replay) == 1
+
+    failing = [make_rollout(task, f"f{i}", ONE_STEP, success=False) for i in range(3)]
+    batch = build_samples([failing], config, replay)
+    by_id = {s.trajectory.id: s for s in batch.samples}
+    assert by_id["win"].replayed and by_id["win"].old_logprobs == (-3.0,)  # its own sampling logprobs
+    assert by_id["win"].advantage == pytest.approx(0.75)  # rewards (0, 0, 0, 1)
+    assert by_id["f0"].advantage == pytest.approx(-0.25)
+    assert batch.counts()["replayed"] == 1 and batch.groups[0].used
+    assert batch.groups[0].mean_abs_advantage == 0.0  # learning signal of the group's own rollouts
+    assert build_samples([failing], config, None).samples == ()  # without replay: dropped
+
+    restored = SuccessReplay.from_dict(json.loads(json.dumps(replay.to_dict())))
+    trajectory, verdict = restored.sample(task.id)
+    assert trajectory.id == "win" and trajectory.steps[0].logprobs == (-3.0,) and verdict.success
+    for i in range(3):  # bounded per task: the oldest success goes
+        replay.add(*make_rollout(task, f"again{i}", ONE_STEP, success=True)[1:])
+    assert len(replay) == 2 and replay.sample(task.id)[0].id == "again2"
+    for i in range(6):  # bounded in tasks: the least recently updated task goes
+        replay.add(*make_rollout(make_task(f"u{i % 5}"), f"w{i}", ONE_STEP, success=True)[1:])
+    assert len(replay) == 4 and replay.sample(task.id) is None and replay.sample("u1") is None
+    assert replay.sample("u0")[0].id == "w5"
+
+
+# --- the trainer, with a toy policy ---------------------------------------------------
+
+
+class ToyPolicy(torch.nn.Module):
+    """p(token | context, previous token) from one linear layer over one-hot inputs."""
+
+    def __init__(self, contexts: int = 2, vocab: int = 4):
+        super().__init__()
+        self.contexts, self.vocab = contexts, vocab
+        self.linear = torch.nn.Linear(contexts + vocab, vocab)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+
+    def prob(self, context: int, token: int) -> float:
+        with torch.no_grad():
+            return float(self.log_probs(context, 0)[token].exp())
+
+    def log_probs(self, context: int, previous: int) -> torch.Tensor:
+        x = torch.cat([torch.nn.functional.one_hot(torch.tensor(context), self.contexts),
+                       torch.nn.functional.one_hot(torch.tensor(previous), self.vocab)]).float()
+        return torch.log_softmax(self.linear(x), dim=-1)
+
+    def token_logprobs(self, samples):
+        width = max(len(s.token_ids) for s in samples)
+        logp = torch.zeros(len(samples), width)
+        mask = torch.zeros(len(samples), width)
+        rows = []
+        for b, sample in enumerate(samples):
+            previous, row = 0, []
+            for token in sample.token_ids:
+                row.append(self.log_probs(sample.task.seed, previous)[token])
+                previous = token
+            rows.append(torch.stack(row))
+            mask[b, :len(row)] = 1
+        logp = torch.stack([torch.nn.functional.pad(r, (0, width - len(r))) for r in rows])
+        return logp, mask
+
+    def sample(self, context: int, generator: torch.Generator) -> tuple[int, float]:
+        with torch.no_grad():
+            logp = self.log_probs(context, 0)
+        token = int(torch.multinomial(logp.exp(), 1, generator=generator))
+        return token, float(logp[token])
+
+
+def bandit_group(policy: ToyPolicy, task: Task, generator: torch.Generator, iteration: int, good: int = 2):
+    group = []
+    for g in range(8):
+        token, logprob = policy.sample(task.seed, generator)
+        group.append(make_rollout(task, f"{iteration}-{g}", [((token,), (logprob,))], success=token == good))
+    return group
+
+
+def test_toy_bandit_raises_the_rewarded_action():
+    torch.manual_seed(0)
+    policy = ToyPolicy()
+    config = GRPOConfig(lr=0.05, neg_imitation_weight=0.0, normaliser="global", success_replay=False)
+    trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters())
+    generator = torch.Generator().manual_seed(0)
+    task = make_task(seed=1)
+    before = policy.prob(1, 2)
+    skipped = 0
+    for iteration in range(30):
+        stats = trainer.step([bandit_group(policy, task, generator, iteration)])
+        skipped += stats["skipped"]  # all-success (or all-fail) groups carry no signal
+    after = policy.prob(1, 2)
+    assert before == pytest.approx(0.25)
+    assert after > 0.8, (before, after, stats)
+    assert trainer.updates == 30 - skipped and trainer.updates >= 10
+    assert policy.prob(0, 2) < after  # the other context moved less: the shared bias only
+
+
+def test_negative_imitation_lowers_the_first_error_action():
+    policy = ToyPolicy()
+    reference = copy.deepcopy(policy).requires_grad_(False)
+    config = GRPOConfig(lr=0.05, neg_imitation_weight=1.0, success_replay=False)
+    trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters(),
+                          reference_logprobs=reference.token_logprobs)
+    task = make_task(seed=0)
+    group = [make_rollout(task, f"f{i}", [((3,), (math.log(0.25),))], success=False, first_error_step=0)
+             for i in range(4)]
+    for _ in range(5):
+        stats = trainer.step([group])
+    assert stats["groups_zero_variance"] == 1 and stats["negative_imitation_samples"] == 4
+    assert policy.prob(0, 3) < 0.2
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient():
+    torch.manual_seed(1)
+    base = ToyPolicy()
+    torch.nn.init.normal_(base.linear.weight, std=0.5)
+    reference = copy.deepcopy(base).requires_grad_(False)
+    tasks = [make_task("a", seed=0), make_task("b", seed=1)]
+    groups = []
+    for task in tasks:
+        groups.append([make_rollout(task, f"{task.id}{i}", [((i % 4, 1), (-1.2, -1.6)), ((2,), (-1.0,))][: 1 + i % 2],
+                                    success=i % 3 == 0, score=0.3 * (i % 3 == 0) + 0.1 * i,
+                                    first_error_step=0 if i % 3 else None) for i in range(5)])
+    grads = []
+    for micro in (1, 3, 100):
+        policy = copy.deepcopy(base)
+        config = GRPOConfig(micro_batch_size=micro, normaliser="global", kl_beta=0.1, max_grad_norm=0.0)
+        trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters(),
+                              reference_logprobs=reference.token_logprobs)
+        stats = trainer.step(groups)
+        grads.append((policy.linear.weight.grad.clone(), stats["loss"], stats["tokens"]))
+    for grad, loss, tokens in grads[1:]:
+        assert torch.allclose(grad, grads[0][0], atol=1e-6)
+        assert loss == pytest.approx(grads[0][1]) and tokens == grads[0][2]
+    assert grads[0][0].abs().sum() > 0
+
+
+def test_trainer_contract_errors():
+    policy = ToyPolicy()
+    with pytest.raises(ConfigError, match="reference_logprobs"):
+        GRPOTrainer(GRPOConfig(kl_beta=0.1), policy.token_logprobs, policy.parameters())
+
+    def misaligned(samples):
+        logp, mask = policy.token_logprobs(samples)
+        return logp, torch.ones_like(mask)
+    task = make_task()
+    group = [make_rollout(task, "a", [((1, 2), (-1.0, -1.0))], success=True),
+             make_rollout(task, "b", [((1,), (-1.0,))], success=False)]
+    trainer = GRPOTrainer(GRPOConfig(neg_imitation_weight=0), misaligned, policy.parameters())
+    with pytest.raises(ConfigError, match="align"):
+        trainer.step([group])
+    trainer = GRPOTrainer(GRPOConfig(neg_imitation_weight=0), policy.token_logprobs, policy.parameters())
+    skipped = trainer.step([[make_rollout(task, "c", ONE_STEP, success=False)] * 2])
+    assert skipped["skipped"] == 1 and trainer.updates == 0
+    state = trainer.state_dict()
+    assert json.loads(json.dumps(state["replay"]))["per_task"] == 4
+
+
+def test_trainer_state_round_trips_and_doctests_hold():
+    import doctest
+
+    from deskdojo.agent.train import grpo
+    assert doctest.testmod(grpo).failed == 0
+
+    policy = ToyPolicy()
+    config = GRPOConfig(neg_imitation_weight=0, scale_std=True)
+    trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters())
+    task = make_task()
+    trainer.step([[make_rollout(task, "w", ONE_STEP, success=True),
+                   make_rollout(task, "l", ONE_STEP, success=False),
+                   make_rollout(task, "m", ONE_STEP, success=False)]])
+    # the curriculum's signal is never std-scaled: |(1, 0, 0) - 1/3| averaged = 4/9
+    assert trainer.last_groups[0].mean_abs_advantage == pytest.approx(4 / 9)
+    restored = GRPOTrainer(config, policy.token_logprobs, policy.parameters())
+    restored.load_state_dict(trainer.state_dict())
+    assert restored.updates == 1 and restored.replay.sample(task.id)[0].id == "w"
+    assert restored.optimizer.state_dict()["state"]  # Adam moments came back
