@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from deskdojo.core.actions import Action, action_to_dict
+from deskdojo.core.actions import Action, Wait, action_to_dict
 from deskdojo.core.protocols import Decision, Sandbox
 from deskdojo.core.oracle import resolve
 from deskdojo.core.types import Observation, OracleStep, Task, Trajectory, Verdict
+
+
+WAITING = "oracle: waiting:"  # marks decisions that wait for app state (not script steps)
 
 
 class ScriptedPolicy:
@@ -26,16 +29,19 @@ class ScriptedPolicy:
         decisions = []
         for observation, task, history in zip(observations, tasks, histories):
             script = self.actions if self.actions is not None else task.oracle
-            if len(history) >= len(script):
+            done = sum(1 for d in history if not d.text.startswith(WAITING))
+            if done >= len(script):
                 decisions.append(Decision(text="", action=None, parse_error="script exhausted"))
                 continue
-            action = script[len(history)]
+            action = script[done]
             if isinstance(action, OracleStep):
                 apps = (observation.app_state or {}).get("apps", {})
                 try:
                     action = resolve(action, apps)
                 except (KeyError, IndexError, TypeError) as exc:
-                    decisions.append(Decision(text="", action=None, parse_error=f"oracle step: {exc}"))
+                    # The app has not published what this step needs yet (it may still be
+                    # mapping its window): wait a moment rather than lose the step.
+                    decisions.append(Decision(text=f"{WAITING} {exc}", action=Wait(0.1)))
                     continue
             decisions.append(Decision(text=str(action_to_dict(action)), action=action))
         return decisions

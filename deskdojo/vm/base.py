@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from deskdojo.core.actions import Action, describe, off_screen_error
+from deskdojo.core.actions import Action, action_from_dict, describe, off_screen_error
 from deskdojo.core.errors import SandboxDied, SandboxError
 from deskdojo.core.protocols import ActResult, ExecResult
 from deskdojo.core.types import Observation, SetupStep, Task, Window
@@ -165,6 +165,26 @@ class GuestSandbox(ClosesOnExit):
     def health(self) -> dict[str, Any]:
         self._guard()
         return self._call(self.client.health)
+
+    # --- recording (demonstrations) -----------------------------------------------
+
+    def start_recording(self) -> None:
+        """From now on the guest keeps every action performed in this sandbox (by anyone:
+        the panel, ``deskdojo sandbox act``, a recorder) with the screen before it."""
+        self._guard()
+        self._call(self.client.set_recording, True)
+
+    def stop_recording(self) -> list[tuple[Action, bytes]]:
+        """Stop recording; the recorded actions in order, each with the PNG of the screen
+        just before it."""
+        self._guard()
+        self._call(self.client.set_recording, False)
+        recorded = self._call(self.client.recording)
+        if recorded.get("dropped"):
+            raise SandboxError(f"the guest recorded only the first {recorded['limit']} actions and dropped "
+                               f"{recorded['dropped']}; record shorter demonstrations")
+        return [(action_from_dict(entry["action"]), self._call(self.client.recorded_frame, entry["index"]))
+                for entry in recorded["actions"]]
 
     def alive(self) -> bool:
         if self._closed or self._dead_reason:

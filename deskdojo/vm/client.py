@@ -256,6 +256,18 @@ class GuestClient:
         """Kill the sandbox's apps, restore its home folder; returns the guest's elapsed ms."""
         return float(self._call("POST", "/v1/reset", {})["elapsed_ms"])
 
+    def set_recording(self, on: bool) -> None:
+        """Turn the guest's action recording on (a new recording) or off (kept for reading)."""
+        self._call("POST", "/v1/record", {"on": bool(on)})
+
+    def recording(self) -> dict[str, Any]:
+        """``{"recording", "started", "dropped", "limit", "actions": [{"index", "time", "action"}]}``."""
+        return self._call("GET", "/v1/record")
+
+    def recorded_frame(self, index: int) -> bytes:
+        """The PNG of the screen just before recorded action ``index``."""
+        return self._get_bytes(f"/v1/record/frame?index={int(index)}").body
+
     def shutdown(self) -> None:
         """Ask the guest to stop everything and exit (used by the local Xvfb provider)."""
         try:

@@ -1,7 +1,8 @@
 """The guest control server: HTTP/1.1 with JSON over a unix socket, one per sandbox.
 
 The host drives the sandbox only through these endpoints (all under ``/v1``):
-health, screenshot, act, exec, files, windows, app_state, reset, shutdown. Every
+health, screenshot, act, exec, files, windows, app_state, reset, shutdown, and
+record (while on, every action performed is kept with the screen before it). Every
 error is ``{"error": "..."}`` with a 4xx/5xx status and the server keeps serving.
 Standard library plus what the sandbox image holds (mss, python-xlib).
 """
@@ -41,6 +42,7 @@ DEFAULT_OUTPUT_CAP = 65536
 MAX_OUTPUT_CAP = 1024 * 1024
 IDLE_CONNECTION_TIMEOUT_S = 600.0
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+MAX_RECORDED_ACTIONS = 500  # ~50 kB of PNG each: a bound on the server's memory
 
 
 def guest_version() -> str:
@@ -150,6 +152,49 @@ class ScreenGrabber:
             self._mss.close()
 
 
+# --- recording (demonstrations) -------------------------------------------------------
+
+
+class ActionRecording:
+    """The actions performed while recording is on, each with a PNG of the screen just
+    before it: a demonstration, whoever sent the actions (panel, CLI, a recorder).
+
+    Kept in memory and bounded: past ``MAX_RECORDED_ACTIONS`` actions still run but
+    are only counted as ``dropped``. Turning recording on starts a new recording; the
+    last one stays readable after it is turned off.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one grab-act-append at a time, so frames match actions
+        self.on = False
+        self.started: float | None = None
+        self.entries: list[tuple[float, dict[str, Any], bytes]] = []
+        self.dropped = 0
+
+    def switch(self, on: bool) -> None:
+        with self.lock:
+            if on:
+                self.started, self.entries, self.dropped = time.time(), [], 0
+            self.on = on
+
+    def add(self, action: dict[str, Any], frame_before: bytes, at: float) -> None:
+        if len(self.entries) >= MAX_RECORDED_ACTIONS:
+            self.dropped += 1
+        else:
+            self.entries.append((at, action, frame_before))
+
+    def summary(self) -> dict[str, Any]:
+        return {"recording": self.on, "started": self.started, "dropped": self.dropped,
+                "limit": MAX_RECORDED_ACTIONS,
+                "actions": [{"index": i, "time": at, "action": action}
+                            for i, (at, action, _frame) in enumerate(self.entries)]}
+
+    def frame(self, index: int) -> bytes:
+        if not 0 <= index < len(self.entries):
+            raise HttpError(404, f"the recording has {len(self.entries)} frames; no frame {index}")
+        return self.entries[index][2]
+
+
 # --- the service (what each endpoint does) -------------------------------------------
 
 
@@ -195,6 +240,7 @@ class GuestService:
         self.env = {**os.environ, "DISPLAY": config.display, "HOME": str(config.home),
                     "DESKDOJO_STATE_DIR": str(config.state_dir)}
         self._reset_lock = threading.Lock()
+        self.recording = ActionRecording()
         self._allowed_roots = [os.path.realpath(config.home), os.path.realpath("/tmp")]
 
     def close(self) -> None:
@@ -222,12 +268,30 @@ class GuestService:
         refusal = off_screen_error(action, self.width, self.height)
         if refusal is not None:
             raise HttpError(422, refusal, refused=True)
+        if self.recording.on:
+            with self.recording.lock:
+                frame_before, received = self.screen.png(), time.time()
+                elapsed_ms = self._execute(action)
+                if self.recording.on:
+                    self.recording.add(body["action"], frame_before, received)
+        else:
+            elapsed_ms = self._execute(action)
+        return {"ok": True, "elapsed_ms": elapsed_ms}
+
+    def _execute(self, action: Any) -> float:
         start = time.perf_counter()
         try:
             self.executor.execute(action)
         except ActionError as error:
             raise HttpError(400, str(error)) from None
-        return {"ok": True, "elapsed_ms": round((time.perf_counter() - start) * 1000, 3)}
+        return round((time.perf_counter() - start) * 1000, 3)
+
+    def record(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("on"), bool):
+            raise HttpError(400, 'record needs a JSON object {"on": true} or {"on": false}')
+        _check_fields("record", body, {"on"})
+        self.recording.switch(body["on"])
+        return {"ok": True, "recording": body["on"]}
 
     # commands
 
@@ -554,6 +618,18 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
     def ep_app_state(self, query: Mapping[str, list[str]], body: bytes) -> None:
         self.send_json(200, self.server.service.app_state())
 
+    def ep_record_get(self, query: Mapping[str, list[str]], body: bytes) -> None:
+        self.send_json(200, self.server.service.recording.summary())
+
+    def ep_record_post(self, query: Mapping[str, list[str]], body: bytes) -> None:
+        self.send_json(200, self.server.service.record(self._json_body(body)))
+
+    def ep_record_frame(self, query: Mapping[str, list[str]], body: bytes) -> None:
+        text = (query.get("index") or [""])[0]
+        if not text.isdigit():
+            raise HttpError(400, f"record/frame needs ?index=<number>, got {text!r}")
+        self._send(200, self.server.service.recording.frame(int(text)), "image/png")
+
     def ep_reset(self, query: Mapping[str, list[str]], body: bytes) -> None:
         payload = self._json_body(body)
         if not isinstance(payload, dict):
@@ -574,6 +650,8 @@ ROUTES: dict[str, dict[str, _Route]] = {
     "/v1/windows": {"GET": GuestRequestHandler.ep_windows},
     "/v1/app_state": {"GET": GuestRequestHandler.ep_app_state},
     "/v1/reset": {"POST": GuestRequestHandler.ep_reset},
+    "/v1/record": {"GET": GuestRequestHandler.ep_record_get, "POST": GuestRequestHandler.ep_record_post},
+    "/v1/record/frame": {"GET": GuestRequestHandler.ep_record_frame},
     "/v1/shutdown": {"POST": GuestRequestHandler.ep_shutdown},
 }
 

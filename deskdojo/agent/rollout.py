@@ -1,0 +1,322 @@
+"""Rollouts: a policy plays tasks in sandboxes, all sandboxes in lock-step, so every step
+is ONE batched ``policy.act`` call for the episodes still running.
+
+Each step is written as it happens (``frames/NNNN.png``, the screen the policy saw,
+then a flushed line in ``steps.jsonl``), so a run killed mid-episode leaves readable
+trajectories. Model mistakes are steps (an unparsable decision becomes an invalid step
+whose error the next Observation carries); a sandbox that dies ends only its own
+episode, as ``error``. Sandbox calls (reset, act, observe, probes, frame writing) run
+in a thread pool, one thread per sandbox.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from deskdojo.core.actions import Done, Fail
+from deskdojo.core.errors import ConfigError, SandboxError
+from deskdojo.core.protocols import Decision, Policy, WorldProbe
+from deskdojo.core.rundir import RunDir, TrajectoryWriter
+from deskdojo.core.types import EndReason, Observation, Step, Task, Trajectory
+
+STOPPED_MESSAGE = "stopped by request before the episode ended"
+
+WriterFactory = Callable[[str, Task, str], TrajectoryWriter]
+"""``(trajectory_id, task, policy_id) -> TrajectoryWriter``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutConfig:
+    """How episodes are run. Field docs are the CLI's ``--help``."""
+
+    max_steps: int = field(default=15, metadata={
+        "help": "step cap per episode (the task's own max_steps applies too: the smaller wins)"})
+    time_limit_s: float = field(default=300.0, metadata={
+        "help": "wall-clock seconds per episode, checked between steps"})
+    observe_app_state: bool = field(default=False, metadata={
+        "help": "fill Observation.app_state (what a scripted/oracle policy resolves locators with)"})
+    wait_stable: bool = field(default=False, metadata={
+        "help": "after each action, wait (bounded) for the screen to stop changing before observing"})
+    stable_timeout_s: float = field(default=1.0, metadata={
+        "help": "the most seconds one stable-screen wait may take"})
+    threads: int = field(default=8, metadata={
+        "help": "threads for sandbox calls (reset, act, observe, frame writing)"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_steps <= 1000:
+            raise ConfigError(f"max_steps must be within 1..1000, got {self.max_steps}")
+        if not self.time_limit_s > 0:
+            raise ConfigError(f"time_limit_s must be > 0, got {self.time_limit_s}")
+        if not self.stable_timeout_s >= 0:
+            raise ConfigError(f"stable_timeout_s must be >= 0, got {self.stable_timeout_s}")
+        if not 1 <= self.threads <= 256:
+            raise ConfigError(f"threads must be within 1..256, got {self.threads}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RolloutConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"rollout config has no key {key!r} (known: {', '.join(sorted(known))})")
+        return cls(**data)
+
+
+@dataclass
+class RolloutStats:
+    """Where a rollout's time went, in seconds. ``generate`` has one sample per batched
+    ``policy.act`` call; the others one per episode step (``observe`` includes the
+    stable-screen wait and app state; ``write`` is the frame PNG and the step line, both
+    fsynced)."""
+
+    generate: list[float] = field(default_factory=list)
+    observe: list[float] = field(default_factory=list)
+    action: list[float] = field(default_factory=list)
+    probe: list[float] = field(default_factory=list)
+    write: list[float] = field(default_factory=list)
+    reset: list[float] = field(default_factory=list)
+    env_steps: int = 0
+    decisions: int = 0
+    wall_s: float = 0.0  # the step loop, without the resets
+
+    def medians_ms(self) -> dict[str, float | None]:
+        """Median milliseconds per phase; None for a phase that never ran (no valid action)."""
+        return {name: round(statistics.median(values) * 1000, 3) if values else None
+                for name, values in (("generate", self.generate), ("observe", self.observe),
+                                     ("action", self.action), ("probe", self.probe),
+                                     ("write", self.write), ("reset", self.reset))}
+
+    def summary(self) -> dict[str, Any]:
+        steps_per_s = self.env_steps / self.wall_s if self.wall_s > 0 else 0.0
+        generating = sum(self.generate)
+        return {"env_steps": self.env_steps, "decisions": self.decisions, "wall_s": round(self.wall_s, 3),
+                "steps_per_s": round(steps_per_s, 2),
+                "decisions_per_generate_s": round(self.decisions / generating, 3) if generating > 0 else None,
+                "median_ms": self.medians_ms()}
+
+
+@dataclass
+class _Episode:
+    """One slot's episode while it runs."""
+
+    slot: int
+    task: Task
+    sandbox: Any
+    writer: TrajectoryWriter
+    cap: int
+    observation: Observation | None = None
+    snapshot: Mapping[str, Any] | None = None
+    history: list[Decision] = field(default_factory=list)
+    started: float = 0.0
+    end: EndReason | None = None
+    error: str | None = None
+    trajectory: Trajectory | None = None
+
+
+def rollout(policy: Policy, tasks: Sequence[Task], sandboxes: Sequence[Any],
+            run_dir_or_writer_factory: RunDir | WriterFactory | str | os.PathLike[str], *,
+            config: RolloutConfig | None = None, probe: WorldProbe | None = None,
+            on_step: Callable[[int, Task, Step], Any] | None = None,
+            stop: Callable[[], bool] | None = None,
+            stats: RolloutStats | None = None) -> list[Trajectory]:
+    """Play ``tasks[i]`` in ``sandboxes[i]`` and return the finished trajectories, in slot order.
+
+    ``run_dir_or_writer_factory``: a RunDir (trajectories go to its ``trajectories/``),
+    a folder, or a factory of TrajectoryWriters. ``probe`` records each step's world
+    delta. ``on_step(slot, task, step)`` is called in this thread after each step is
+    written. ``stop()`` is polled between steps (it may block to pause); when it returns
+    True the running episodes end as ``error`` with ``STOPPED_MESSAGE`` (never scored).
+    ``stats`` (optional) is filled with the time split.
+    """
+    config = config or RolloutConfig()
+    stats = stats if stats is not None else RolloutStats()
+    if len(tasks) != len(sandboxes):
+        raise ConfigError(f"rollout needs one task per sandbox; got {len(tasks)} tasks "
+                          f"for {len(sandboxes)} sandboxes")
+    if not tasks:
+        return []
+    make_writer = _writer_factory(run_dir_or_writer_factory)
+    episodes = [
+        _Episode(slot, task, sandbox, make_writer(f"{task.id}-{uuid.uuid4().hex[:10]}", task, policy.policy_id),
+                 cap=min(config.max_steps, task.max_steps))
+        for slot, (task, sandbox) in enumerate(zip(tasks, sandboxes))
+    ]
+    with ThreadPoolExecutor(max_workers=min(len(episodes), config.threads),
+                            thread_name_prefix="rollout") as pool:
+        try:
+            list(pool.map(lambda e: _reset(e, config, probe, stats), episodes))
+            loop_started = time.perf_counter()
+            _step_loop(policy, episodes, pool, config, probe, on_step, stop, stats)
+            stats.wall_s += time.perf_counter() - loop_started
+        except BaseException as exc:  # a bug or Ctrl-C: close what is open, then re-raise
+            for episode in episodes:
+                if episode.trajectory is None:
+                    _finish(episode, EndReason.ERROR, f"rollout aborted: {type(exc).__name__}: {exc}")
+            raise
+    return [episode.trajectory for episode in episodes]  # type: ignore[misc]
+
+
+def _writer_factory(target: RunDir | WriterFactory | str | os.PathLike[str]) -> WriterFactory:
+    if isinstance(target, RunDir):
+        return lambda tid, task, policy_id: target.trajectory_writer(tid, task.id, policy_id)
+    if isinstance(target, (str, os.PathLike)):
+        root = Path(target)
+        return lambda tid, task, policy_id: TrajectoryWriter(root / tid, tid, task.id, policy_id)
+    if callable(target):
+        return target
+    raise ConfigError(f"rollout writes to a RunDir, a folder or a writer factory; got {type(target).__name__}")
+
+
+def _step_loop(policy: Policy, episodes: list[_Episode], pool: ThreadPoolExecutor, config: RolloutConfig,
+               probe: WorldProbe | None, on_step: Callable[[int, Task, Step], Any] | None,
+               stop: Callable[[], bool] | None, stats: RolloutStats) -> None:
+    while True:
+        for episode in _running(episodes):
+            if len(episode.history) >= episode.cap:
+                _finish(episode, EndReason.STEP_LIMIT)
+            elif time.monotonic() - episode.started > config.time_limit_s:
+                _finish(episode, EndReason.TIME_LIMIT, f"no end after {config.time_limit_s:g} s")
+        running = _running(episodes)
+        if not running:
+            return
+        if stop is not None and stop():
+            for episode in running:
+                _finish(episode, EndReason.ERROR, STOPPED_MESSAGE)
+            return
+        started = time.perf_counter()
+        decisions = policy.act([e.observation for e in running], [e.task for e in running],
+                               [list(e.history) for e in running])
+        stats.generate.append(time.perf_counter() - started)
+        if len(decisions) != len(running):
+            raise ConfigError(f"policy {policy.policy_id!r} returned {len(decisions)} decisions "
+                              f"for {len(running)} observations")
+        stats.decisions += len(decisions)
+        steps = list(pool.map(lambda pair: _play(pair[0], pair[1], config, probe, stats),
+                              zip(running, decisions)))
+        for episode, step in zip(running, steps):
+            if step is not None:
+                stats.env_steps += 1
+                if on_step is not None:
+                    on_step(episode.slot, episode.task, step)
+            if episode.end is not None and episode.trajectory is None:
+                _finish(episode, episode.end, episode.error)
+
+
+def _running(episodes: list[_Episode]) -> list[_Episode]:
+    return [e for e in episodes if e.end is None]
+
+
+def _reset(episode: _Episode, config: RolloutConfig, probe: WorldProbe | None, stats: RolloutStats) -> None:
+    started = time.perf_counter()
+    try:
+        episode.sandbox.reset(episode.task)
+        episode.observation = _observe(episode.sandbox, config, stats)
+        if probe is not None:
+            episode.snapshot = _timed(stats.probe, probe.snapshot, episode.sandbox)
+    except SandboxError as exc:
+        episode.end, episode.error = EndReason.ERROR, f"reset failed: {exc}"
+        _finish(episode, EndReason.ERROR, episode.error)
+    stats.reset.append(time.perf_counter() - started)
+    episode.started = time.monotonic()
+
+
+def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: WorldProbe | None,
+          stats: RolloutStats) -> Step | None:
+    """Write the observed frame, perform the decision, observe again, write the step.
+    Runs in a pool thread; sets ``episode.end`` when the episode is over."""
+    index = len(episode.history)
+    started_at = time.time()
+    started = time.perf_counter()
+    try:
+        writing = time.perf_counter()
+        frame = _write_frame(episode.writer, index, episode.observation)
+        writing = time.perf_counter() - writing
+        action, error = decision.action, None
+        if action is None:
+            error = decision.parse_error or "the model's answer held no action"
+            episode.sandbox.note_invalid(error)
+        elif isinstance(action, (Done, Fail)):
+            episode.end = EndReason.DONE if isinstance(action, Done) else EndReason.FAIL
+        else:
+            result = _timed(stats.action, episode.sandbox.act, action)
+            error = None if result.ok else result.error
+        delta = None
+        if episode.end is None:
+            episode.observation = _observe(episode.sandbox, config, stats)
+            if probe is not None:
+                after = _timed(stats.probe, probe.snapshot, episode.sandbox)
+                delta = probe.delta(episode.snapshot or {}, after) if episode.snapshot is not None else None
+                episode.snapshot = after
+    except SandboxError as exc:
+        episode.end, episode.error = EndReason.ERROR, f"sandbox failed at step {index}: {exc}"
+        return None
+    step = Step(index=index, action=action, frame=frame, model_text=decision.text,
+                token_ids=tuple(decision.token_ids), logprobs=tuple(decision.logprobs),
+                action_error=error, started_at=started_at, duration_s=time.perf_counter() - started,
+                delta=dict(delta) if delta is not None else None)
+    appending = time.perf_counter()
+    episode.writer.append_step(step)
+    stats.write.append(writing + time.perf_counter() - appending)
+    episode.history.append(decision)
+    return step
+
+
+def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats) -> Observation:
+    started = time.perf_counter()
+    if config.wait_stable:
+        from deskdojo.perception.stable import wait_for_stable_screen
+
+        latest: list[Observation] = []
+
+        def grab() -> Any:
+            latest.append(sandbox.observe())
+            return latest[-1].screenshot
+
+        wait_for_stable_screen(grab, timeout_s=config.stable_timeout_s)
+        observation = latest[-1]
+    else:
+        observation = sandbox.observe()
+    if config.observe_app_state:
+        observation = dataclasses.replace(observation, app_state=sandbox.app_state())
+    stats.observe.append(time.perf_counter() - started)
+    return observation
+
+
+def _write_frame(writer: TrajectoryWriter, index: int, observation: Observation | None) -> str | None:
+    if observation is None:
+        return None
+    return writer.write_frame(index, encode_png(observation.screenshot))
+
+
+def encode_png(rgb: Any) -> bytes:
+    """An (H, W, 3) RGB array as PNG bytes. No row filters and zlib level 1: UI screens are
+    long runs of one colour, and this is 8 ms at 1024x768 where OpenCV's defaults take 38."""
+    import cv2
+
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise SandboxError("could not encode a screenshot as PNG")
+    return data.tobytes()
+
+
+def _timed(samples: list[float], fn: Callable[..., Any], *args: Any) -> Any:
+    started = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        samples.append(time.perf_counter() - started)
+
+
+def _finish(episode: _Episode, end: EndReason, error: str | None = None) -> None:
+    episode.end, episode.error = end, error
+    episode.trajectory = episode.writer.finish(end, error=error)
