@@ -17,23 +17,13 @@ import time
 from PyQt6.QtCore import QObject, QSize, Qt, QThreadPool, pyqtSignal
 from PyQt6.QtGui import QImage
 
-from deskdojo.core.errors import DeskdojoError, SandboxError
+from deskdojo.core.errors import DeskdojoError
 from deskdojo.vm.client import GuestClient
 
 
 class LiveClient(GuestClient):
-    """A GuestClient that also returns the raw screenshot bytes (for zero-copy QImages).
-
-    TODO(lead): move ``screenshot_bgrx`` into ``deskdojo.vm.client.GuestClient``; it uses
-    that class's private ``_get_bytes``.
-    """
-
-    def screenshot_bgrx(self) -> tuple[bytes, int, int]:
-        response = self._get_bytes("/v1/screenshot?format=raw")
-        pixel_format = response.headers.get("X-Pixel-Format", "BGRX")
-        if pixel_format != "BGRX":
-            raise SandboxError(f"the guest sent pixels as {pixel_format}; the panel reads BGRX")
-        return response.body, int(response.headers["X-Width"]), int(response.headers["X-Height"])
+    """The panel's own connection to a sandbox (``screenshot_bgrx`` feeds QImages without
+    a conversion)."""
 
 
 def bgrx_to_qimage(buffer: bytes, width: int, height: int) -> QImage:

@@ -193,14 +193,18 @@ class GuestClient:
                                          f"{timeout:g} s: {error}") from None
                 time.sleep(0.05)
 
-    def screenshot(self) -> np.ndarray:
-        """The screen as an (H, W, 3) uint8 RGB array."""
+    def screenshot_bgrx(self) -> tuple[bytes, int, int]:
+        """The screen as X's raw BGRX bytes with its width and height (no copy, no convert:
+        what a viewer that draws BGRX directly wants)."""
         response = self._get_bytes("/v1/screenshot?format=raw")
-        width, height = int(response.headers["X-Width"]), int(response.headers["X-Height"])
         pixel_format = response.headers.get("X-Pixel-Format", "BGRX")
         if pixel_format != "BGRX":
             raise SandboxError(f"the guest sent pixels as {pixel_format}; this client reads BGRX")
-        return bgrx_to_rgb(response.body, width, height)
+        return response.body, int(response.headers["X-Width"]), int(response.headers["X-Height"])
+
+    def screenshot(self) -> np.ndarray:
+        """The screen as an (H, W, 3) uint8 RGB array."""
+        return bgrx_to_rgb(*self.screenshot_bgrx())
 
     def screenshot_png(self) -> bytes:
         return self._get_bytes("/v1/screenshot?format=png").body
