@@ -232,3 +232,15 @@ def test_oracle_locators_resolve_against_published_state():
         literal_actions([drag])
     task = from_json(Task, json.loads(json.dumps(to_json(_task(oracle=(drag,))))))
     assert task.oracle == (drag,)
+
+
+def test_state_path_reads_keys_that_contain_dots():
+    from deskdojo.core.oracle import state_path
+
+    state = {"widgets": {"dialog.name": {"x": 1}, "dialog": {"name": {"x": 2}}, "rows": [{"a.b": 3}]}}
+    assert state_path(state, "widgets.dialog.name.x") == 1  # the longest key wins
+    assert state_path(state, "widgets.rows.0.a.b") == 3
+    with pytest.raises(KeyError, match="'widgets.nope'"):
+        state_path(state, "widgets.nope.x")
+    with pytest.raises(KeyError, match="'widgets.rows.5'"):
+        state_path(state, "widgets.rows.5")

@@ -28,17 +28,28 @@ class OracleError(DeskdojoError):
 
 
 def state_path(state: Any, path: str) -> Any:
-    """The value at a dotted ``path`` (list items by number); KeyError naming the missing part."""
+    """The value at a dotted ``path`` (list items by number); KeyError naming the missing part.
+
+    Keys may themselves contain dots (widget ids like ``dialog.name``): where a single
+    part is not a key, the longest run of parts that is one wins."""
+    parts = path.split(".")
     value = state
-    walked: list[str] = []
-    for part in path.split("."):
-        walked.append(part)
-        if isinstance(value, Mapping) and part in value:
-            value = value[part]
-        elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise KeyError(f"no {'.'.join(walked)!r} in the state")
+    index = 0
+    while index < len(parts):
+        if isinstance(value, Mapping):
+            for end in range(len(parts), index, -1):
+                key = ".".join(parts[index:end])
+                if key in value:
+                    value, index = value[key], end
+                    break
+            else:
+                raise KeyError(f"no {'.'.join(parts[:index + 1])!r} in the state")
+            continue
+        part = parts[index]
+        if isinstance(value, (list, tuple)) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value, index = value[int(part)], index + 1
+            continue
+        raise KeyError(f"no {'.'.join(parts[:index + 1])!r} in the state")
     return value
 
 

@@ -16,7 +16,7 @@ from deskdojo.vm.guest.apps.common import App, words
 KNOBS = {
     "checkboxes": "list[str]: checkbox labels (default: 2-6 seeded words)",
     "checked": "list[str]: checkboxes initially on (default: none)",
-    "groups": "object {group: [options]}: radio groups (default: 1-2 seeded groups of 2-4)",
+    "groups": "object {group: [options]}: radio groups, {} for none (default: 1-2 seeded groups of 2-4)",
     "selected": "object {group: option}: initial radio choices (default: none selected)",
     "apply_label": "str: the apply button's text (default: seeded)",
     "columns": "int 1-3: checkbox columns (default: seeded)",
@@ -27,7 +27,7 @@ GROUP_POOL = {"Size": ["Small", "Medium", "Large", "Huge"], "Speed": ["Slow", "N
 
 
 def _groups_ok(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and all(
+    return isinstance(value, dict) and all(  # {} is fine: checkboxes only
         isinstance(g, str) and isinstance(o, list) and len(o) >= 2 and len(set(o)) == len(o)
         and all(isinstance(x, str) and x for x in o) for g, o in value.items())
 

@@ -4,6 +4,7 @@ Widgets (ids start with ``dialog.``): ``dialog.dir`` (label: the folder shown),
 ``dialog.up`` (button: the parent folder), ``dialog.files`` (listbox of folders, shown
 with a trailing ``/``, then files; ``rows`` on screen), ``dialog.name`` (entry: the file
 name, ``value``), ``dialog.ok`` (Open or Save), ``dialog.cancel``, ``dialog.status``.
+The proposed name starts selected, so typing replaces it.
 Mouse: click a file to take its name, double-click a folder to enter it or a file to
 accept it. Keyboard: type a name (or a folder, ``..``, an absolute path) and press Enter;
 arrows and Enter in the list; Escape cancels. ``state()`` is ``{mode, dir, entries,
@@ -79,6 +80,7 @@ class FileDialog:
         window.grab_set()
         self.entry.focus_force()
         self.entry.icursor("end")
+        self.entry.selection_range(0, "end")  # as GTK does: typing replaces the proposed name
         app.changed()
 
     def state(self) -> dict[str, Any]:

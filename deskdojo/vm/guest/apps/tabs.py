@@ -108,6 +108,11 @@ def build(params: dict[str, Any]) -> App:
         register_tabs(inner_book, inner)
     app.register("notebook", notebook, "notebook")
     notebook.select(labels.index(start))
+    # The seeded size may be too small for a page (pack hides what does not fit): grow to fit.
+    app.root.update_idletasks()
+    page_frames = [notebook.nametowidget(page) for page in notebook.tabs()]
+    notebook.configure(width=max(int(notebook.cget("width")), *(p.winfo_reqwidth() for p in page_frames)),
+                       height=max(int(notebook.cget("height")), *(p.winfo_reqheight() for p in page_frames)))
 
     def current(book: ttk.Notebook | None, tabs: list[str]) -> str | None:
         return tabs[book.index("current")] if book is not None else None

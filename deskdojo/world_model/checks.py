@@ -1,0 +1,353 @@
+"""Executable checks: a getter reads sandbox state, a metric compares it with ``expected``.
+
+OSWorld-style, over ground truth the sandbox exposes. Getters:
+
+- ``app_state`` (args ``app``, optional ``path``): the value at the dotted ``path`` of
+  that practice app's published state (the whole state without ``path``);
+- ``file`` (args ``path``, e.g. ``"~/notes.txt"``): the file's text, None when missing;
+- ``windows``: the list of window titles;
+- ``command`` (args ``argv``, optional ``timeout``): the command's stdout, stripped.
+
+Metrics: ``equals``, ``not_equals``, ``contains`` (substring, list member or key),
+``not_contains``, ``regex`` (``re.search``), ``approx`` (option ``tolerance``, absolute),
+``includes`` (every expected item is in the observed list; partial credit = the share
+included), ``excludes`` (no expected item is in the observed list; partial credit = the
+share left out), ``exists`` (expected true/false: whether the getter found a value).
+Options ``strip`` and ``casefold`` normalise strings (also inside lists) before comparing.
+
+A task's score is the weighted mean of its checks' scores with ``combine="all"``
+(success = every check passed) or the best check's score with ``combine="any"``
+(success = one passed). A getter that fails (sandbox error, app not running, missing
+path or file) gives evidence with ``passed=False``, score 0 and the reason in
+``message``; only ``SandboxDied`` propagates (the episode is an infrastructure error).
+Unknown getter, metric or argument names are rejected by ``validate_checks`` when a task
+is loaded, naming the check's index and the known names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+from deskdojo.core.errors import GuestRequestError, RecordError, SandboxDied, SandboxError
+from deskdojo.core.oracle import state_path
+from deskdojo.core.types import Check, CheckEvidence, Task
+
+MAX_OBSERVED_CHARS = 2000  # evidence keeps the start of long texts (verdicts stay small)
+
+
+class GetterFailed(Exception):
+    """A getter could not read what it was asked for (the reason is the message)."""
+
+
+class Missing(GetterFailed):
+    """The thing read does not exist (an ``exists`` check turns this into None)."""
+
+
+# --- getters ---------------------------------------------------------------------------
+
+
+class Probes:
+    """Reads sandbox state for one evaluation, each source at most once (checks share it)."""
+
+    def __init__(self, sandbox: Any):
+        self.sandbox = sandbox
+        self._apps: Mapping[str, Any] | None = None
+        self._windows: list[str] | None = None
+
+    def apps(self) -> Mapping[str, Any]:
+        if self._apps is None:
+            self._apps = _guarded("the app state endpoint", self.sandbox.app_state)
+        return self._apps
+
+    def window_titles(self) -> list[str]:
+        if self._windows is None:
+            self._windows = [w.title for w in _guarded("the window list", self.sandbox.windows)]
+        return self._windows
+
+
+def _guarded(what: str, read: Callable[[], Any]) -> Any:
+    """Call ``read``; any failure but a dead sandbox becomes GetterFailed."""
+    try:
+        return read()
+    except SandboxDied:
+        raise
+    except (SandboxError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise GetterFailed(f"{what} failed: {type(exc).__name__}: {exc}") from None
+
+
+def get_app_state(probes: Probes, args: Mapping[str, Any]) -> Any:
+    app = args["app"]
+    published = probes.apps()
+    states = published.get("apps", {})
+    if app not in states:
+        error = published.get("errors", {}).get(app)
+        running = ", ".join(sorted(states)) or "none"
+        raise Missing(f"app {app!r} has published no state"
+                      + (f" ({error})" if error else f" (apps with state: {running})"))
+    path = args.get("path")
+    if not path:
+        return states[app]
+    try:
+        return state_path(states[app], str(path))
+    except KeyError as exc:
+        raise Missing(f"app {app!r}: {exc.args[0]}") from None
+
+
+def get_file(probes: Probes, args: Mapping[str, Any]) -> str | None:
+    path = str(args["path"])
+    try:
+        data = probes.sandbox.read_file(path)
+    except SandboxDied:
+        raise
+    except FileNotFoundError:
+        return None
+    except GuestRequestError as exc:
+        if exc.status == 404:
+            return None
+        raise GetterFailed(f"reading {path} failed: {exc}") from None
+    except (SandboxError, OSError) as exc:
+        raise GetterFailed(f"reading {path} failed: {type(exc).__name__}: {exc}") from None
+    return data.decode("utf-8", errors="replace")
+
+
+def get_windows(probes: Probes, args: Mapping[str, Any]) -> list[str]:
+    return list(probes.window_titles())
+
+
+def get_command(probes: Probes, args: Mapping[str, Any]) -> str:
+    argv = args["argv"]
+    timeout = float(args.get("timeout", 10.0))
+    result = _guarded(f"running {argv!r}", lambda: probes.sandbox.exec(list(argv), timeout=timeout))
+    if result.timed_out:
+        raise GetterFailed(f"{argv!r} did not finish within {timeout:g} s")
+    return result.stdout.strip()
+
+
+GETTERS: dict[str, Callable[[Probes, Mapping[str, Any]], Any]] = {
+    "app_state": get_app_state, "file": get_file, "windows": get_windows, "command": get_command,
+}
+GETTER_ARGS: dict[str, tuple[set[str], set[str]]] = {  # (required, optional)
+    "app_state": ({"app"}, {"path"}),
+    "file": ({"path"}, set()),
+    "windows": (set(), set()),
+    "command": ({"argv"}, {"timeout"}),
+}
+
+
+# --- metrics ---------------------------------------------------------------------------
+# Each takes (observed, expected, options) and returns a score in [0, 1]; 1.0 passes.
+
+
+def _normalise(value: Any, options: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        if options.get("strip"):
+            value = value.strip()
+        if options.get("casefold"):
+            value = value.casefold()
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v, options) for v in value]
+    if isinstance(value, Mapping):
+        return {_normalise(k, options): v for k, v in value.items()}
+    return value
+
+
+def _score(passed: bool) -> float:
+    return 1.0 if passed else 0.0
+
+
+def _collection(observed: Any, metric: str) -> Any:
+    if isinstance(observed, (str, list, tuple, Mapping)):
+        return observed
+    raise TypeError(f"{metric} needs a text, a list or an object to look in, got {_kind(observed)}")
+
+
+def _member(item: Any, container: Any) -> bool:
+    if isinstance(container, str):
+        return isinstance(item, str) and item in container
+    return item in container  # list member, or object key
+
+
+def metric_equals(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    return _score(observed == expected)
+
+
+def metric_not_equals(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    return _score(observed != expected)
+
+
+def metric_contains(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    return _score(_member(expected, _collection(observed, "contains")))
+
+
+def metric_not_contains(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    return _score(not _member(expected, _collection(observed, "not_contains")))
+
+
+def metric_regex(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    if observed is None:
+        raise TypeError("regex needs a text, got null")
+    text = observed if isinstance(observed, str) else json.dumps(observed)
+    flags = re.IGNORECASE if options.get("casefold") else 0
+    return _score(re.search(str(expected), text, flags) is not None)
+
+
+def metric_approx(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    tolerance = float(options.get("tolerance", 1e-6))
+    try:
+        value = float(observed)
+    except (TypeError, ValueError):
+        raise TypeError(f"approx needs a number, got {_kind(observed)}") from None
+    return _score(math.isfinite(value) and abs(value - float(expected)) <= tolerance)
+
+
+def _items(expected: Any, metric: str) -> list[Any]:
+    if not isinstance(expected, (list, tuple)) or not expected:
+        raise TypeError(f"{metric} needs a non-empty list as expected, got {_kind(expected)}")
+    return list(expected)
+
+
+def metric_includes(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    container = _collection(observed, "includes")
+    items = _items(expected, "includes")
+    return sum(_member(item, container) for item in items) / len(items)
+
+
+def metric_excludes(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    container = _collection(observed, "excludes")
+    items = _items(expected, "excludes")
+    return sum(not _member(item, container) for item in items) / len(items)
+
+
+def metric_exists(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    wanted = True if expected is None else bool(expected)
+    return _score((observed is not None) == wanted)
+
+
+METRICS: dict[str, Callable[[Any, Any, Mapping[str, Any]], float]] = {
+    "equals": metric_equals, "not_equals": metric_not_equals, "contains": metric_contains,
+    "not_contains": metric_not_contains, "regex": metric_regex, "approx": metric_approx,
+    "includes": metric_includes, "excludes": metric_excludes, "exists": metric_exists,
+}
+METRIC_OPTIONS = {"tolerance", "strip", "casefold"}
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def validate_check(check: Check, where: str = "Check") -> None:
+    """RecordError naming ``where.field`` and the known names if ``check`` cannot run."""
+    if check.getter not in GETTERS:
+        raise RecordError(f"{where}.getter: unknown getter {check.getter!r} (known: {', '.join(GETTERS)})")
+    if check.metric not in METRICS:
+        raise RecordError(f"{where}.metric: unknown metric {check.metric!r} (known: {', '.join(METRICS)})")
+    required, optional = GETTER_ARGS[check.getter]
+    known = required | optional | METRIC_OPTIONS
+    for key in check.args:
+        if key not in known:
+            raise RecordError(f"{where}.args: unknown argument {key!r} for getter {check.getter!r} "
+                              f"(known: {', '.join(sorted(known))})")
+    missing = sorted(required - set(check.args))
+    if missing:
+        raise RecordError(f"{where}.args.{missing[0]} is required by getter {check.getter!r}")
+    args = check.args
+    if check.getter == "app_state" and not (isinstance(args["app"], str) and args["app"]):
+        raise RecordError(f"{where}.args.app must be an app name, got {args['app']!r}")
+    if check.getter == "app_state" and "path" in args and not isinstance(args["path"], str):
+        raise RecordError(f"{where}.args.path must be a dotted path string, got {args['path']!r}")
+    if check.getter == "file" and not (isinstance(args["path"], str) and
+                                       (args["path"].startswith("/") or args["path"].startswith("~/"))):
+        raise RecordError(f"{where}.args.path must be absolute or start with ~/, got {args['path']!r}")
+    if check.getter == "command" and not (isinstance(args["argv"], list) and args["argv"]
+                                          and all(isinstance(a, str) for a in args["argv"])):
+        raise RecordError(f"{where}.args.argv must be a non-empty list of strings, got {args['argv']!r}")
+    if "tolerance" in args and (isinstance(args["tolerance"], bool)
+                                or not isinstance(args["tolerance"], (int, float)) or args["tolerance"] < 0):
+        raise RecordError(f"{where}.args.tolerance must be a number >= 0, got {args['tolerance']!r}")
+    if check.metric in ("includes", "excludes") and not (isinstance(check.expected, list) and check.expected):
+        raise RecordError(f"{where}.expected must be a non-empty list for {check.metric}, "
+                          f"got {check.expected!r}")
+    if check.metric == "regex":
+        try:
+            re.compile(str(check.expected))
+        except re.error as exc:
+            raise RecordError(f"{where}.expected: not a valid regex ({exc})") from None
+    if check.metric == "approx" and (isinstance(check.expected, bool)
+                                     or not isinstance(check.expected, (int, float))):
+        raise RecordError(f"{where}.expected must be a number for approx, got {check.expected!r}")
+
+
+def validate_checks(task: Task, where: str = "Task") -> None:
+    """Reject a task whose checks name unknown getters, metrics or arguments."""
+    for index, check in enumerate(task.checks):
+        validate_check(check, f"{where}.checks[{index}]")
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+def describe_check(check: Check) -> str:
+    """A short human-readable name: ``app_state(buttons, clicks.pepper) equals 1``."""
+    shown = [str(v) if not isinstance(v, list) else " ".join(map(str, v))
+             for k, v in check.args.items() if k not in METRIC_OPTIONS]
+    return f"{check.getter}({', '.join(shown)}) {check.metric} {json.dumps(check.expected)}"
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_OBSERVED_CHARS:
+        return value[:MAX_OBSERVED_CHARS] + f"... ({len(value)} characters)"
+    return value
+
+
+def run_check(check: Check, probes: Probes) -> CheckEvidence:
+    """One check's evidence; never raises but for SandboxDied."""
+    name = describe_check(check)
+    options = {k: v for k, v in check.args.items() if k in METRIC_OPTIONS}
+    try:
+        validate_check(check)
+        observed = GETTERS[check.getter](probes, check.args)
+    except Missing as exc:
+        if check.metric != "exists":
+            return CheckEvidence(check=name, passed=False, score=0.0, message=str(exc))
+        observed = None
+    except (GetterFailed, RecordError) as exc:
+        return CheckEvidence(check=name, passed=False, score=0.0, message=str(exc))
+    try:
+        score = float(METRICS[check.metric](_normalise(observed, options),
+                                            _normalise(check.expected, options), options))
+    except (TypeError, ValueError, re.error) as exc:
+        return CheckEvidence(check=name, passed=False, score=0.0, observed=_clip(observed),
+                             message=f"{check.metric}: {exc}")
+    score = min(1.0, max(0.0, score))
+    passed = score >= 1.0
+    message = "" if passed else f"expected {check.metric} {json.dumps(check.expected)[:200]}"
+    return CheckEvidence(check=name, passed=passed, score=score, observed=_clip(observed), message=message)
+
+
+def combine(checks: Sequence[Check], evidence: Sequence[CheckEvidence], how: str) -> tuple[bool, float]:
+    """(success, score) of a task from its checks' evidence (see the module docstring)."""
+    if not evidence:
+        return False, 0.0
+    if how == "any":
+        return any(e.passed for e in evidence), max(e.score for e in evidence)
+    total = sum(c.weight for c in checks)
+    score = sum(c.weight * e.score for c, e in zip(checks, evidence)) / total
+    return all(e.passed for e in evidence), min(1.0, max(0.0, score))
+
+
+def evaluate(task: Task, sandbox: Any) -> tuple[bool, float, tuple[CheckEvidence, ...]]:
+    """Run ``task``'s checks against ``sandbox`` now: (success, score, evidence per check).
+
+    A task without checks is never a success. Raises only SandboxDied.
+    """
+    probes = Probes(sandbox)
+    evidence = tuple(run_check(check, probes) for check in task.checks)
+    success, score = combine(task.checks, evidence, task.combine)
+    return success, score, evidence

@@ -1,0 +1,103 @@
+"""The world-state judge: runs a task's executable checks on the sandbox's final state
+and labels each step of the trajectory from the world-state delta its action caused.
+
+A dead sandbox is not the agent's failure: ``SandboxDied`` propagates out of ``judge``
+so the caller ends the episode as ``error`` (excluded from training) instead of scoring
+a failure. Any other probe failure gives a Verdict with the error as evidence.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping
+
+from deskdojo.core.errors import SandboxDied, SandboxError
+from deskdojo.core.types import (
+    CheckEvidence, StepLabel, Task, Trajectory, Verdict,
+)
+from deskdojo.world_model.checks import evaluate
+
+RUNTIME_KEYS = frozenset({"seq", "time", "focus"})  # change without the world changing
+SETTLE_TIMEOUT_S = 2.0
+QUIET_S = 0.3  # states unchanged this long count as settled
+POLL_S = 0.05
+
+
+def stable_view(apps: Mapping[str, Any]) -> dict[str, Any]:
+    """Published app states without the keys that change on every write."""
+    return {name: {k: v for k, v in state.items() if k not in RUNTIME_KEYS} if isinstance(state, Mapping)
+            else state for name, state in apps.items()}
+
+
+def checked_apps(task: Task) -> set[str]:
+    """The practice apps whose state the task's checks read."""
+    return {str(c.args["app"]) for c in task.checks if c.getter == "app_state" and "app" in c.args}
+
+
+def settle(sandbox: Any, *, apps: Iterable[str] = (), timeout: float = SETTLE_TIMEOUT_S,
+           quiet: float = QUIET_S) -> bool:
+    """Wait until the published app states stop changing (and ``apps`` have published one),
+    at most ``timeout`` seconds. True when they settled, False when time ran out."""
+    wanted = set(apps)
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    since = time.monotonic()
+    while True:
+        view = stable_view(sandbox.app_state().get("apps", {}))
+        now = time.monotonic()
+        if view != last:
+            last, since = view, now
+        elif wanted <= set(view) and now - since >= quiet:
+            return True
+        if now >= deadline:
+            return False
+        time.sleep(POLL_S)
+
+
+def step_labels(trajectory: Trajectory) -> tuple[tuple[StepLabel, ...], int | None]:
+    """Per-step labels and the first error step. ``error``: the action did not parse or was
+    refused; ``no-op``: its recorded delta is empty; ``progress``: otherwise (also when no
+    delta was recorded)."""
+    labels = []
+    for step in trajectory.steps:
+        if step.action is None or step.action_error:
+            labels.append(StepLabel.ERROR)
+        elif step.delta is not None and not step.delta:
+            labels.append(StepLabel.NO_OP)
+        else:
+            labels.append(StepLabel.PROGRESS)
+    first_error = next((i for i, label in enumerate(labels) if label is StepLabel.ERROR), None)
+    return tuple(labels), first_error
+
+
+class StateJudge:
+    """Judges from ground truth: the task's checks over the sandbox's state after settling."""
+
+    def __init__(self, judge_id: str = "state", *, settle_timeout: float = SETTLE_TIMEOUT_S,
+                 quiet: float = QUIET_S):
+        self.judge_id = judge_id
+        self.settle_timeout = settle_timeout
+        self.quiet = quiet
+
+    def judge(self, task: Task, trajectory: Trajectory, sandbox: Any | None) -> Verdict:
+        labels, first_error = step_labels(trajectory)
+
+        def verdict(success: bool, score: float, evidence: tuple[CheckEvidence, ...]) -> Verdict:
+            return Verdict(task_id=task.id, trajectory_id=trajectory.id, success=success, score=score,
+                           judge_id=self.judge_id, evidence=evidence, step_labels=labels,
+                           first_error_step=first_error)
+
+        if sandbox is None:
+            return verdict(False, 0.0, (CheckEvidence("probe", False, 0.0,
+                                                      message="no sandbox to probe: the state judge "
+                                                              "needs the episode's sandbox"),))
+        try:
+            settle(sandbox, apps=checked_apps(task), timeout=self.settle_timeout, quiet=self.quiet)
+            success, score, evidence = evaluate(task, sandbox)
+        except SandboxDied:
+            raise
+        except (SandboxError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return verdict(False, 0.0, (CheckEvidence("probe", False, 0.0,
+                                                      message=f"probing the sandbox failed: "
+                                                              f"{type(exc).__name__}: {exc}"),))
+        return verdict(success, score, evidence)
