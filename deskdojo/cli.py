@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians reported)")
     p.add_argument("--screen", default="1024x768", help="screen size WxH")
     p.set_defaults(fn=cmd_bench_env)
+    from deskdojo.gui.cli import add_panel_bench_parser, add_panel_parser
+    add_panel_bench_parser(bench)
 
     p = sub.add_parser("demo", help="open a desktop, act in it, write screenshots (the main job for now)")
     p.add_argument("--provider", default="auto", choices=["auto", "docker", "xvfb"],
@@ -239,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default runs/demo-<time>)")
     p.set_defaults(fn=cmd_demo)
     add_parse_parser(sub)
+    from deskdojo.curriculum.cli import add_tasks_parser
+    add_tasks_parser(sub)
+    from deskdojo.evolve.cli import add_evolve_parser
+
+    add_evolve_parser(sub, bench)
+    from deskdojo.agent.train.cli import add_sft_parser
+    add_sft_parser(sub)
+    from deskdojo.agent.cli import add_agent_parsers
+    add_agent_parsers(sub, bench)
+    add_panel_parser(sub)
     return parser
 
 

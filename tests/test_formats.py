@@ -93,7 +93,9 @@ EXPRESSIBLE: dict[str, list[Action]] = {
 }
 EXPRESSIBLE["uitars_v1"] = EXPRESSIBLE["uitars"]
 EXPRESSIBLE["qwen3_computer_use"] = EXPRESSIBLE["qwen_computer_use"]
+EXPRESSIBLE["grid"] = EXPRESSIBLE["deskdojo"]  # every kind; points snap to 16 px cell centres
 RELATIVE = {"uitars_v1", "qwen3_computer_use"}
+SNAPPING = {"grid": 8}  # coordinates within half a cell
 
 
 def close_enough(got: Action, want: Action, tolerance: int) -> bool:
@@ -122,7 +124,7 @@ def test_render_then_parse_gives_the_action_back(name):
     fmt = FORMATS[name]
     # relative 0..1000 coordinates lose up to one pixel on a 1280-wide screen (inherent);
     # absolute image pixels of a larger image lose nothing
-    tolerance = 1 if name in RELATIVE else 0
+    tolerance = SNAPPING.get(name, 1 if name in RELATIVE else 0)
     for action in EXPRESSIBLE[name]:
         text = fmt.render(action, **WHERE)
         result = fmt.parse(text, **WHERE)
@@ -137,7 +139,7 @@ def test_a_thought_survives_the_round_trip(name):
     text = fmt.render(Click(640, 400), thought="The OK button is in the middle.", **WHERE)
     result = fmt.parse(text, **WHERE)
     assert result.thought == "The OK button is in the middle."
-    assert result.actions == (Click(640, 400),) or name in RELATIVE
+    assert result.actions == (Click(640, 400),) or name in RELATIVE or name in SNAPPING
 
 
 def test_the_deskdojo_format_round_trips_every_action_kind():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from deskdojo.agent.formats.base import (ActionFormat, CoordinateSpace, FormatError, ParseResult)
 from deskdojo.agent.formats.deskdojo import DeskdojoFormat
+from deskdojo.agent.formats.grid import GridFormat
 from deskdojo.agent.formats.pyautogui_code import PyAutoGUIFormat
 from deskdojo.agent.formats.qwen import QwenComputerUseFormat
 from deskdojo.agent.formats.uitars import UITarsFormat
@@ -26,6 +27,7 @@ FORMATS: dict[str, ActionFormat] = {
         QwenComputerUseFormat(coordinates="absolute"),   # Qwen2.5-VL: pixels of the resized image
         QwenComputerUseFormat(coordinates="relative1000"),  # Qwen3-VL: 0..1000
         PyAutoGUIFormat(),                               # OSWorld: screen pixels
+        GridFormat(),                                    # tiny models: 16 px cells of the screen
     )
 }
 """Ready-made formats by name; build a format class directly for other options."""
@@ -39,5 +41,5 @@ def get_format(name: str) -> ActionFormat:
         raise FormatError(f"unknown action format {name!r}; known formats: {', '.join(FORMATS)}") from None
 
 
-__all__ = ["FORMATS", "ActionFormat", "CoordinateSpace", "DeskdojoFormat", "FormatError", "ParseResult",
-           "PyAutoGUIFormat", "QwenComputerUseFormat", "UITarsFormat", "get_format"]
+__all__ = ["FORMATS", "ActionFormat", "CoordinateSpace", "DeskdojoFormat", "FormatError", "GridFormat",
+           "ParseResult", "PyAutoGUIFormat", "QwenComputerUseFormat", "UITarsFormat", "get_format"]

@@ -1,0 +1,572 @@
+"""The VLM policy: any Qwen2-VL / Qwen2.5-VL / Qwen3-VL / UI-TARS checkpoint through
+transformers, or the ``tiny`` preset, acting for a batch of sandboxes at once, with the
+small training interface SFT and GRPO share.
+
+Sampling log-probs, exactly (what GRPO recomputes with :meth:`VLMPolicy.token_logprobs`):
+for each generated token, ``log_softmax(logits / T)[token]`` where ``logits`` are the
+model's raw next-token logits and ``T`` is ``PolicyConfig.temperature`` (``T = 1`` when
+the temperature is 0, i.e. greedy decoding). top-p truncation is NOT folded in: the
+numbers are those of the tempered full distribution. The end token ``<|im_end|>`` is
+part of ``Decision.token_ids`` when the model produced it (it is what teaches stopping).
+
+Prompt (one chat, built the same way for acting and for training): a system message
+with the action format's instructions; a user message with the task instruction, the
+earlier actions as text (``history_text``), the last ``history_k`` screenshots (oldest
+first) and the last action's error when there was one; then the assistant's turn.
+
+Answers with several actions (formats that allow it): the Decision keeps the first
+action and drops the rest (one action per step; the step loop asks again).
+
+Randomness: ``act`` draws from a private generator seeded with ``(seed, number of act
+calls so far)``, so a fresh policy with the same seed gives the same samples and the
+global torch RNG is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from deskdojo.core.actions import Action
+from deskdojo.core.errors import ConfigError
+from deskdojo.core.protocols import Decision
+from deskdojo.core.types import Observation, Task
+
+DTYPES = ("float32", "bfloat16")
+DEVICES = ("cpu", "cuda", "auto")
+LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+POLICY_FORMAT_VERSION = 1
+HISTORY_TEXT_STEPS = 8
+"""At most this many earlier actions are written into the prompt."""
+
+
+def _closed_from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{what} has no key {key!r} (known: {', '.join(sorted(known))})")
+    return cls(**data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoraSettings:
+    """LoRA adapters on the language model's linear layers (never the vision tower)."""
+
+    r: int = field(default=16, metadata={"help": "adapter rank"})
+    alpha: int = field(default=32, metadata={"help": "scale numerator (scale = alpha / r)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter input"})
+    targets: tuple[str, ...] = field(default=LM_LINEAR_NAMES, metadata={
+        "help": "linear layer names to adapt inside the language model"})
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise ConfigError(f"LoRA r and alpha must be >= 1, got r={self.r}, alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"LoRA dropout must be within [0, 1), got {self.dropout}")
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if not self.targets or not all(isinstance(t, str) and t.isidentifier() for t in self.targets):
+            raise ConfigError(f"LoRA targets must be layer names like 'q_proj', got {self.targets!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LoraSettings":
+        return _closed_from_dict(cls, data, "LoRA settings")
+
+    def target_pattern(self) -> str:
+        """A peft ``target_modules`` regex: the named linears anywhere except under ``visual``."""
+        return rf"^(?!.*\bvisual\b).*\.({'|'.join(self.targets)})$"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """How the VLM policy is built and samples. Field docs are ``--help`` texts."""
+
+    model: str = field(default="tiny", metadata={
+        "help": "'tiny', 'tiny-qwen2vl', a local checkpoint or saved-policy folder, or a hub name"})
+    format: str | None = field(default=None, metadata={
+        "help": "action format name (default: the saved one; 'grid' for tiny; by model family otherwise)"})
+    min_pixels: int | None = field(default=None, metadata={"help": "pixel budget floor (default: the model's)"})
+    max_pixels: int | None = field(default=None, metadata={"help": "pixel budget ceiling (default: the model's)"})
+    history_k: int = field(default=1, metadata={"help": "screenshots in the prompt, newest last"})
+    history_text: bool = field(default=True, metadata={"help": "write earlier actions into the prompt"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature; 0 = greedy"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    max_new_tokens: int = field(default=48, metadata={"help": "answer length limit in tokens"})
+    position_ramp: int | None = field(default=None, metadata={
+        "help": "add brightness ramps (red with x, green with y) of this many grey levels to what the "
+                "model sees, so a model without absolute position embeddings can localise; "
+                "default: the saved value, 24 for tiny presets, 0 otherwise"})
+    dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16"})
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda | auto"})
+    seed: int = field(default=0, metadata={"help": "weights of a tiny preset and the sampling stream"})
+    lora: LoraSettings | None = field(default=None, metadata={"help": "LoRA adapters (None: none)"})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError("PolicyConfig.model must name a model ('tiny', a folder or a hub name)")
+        if self.history_k < 1:
+            raise ConfigError(f"history_k must be >= 1, got {self.history_k}")
+        if not self.temperature >= 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be within (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.position_ramp is not None and not 0 <= self.position_ramp <= 64:
+            raise ConfigError(f"position_ramp must be within 0..64 grey levels, got {self.position_ramp}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for name in ("min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and value < 28 * 28:
+                raise ConfigError(f"{name} must be at least 784 (one 28x28 patch), got {value}")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ConfigError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
+        if isinstance(self.lora, Mapping):
+            object.__setattr__(self, "lora", LoraSettings.from_dict(self.lora))
+        if self.format is not None:
+            from deskdojo.agent.formats import FORMATS
+
+            if self.format not in FORMATS:
+                raise ConfigError(f"unknown action format {self.format!r}; known formats: {', '.join(FORMATS)}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PolicyConfig":
+        return _closed_from_dict(cls, data, "policy config")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.lora is not None:
+            data["lora"]["targets"] = list(self.lora.targets)
+        return data
+
+    def replace(self, **changes: Any) -> "PolicyConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySample:
+    """One training example: what the policy saw and what it should have answered.
+
+    ``observations`` is the screenshot window, oldest first (the last ``history_k`` are
+    used). Give the answer as ``target_ids`` (e.g. the sampled ``Decision.token_ids``)
+    or as ``target_text`` (tokenised, then the end token is appended).
+    """
+
+    observations: tuple[Observation, ...]
+    task: Task
+    history: tuple[Decision, ...] = ()
+    target_text: str | None = None
+    target_ids: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.observations, Observation):
+            object.__setattr__(self, "observations", (self.observations,))
+        if not self.observations:
+            raise ConfigError("a PolicySample needs at least one observation")
+        if (self.target_text is None) == (self.target_ids is None):
+            raise ConfigError("a PolicySample needs exactly one of target_text or target_ids")
+
+
+@dataclass(slots=True)
+class PolicyBatch:
+    """Model inputs for a batch of samples: ``[left pad][prompt][target][right pad]``, so
+    every target starts at the same column and ``token_logprobs`` returns ``[B, T]``."""
+
+    inputs: dict[str, Any]
+    target_ids: Any  # LongTensor [B, T] (pad where the mask is False)
+    target_mask: Any  # BoolTensor [B, T]
+
+    def __len__(self) -> int:
+        return int(self.target_ids.shape[0])
+
+
+@dataclass(slots=True)
+class _Prompt:
+    text: str
+    images: list[Any]
+    screen: tuple[int, int]
+    image: tuple[int, int]
+
+
+class VLMPolicy:
+    """A Qwen-VL family model behind the ``Policy`` protocol (see the module docstring).
+
+    Build it with :func:`load_policy`. ``model`` is the torch module (a peft model once
+    :meth:`enable_lora` ran); ``policy_id`` names the policy in trajectories.
+    """
+
+    def __init__(self, *, model: Any, tokenizer: Any, processor: Any, config: PolicyConfig,
+                 model_type: str, base: str, format_name: str, min_pixels: int, max_pixels: int,
+                 factor: int, position_ramp: int = 0):
+        from deskdojo.agent.formats import get_format
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.config = config
+        self.model_type = model_type
+        self.base = base
+        self.format = get_format(format_name)
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.factor = factor
+        self.position_ramp = position_ramp
+        self.lora: LoraSettings | None = None
+        self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
+        self.end_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.pad_token_id = tokenizer.pad_token_id
+        self._act_calls = 0
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    # --- prompts ------------------------------------------------------------------
+
+    def _prompt(self, window: Sequence[Observation], task: Task, history: Sequence[Decision]) -> _Prompt:
+        from PIL import Image
+
+        from deskdojo.perception.resize import resize_to_budget
+
+        shown = list(window)[-self.config.history_k:]
+        current = shown[-1]
+        screen = tuple(current.screen_size)
+        images, image_size = [], None
+        for observation in shown:
+            frame, mapping = resize_to_budget(observation.screenshot, factor=self.factor,
+                                              min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+            images.append(Image.fromarray(add_position_ramp(frame, self.position_ramp)))
+            image_size = mapping.image if observation is current else image_size
+        content: list[dict[str, Any]] = [{"type": "text", "text": f"Task: {task.instruction}\n"}]
+        if self.config.history_text and history:
+            content.append({"type": "text", "text": self._history_text(history, screen, image_size)})
+        for _ in images:
+            content.append({"type": "image"})
+        if current.action_error:
+            content.append({"type": "text", "text": f"\nThe last action failed: {current.action_error}"})
+        messages = [{"role": "system", "content": self.format.prompt(screen=screen, image=image_size)},
+                    {"role": "user", "content": content}]
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return _Prompt(text=text, images=images, screen=screen, image=image_size)
+
+    def _history_text(self, history: Sequence[Decision], screen: tuple[int, int],
+                      image: tuple[int, int]) -> str:
+        lines = []
+        start = max(0, len(history) - HISTORY_TEXT_STEPS)
+        for number, decision in enumerate(history[start:], start=start + 1):
+            if decision.action is None:
+                lines.append(f"{number}. (an answer that did not parse)")
+                continue
+            try:
+                line = self.format.render(decision.action, screen=screen, image=image)
+            except Exception:  # an action this format cannot write: describe it instead
+                from deskdojo.core.actions import describe
+
+                line = describe(decision.action)
+            lines.append(f"{number}. {' '.join(line.split())}")
+        return "Earlier actions:\n" + "\n".join(lines) + "\n"
+
+    # --- acting -------------------------------------------------------------------
+
+    def act(self, observations: Sequence[Observation | Sequence[Observation]], tasks: Sequence[Task],
+            histories: Sequence[Sequence[Decision]]) -> list[Decision]:
+        """One Decision per sandbox, from one batched ``generate`` call (left padding).
+
+        An element of ``observations`` is the current Observation or a window of them,
+        oldest first (for ``history_k`` > 1). Model output never raises: what does not
+        parse becomes ``Decision(action=None, parse_error=...)``.
+        """
+        import torch
+
+        if not (len(observations) == len(tasks) == len(histories)):
+            raise ConfigError(f"act needs as many tasks and histories as observations, got "
+                              f"{len(observations)}, {len(tasks)}, {len(histories)}")
+        if not observations:
+            return []
+        windows = [(o,) if isinstance(o, Observation) else tuple(o) for o in observations]
+        prompts = [self._prompt(w, t, h) for w, t, h in zip(windows, tasks, histories)]
+        inputs = self.processor(text=[p.text for p in prompts], images=[p.images for p in prompts],
+                                padding=True, return_tensors="pt").to(self.device)
+        temperature = self.config.temperature
+        generator_seed = hash((self.config.seed, self._act_calls)) & 0x7FFF_FFFF
+        self._act_calls += 1
+        with torch.no_grad(), torch.random.fork_rng(devices=[] if self.device.type == "cpu" else None):
+            torch.manual_seed(generator_seed)
+            out = self.model.generate(
+                **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                top_p=self.config.top_p if temperature > 0 else None, top_k=None,
+                max_new_tokens=self.config.max_new_tokens, eos_token_id=self.end_token_id,
+                pad_token_id=self.pad_token_id, output_logits=True, return_dict_in_generate=True)
+        generated = out.sequences[:, inputs["input_ids"].shape[1]:]
+        logits = torch.stack(out.logits, dim=1).float()  # [B, T, V] raw logits
+        logprobs = torch.log_softmax(logits / (temperature if temperature > 0 else 1.0), dim=-1)
+        chosen = logprobs.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+        return [self._decision(generated[i].tolist(), chosen[i].tolist(), prompts[i])
+                for i in range(len(prompts))]
+
+    def _decision(self, ids: list[int], logprobs: list[float], prompt: _Prompt) -> Decision:
+        if self.end_token_id in ids:
+            cut = ids.index(self.end_token_id) + 1
+            ids, logprobs = ids[:cut], logprobs[:cut]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        result = self.format.parse(text, screen=prompt.screen, image=prompt.image)
+        if result.error is not None or not result.actions:
+            return Decision(text=text, action=None, token_ids=tuple(ids), logprobs=tuple(logprobs),
+                            parse_error=result.error or "the answer holds no action")
+        return Decision(text=text, action=result.actions[0], token_ids=tuple(ids), logprobs=tuple(logprobs))
+
+    # --- training interface -------------------------------------------------------
+
+    def render_target(self, action: Action, observation: Observation, *, thought: str | None = None) -> str:
+        """What this policy's format says for ``action`` on ``observation``'s screen (SFT targets)."""
+        from deskdojo.perception.resize import smart_resize
+
+        screen = tuple(observation.screen_size)
+        image = smart_resize(screen, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        return self.format.render(action, screen=screen, image=image, thought=thought)
+
+    def target_token_ids(self, text: str) -> list[int]:
+        """The tokens of an answer ``text`` followed by the end token."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.end_token_id]
+
+    def encode_samples(self, samples: Sequence[PolicySample]) -> PolicyBatch:
+        """Tokenise prompts (with images) and targets into one padded batch."""
+        import torch
+
+        rows, targets, pixel_values, grids = [], [], [], []
+        for sample in samples:
+            prompt = self._prompt(sample.observations, sample.task, sample.history)
+            encoded = self.processor(text=[prompt.text], images=[prompt.images], return_tensors="pt")
+            rows.append({key: value[0] for key, value in encoded.items()
+                         if key not in ("pixel_values", "image_grid_thw")})
+            pixel_values.append(encoded["pixel_values"])
+            grids.append(encoded["image_grid_thw"])
+            target = (list(sample.target_ids) if sample.target_ids is not None
+                      else self.target_token_ids(sample.target_text))
+            if not target:
+                raise ConfigError("a PolicySample's target is empty")
+            targets.append(target)
+        prompt_len = max(len(row["input_ids"]) for row in rows)
+        target_len = max(len(t) for t in targets)
+        batch_size = len(rows)
+        input_ids = torch.full((batch_size, prompt_len + target_len), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        extra = {key: torch.zeros_like(input_ids) for key in rows[0] if key not in ("input_ids", "attention_mask")}
+        target_ids = torch.full((batch_size, target_len), self.pad_token_id, dtype=torch.long)
+        target_mask = torch.zeros((batch_size, target_len), dtype=torch.bool)
+        for i, (row, target) in enumerate(zip(rows, targets)):
+            n = len(row["input_ids"])
+            input_ids[i, prompt_len - n:prompt_len] = row["input_ids"]
+            attention[i, prompt_len - n:prompt_len + len(target)] = 1
+            for key in extra:
+                extra[key][i, prompt_len - n:prompt_len] = row[key]
+            input_ids[i, prompt_len:prompt_len + len(target)] = torch.tensor(target)
+            target_ids[i, :len(target)] = torch.tensor(target)
+            target_mask[i, :len(target)] = True
+        inputs = {"input_ids": input_ids, "attention_mask": attention, **extra,
+                  "pixel_values": torch.cat(pixel_values), "image_grid_thw": torch.cat(grids)}
+        device = self.device
+        return PolicyBatch(inputs={k: v.to(device) for k, v in inputs.items()},
+                           target_ids=target_ids.to(device), target_mask=target_mask.to(device))
+
+    def token_logprobs(self, batch: PolicyBatch, *, temperature: float | None = None) -> tuple[Any, Any]:
+        """``(logp [B, T], mask [B, T])``: ``log_softmax(logits / T)`` of each target token
+        (with grad; ``T`` defaults to the sampling temperature, 1 when greedy), and which
+        entries are real target tokens. ``logp[i, :n]`` lines up with a Decision's logprobs."""
+        import torch
+
+        if temperature is None:
+            temperature = self.config.temperature if self.config.temperature > 0 else 1.0
+        target_len = batch.target_ids.shape[1]
+        out = self.model(**batch.inputs, logits_to_keep=target_len + 1, use_cache=False)
+        logits = out.logits[:, :-1].float() / temperature
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.target_ids.unsqueeze(-1)).squeeze(-1)
+        return logp * batch.target_mask, batch.target_mask
+
+    # --- LoRA ---------------------------------------------------------------------
+
+    def enable_lora(self, settings: LoraSettings | None = None) -> None:
+        """Wrap the model with peft LoRA adapters on the language model's linears only."""
+        from peft import LoraConfig, get_peft_model
+
+        if self.lora is not None:
+            raise ConfigError("LoRA is already on for this policy")
+        settings = settings or LoraSettings()
+        config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                            target_modules=settings.target_pattern(), bias="none")
+        self.model = get_peft_model(self.model, config)
+        self.lora = settings
+
+    @contextlib.contextmanager
+    def adapters_disabled(self) -> Iterator[None]:
+        """The reference policy: the same model with the LoRA adapters switched off."""
+        if self.lora is None:
+            yield
+            return
+        with self.model.disable_adapter():
+            yield
+
+    def trainable_parameters(self) -> list[Any]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream (as if freshly loaded with ``seed``)."""
+        self.config = self.config.replace(seed=seed)
+        self._act_calls = 0
+
+    # --- saving -------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the policy so :func:`load_policy` restores it: full weights, tokenizer and
+        processor settings; with LoRA on, only the adapter and a reference to the base."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"format_version": POLICY_FORMAT_VERSION, "model_type": self.model_type,
+                  "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
+                  "position_ramp": self.position_ramp,
+                  "seed": self.config.seed, "policy_id": self.policy_id,
+                  "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
+        if self.lora is None:
+            self.model.save_pretrained(str(folder))
+            self.tokenizer.save_pretrained(str(folder))
+            self.processor.image_processor.save_pretrained(str(folder))
+            record["base"] = None
+        else:
+            adapter = folder / "adapter"
+            if adapter.exists():
+                shutil.rmtree(adapter)
+            self.model.save_pretrained(str(adapter))
+            record["base"] = self.base
+        (folder / "deskdojo_policy.json").write_text(json.dumps(record, indent=1) + "\n")
+        return folder
+
+
+# --- loading ----------------------------------------------------------------------
+
+FAMILY_FORMATS = {"qwen2_vl": "deskdojo", "qwen2_5_vl": "qwen_computer_use", "qwen3_vl": "qwen3_computer_use",
+                  "qwen3_vl_moe": "qwen3_computer_use"}
+"""Default format per architecture for a checkpoint with no saved format (UI-TARS-1.5:
+pass ``format="uitars"``)."""
+
+
+def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMPolicy:
+    """Load a policy: ``tiny`` / ``tiny-qwen2vl`` presets, a folder written by
+    :meth:`VLMPolicy.save`, a local checkpoint (offline) or a hub name.
+
+    Settings saved with a policy (format, pixel budget) apply unless ``config`` sets them.
+    """
+    from deskdojo.agent.model.loading import (POLICY_FILE, TINY_PRESETS, load_pretrained, load_tiny)
+    from deskdojo.agent.model.processor import build_processor
+    from deskdojo.agent.model.tiny import TINY_MAX_PIXELS, TINY_MIN_PIXELS, TINY_POSITION_RAMP
+    from deskdojo.perception.resize import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+
+    config = (config or PolicyConfig()).replace(model=model)
+    device = _resolve_device(config.device)
+    folder = Path(model).expanduser()
+    saved = _read_policy_record(folder / POLICY_FILE) if (folder / POLICY_FILE).exists() else None
+    if saved is not None and saved.get("base") is not None:  # an adapter over a base
+        policy = load_policy(saved["base"], config.replace(
+            seed=saved.get("seed", config.seed), lora=None,
+            format=config.format or saved["format"], min_pixels=config.min_pixels or saved["min_pixels"],
+            max_pixels=config.max_pixels or saved["max_pixels"],
+            position_ramp=_first(config.position_ramp, saved.get("position_ramp", 0))))
+        _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
+            {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
+        policy.policy_id = saved.get("policy_id", policy.policy_id)
+        policy.config = config.replace(lora=policy.lora)
+        return policy
+    if model in TINY_PRESETS:
+        loaded = load_tiny(model, seed=config.seed, dtype=config.dtype, device=device)
+        defaults = (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
+        default_format = "grid"
+        default_ramp = TINY_POSITION_RAMP
+    else:
+        loaded = load_pretrained(str(folder) if folder.exists() else model, dtype=config.dtype, device=device)
+        defaults = loaded.default_pixels or (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)
+        default_format = FAMILY_FORMATS[loaded.model_type]
+        default_ramp = 0
+    if saved is not None:
+        defaults = (saved["min_pixels"], saved["max_pixels"])
+        default_format = saved["format"]
+        default_ramp = saved.get("position_ramp", 0)
+    min_pixels = config.min_pixels or defaults[0]
+    max_pixels = config.max_pixels or defaults[1]
+    if min_pixels > max_pixels:
+        raise ConfigError(f"min_pixels {min_pixels} is above max_pixels {max_pixels}")
+    settings = loaded.image_settings
+    processor = build_processor(loaded.model_type, loaded.tokenizer, min_pixels=min_pixels,
+                                max_pixels=max_pixels, settings=settings)
+    image_processor = processor.image_processor
+    factor = int(image_processor.patch_size) * int(image_processor.merge_size)
+    policy = VLMPolicy(model=loaded.model, tokenizer=loaded.tokenizer, processor=processor, config=config,
+                       model_type=loaded.model_type, base=str(folder.resolve()) if folder.exists() else model,
+                       format_name=config.format or default_format, min_pixels=min_pixels,
+                       max_pixels=max_pixels, factor=factor,
+                       position_ramp=_first(config.position_ramp, default_ramp))
+    if saved is not None:
+        policy.policy_id = saved.get("policy_id", policy.policy_id)
+    if config.lora is not None:
+        policy.enable_lora(config.lora)
+    return policy
+
+
+def _first(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def add_position_ramp(frame: Any, levels: int) -> Any:
+    """The frame with red brightened from left (-levels) to right (+levels) and green from
+    top to bottom: every patch's colour then says where it is. Qwen2/2.5-VL's vision
+    tower has only relative (rotary) positions, and a small model trained from scratch
+    finds absolute ones hard to learn; big pretrained checkpoints do not need this."""
+    import numpy as np
+
+    if not levels:
+        return frame
+    height, width = frame.shape[:2]
+    ramp_x = np.linspace(-levels, levels, width, dtype=np.float32)
+    ramp_y = np.linspace(-levels, levels, height, dtype=np.float32)
+    out = frame.astype(np.float32)
+    out[:, :, 0] += ramp_x[None, :]
+    out[:, :, 1] += ramp_y[:, None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _read_policy_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg})") from None
+    if record.get("format_version") != POLICY_FORMAT_VERSION:
+        raise ConfigError(f"{path}: policy format {record.get('format_version')} is not supported "
+                          f"(this deskdojo reads {POLICY_FORMAT_VERSION})")
+    return record
+
+
+def _load_adapter(policy: VLMPolicy, adapter: Path, settings: LoraSettings) -> None:
+    from peft import PeftModel
+
+    if not adapter.exists():
+        raise ConfigError(f"{adapter} is missing: the saved policy's LoRA adapter was not written")
+    policy.model = PeftModel.from_pretrained(policy.model, str(adapter), is_trainable=True)
+    policy.lora = settings
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("device 'cuda' asked for but torch sees no CUDA device; use 'cpu' or 'auto'")
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,157 @@
+"""Building a run's real parts from its config: the sandbox pool (provider ``auto`` picks
+docker or xvfb), the task families and their plan, the state judge and probe, the VLM
+policy (after the SFT warm start on oracle demos) and its GRPO learner.
+
+Every heavy import happens here, inside functions, when a run starts.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+import shutil
+from typing import Any, Callable
+
+from deskdojo.core.errors import ConfigError, SandboxError
+from deskdojo.core.rundir import RunDir
+from deskdojo.core.types import Split
+from deskdojo.evolve.config import EvolveConfig
+from deskdojo.evolve.parts import FamilyPlan, Parts
+
+SFT_DIR = "sft"
+DEMO_SEED_BASE = 500_000
+"""Demo tasks use training seeds from here up, apart from the tasks the plan proposes."""
+
+
+def resolve_provider(requested: str, *, log: Callable[[str], None] = print) -> str:
+    """``auto``: docker when the engine answers and the sandbox image is present, else xvfb."""
+    if requested != "auto":
+        return requested
+    try:
+        from deskdojo.vm.docker import engine_available
+        from deskdojo.vm.image import image_present
+
+        if engine_available() and image_present():
+            return "docker"
+        log("docker engine or sandbox image not available (build it with `deskdojo image build`): "
+            "using the xvfb provider")
+    except SandboxError as exc:
+        log(f"docker not usable ({exc}): using the xvfb provider")
+    return "xvfb"
+
+
+def practice_apps() -> set[str]:
+    import deskdojo.vm.guest.apps as apps
+
+    return {m.name for m in pkgutil.iter_modules(apps.__path__) if not m.name.startswith("_")
+            and m.name not in ("common",)}
+
+
+def select_families(names: tuple[str, ...]) -> dict[str, Any]:
+    """The named families, or (none named) every family whose app is a practice app."""
+    from deskdojo.curriculum.families import all_families
+
+    families = all_families()
+    if names:
+        missing = [n for n in names if n not in families]
+        if missing:
+            raise ConfigError(f"curriculum.families names unknown families {missing}; the families are: "
+                              f"{', '.join(families)}")
+        return {n: families[n] for n in names}
+    apps = practice_apps()
+    chosen = {n: f for n, f in families.items() if f.app in apps}
+    if not chosen:
+        raise ConfigError(f"no task family uses a practice app (families: {', '.join(families) or 'none'}); "
+                          "name some with curriculum.families")
+    return chosen
+
+
+def sandbox_config(config: EvolveConfig, provider: str) -> Any:
+    from deskdojo.vm.config import SandboxConfig
+
+    return SandboxConfig.from_dict({**config.sandbox, "provider": provider})
+
+
+def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print,
+                provider: str | None = None) -> Parts:
+    """Start the sandboxes and build everything else; the pool is closed if building fails."""
+    from deskdojo.agent.rollout import RolloutConfig, rollout
+    from deskdojo.vm.pool import SandboxPool
+    from deskdojo.world_model.judge import StateJudge
+    from deskdojo.world_model.probe import StateProbe
+
+    provider = provider or resolve_provider(config.provider, log=log)
+    families = select_families(config.curriculum.families)
+    rollout_config = RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout})
+    plan = FamilyPlan(families, sampling=config.sampling, scheduler_settings=config.curriculum.scheduler,
+                      seed=config.seed, heldout_levels=config.eval.levels,
+                      heldout_per_level=config.eval.tasks_per_level)
+    log(f"starting {config.sandboxes} {provider} sandboxes; families: {', '.join(families)}")
+    pool = SandboxPool(sandbox_config(config, provider), config.sandboxes).start()
+    try:
+        policy = warm_started_policy(config, run, pool, families, log=log)
+        from deskdojo.evolve.learner import vlm_learner
+
+        learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories")
+        return Parts(learner=learner, plan=plan, judge=StateJudge(), pool=pool, rollout=rollout,
+                     rollout_config=rollout_config, probe=StateProbe(files=False))
+    except BaseException:
+        pool.close()
+        raise
+
+
+def policy_config(config: EvolveConfig) -> Any:
+    from deskdojo.agent.policy import PolicyConfig
+
+    return PolicyConfig.from_dict(config.policy_settings())
+
+
+def warm_started_policy(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, Any], *,
+                        log: Callable[[str], None] = print) -> Any:
+    """The policy evolving starts from: the SFT result (trained now, or found in the run
+    folder when resuming), or the model itself when SFT is off. LoRA goes on top."""
+    from deskdojo.agent.policy import load_policy
+
+    settings = policy_config(config)
+    if not config.sft.enabled:
+        return load_policy(config.model, settings)
+    final = run.path / SFT_DIR / "policy"
+    if not (final / "deskdojo_policy.json").exists():
+        run_sft(config, run, pool, families, log=log)
+    return load_policy(str(final), settings)
+
+
+def demo_tasks(config: EvolveConfig, families: dict[str, Any]) -> list[Any]:
+    tasks = []
+    for name, family in families.items():
+        levels = [lv for lv in config.sft.levels if lv < family.levels] or [0]
+        for i in range(config.sft.demos_per_family):
+            tasks.append(family.generate(levels[i % len(levels)], DEMO_SEED_BASE + i, Split.TRAIN))
+    return tasks
+
+
+def run_sft(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, Any], *,
+            log: Callable[[str], None] = print) -> Any:
+    """Record oracle demos of the easy levels into ``demos/`` and fine-tune on them."""
+    from deskdojo.agent.demos import record_oracle_demos
+    from deskdojo.agent.train.sft import SFTConfig, sft
+    from deskdojo.core.oracle import OracleError
+
+    demos = run.path / "demos"
+    if demos.exists():  # a killed warm start: record again from scratch
+        shutil.rmtree(demos)
+    demos.mkdir(parents=True)
+    tasks = demo_tasks(config, families)
+    log(f"sft warm start: recording {len(tasks)} oracle demos")
+    try:
+        record_oracle_demos(tasks, list(pool), demos)
+    except OracleError as exc:  # keep the demos that were recorded
+        log(f"sft warm start: an oracle failed ({exc}); training on the demos that were recorded")
+    if not any(p.is_dir() for p in demos.iterdir()):
+        raise ConfigError("no oracle demo could be recorded for the SFT warm start; turn it off with sft.enabled: false")
+    settings = policy_config(config)
+    out = run.path / SFT_DIR
+    sft_config = SFTConfig.from_dict({"demos": str(demos), "model": config.model, "out": str(out),
+                                      "steps": config.sft.steps, "seed": config.seed,
+                                      "history_k": settings.history_k, "log_every": 20,
+                                      "checkpoint_every": max(config.sft.steps, 1), **config.sft.options})
+    return sft(sft_config, log=log, resume=(out / "checkpoints").exists())

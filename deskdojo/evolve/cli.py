@@ -1,0 +1,146 @@
+"""``deskdojo evolve``, ``deskdojo run`` (the main job) and ``deskdojo bench learning``.
+
+Nothing heavy is imported here: each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from typing import Any
+
+from deskdojo.core.errors import DeskdojoError
+
+MAIN_JOB_SECONDS = 900.0
+"""The main job's whole budget (set-up check, SFT warm start and evolving), in seconds."""
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that were given, as a nested config mapping."""
+    out: dict[str, Any] = {}
+    for flag, key in (("model", "model"), ("provider", "provider"), ("sandboxes", "sandboxes"),
+                      ("seed", "seed")):
+        if getattr(args, flag, None) is not None:
+            out[key] = getattr(args, flag)
+    budget = {key: getattr(args, flag) for flag, key in (("iterations", "iterations"), ("env_steps", "env_steps"),
+                                                          ("wall_seconds", "wall_seconds"))
+              if getattr(args, flag, None) is not None}
+    if budget:
+        # a budget given on the command line replaces the file's budget as a whole
+        out["budget"] = {"iterations": None, "env_steps": None, "wall_seconds": None, **budget}
+    return out
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from deskdojo.evolve.config import load_config, merge
+    from deskdojo.evolve.run import new_run_dir, open_or_create_run, run_evolve, stored_config
+
+    overrides = _overrides(args)
+    if args.resume:
+        if args.run_dir or args.runs_root:
+            raise DeskdojoError("--resume names the run folder; drop --run-dir/--runs-root")
+        config = None
+        if args.config or overrides:
+            from deskdojo.evolve.config import EvolveConfig, read_config_file
+
+            base = stored_config(open_or_create_run(args.resume, None, resume=True)).to_dict()
+            if args.config:
+                base = merge(base, read_config_file(args.config))
+            config = EvolveConfig.from_dict(merge(base, overrides))
+        result = run_evolve(config, args.resume, resume=True, force=args.force)  # refuses a changed config
+    else:
+        config = load_config(args.config, overrides)
+        run_dir = args.run_dir or new_run_dir(args.runs_root or "runs")
+        result = run_evolve(config, run_dir)
+    return 0 if result.state in ("finished", "stopped") else 1
+
+
+def setup_check(provider: str) -> str:
+    """What the main job needs: a way to run sandboxes. Returns the provider to use."""
+    from deskdojo.evolve.build import resolve_provider
+
+    chosen = resolve_provider(provider)
+    if chosen == "xvfb" and shutil.which("Xvfb") is None:
+        raise DeskdojoError("neither docker (engine + image) nor Xvfb is available: run `deskdojo doctor` "
+                            "for the fixes (`apt-get install xvfb`, or start dockerd and `deskdojo image build`)")
+    print(f"set-up check: sandboxes on {chosen}; model tiny (offline preset); {sys.version.split()[0]}")
+    return chosen
+
+
+def main_job_config(wall_seconds: float, **overrides: Any) -> Any:
+    """The embedded defaults, bounded to ``wall_seconds`` for the evolve loop."""
+    from deskdojo.evolve.config import EvolveConfig, merge
+
+    return EvolveConfig.from_dict(merge({"budget": {"wall_seconds": wall_seconds}}, overrides))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job: set-up check, SFT warm start on oracle demos, then evolve, ~15 minutes."""
+    from deskdojo.evolve.run import new_run_dir, run_evolve
+
+    started = time.monotonic()
+    provider = setup_check(args.provider)
+    overrides: dict[str, Any] = {"provider": provider}
+    if args.sandboxes:
+        overrides["sandboxes"] = args.sandboxes
+    budget = args.minutes * 60
+    config = main_job_config(budget, **overrides)
+    run_dir = args.run_dir or new_run_dir(args.runs_root, prefix="main")
+    # the warm start takes what it takes; the loop gets the rest of the budget
+    result = run_evolve(config, run_dir, provider=provider, deadline=started + budget)
+    print(f"main job done in {(time.monotonic() - started) / 60:.1f} min")
+    return 0 if result.state in ("finished", "stopped") else 1
+
+
+def cmd_bench_learning(args: argparse.Namespace) -> int:
+    from deskdojo.evolve.bench import print_report, run_learning_bench
+
+    report = run_learning_bench(seeds=args.seeds, env_steps=args.budget_env_steps, runs_root=args.runs_root,
+                                provider=args.provider, sandboxes=args.sandboxes, config_path=args.config)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_report(report)
+    return 0
+
+
+def add_evolve_parser(sub: Any, bench: Any = None) -> None:
+    """Register ``evolve`` and ``run`` on the ``deskdojo`` subparsers, and ``learning`` on
+    the ``bench`` subparsers when given."""
+    p = sub.add_parser("evolve", help="the self-evolving loop: propose, roll out, judge, train (GRPO), schedule")
+    p.add_argument("--config", default=None, help="YAML or JSON config (keys of EvolveConfig; flags override)")
+    p.add_argument("--run-dir", default=None, help="the run folder to create (default RUNS_ROOT/evolve-<time>)")
+    p.add_argument("--runs-root", default=None, help="where new run folders go (default runs)")
+    p.add_argument("--model", default=None, help="policy: tiny, a checkpoint folder or a hub name")
+    p.add_argument("--provider", default=None, choices=["auto", "docker", "xvfb", "fake"],
+                   help="sandboxes: auto = docker when the engine and image are there, else xvfb")
+    p.add_argument("--sandboxes", type=int, default=None, help="parallel sandboxes")
+    p.add_argument("--iterations", type=int, default=None, help="budget: iterations")
+    p.add_argument("--env-steps", type=int, default=None, help="budget: environment steps")
+    p.add_argument("--wall-seconds", type=float, default=None, help="budget: wall-clock seconds")
+    p.add_argument("--seed", type=int, default=None, help="seed of everything")
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="with --resume: accept a changed config")
+    p.set_defaults(fn=cmd_evolve)
+
+    p = sub.add_parser("run", help="the main job: set-up check, SFT warm start, evolve for ~15 min, plot")
+    p.add_argument("--provider", default="auto", choices=["auto", "docker", "xvfb"], help="where sandboxes run")
+    p.add_argument("--sandboxes", type=int, default=None, help="parallel sandboxes (default 4)")
+    p.add_argument("--minutes", type=float, default=MAIN_JOB_SECONDS / 60, help="whole budget in minutes")
+    p.add_argument("--run-dir", default=None, help="the run folder (default RUNS_ROOT/main-<time>)")
+    p.add_argument("--runs-root", default="runs", help="where run folders go")
+    p.set_defaults(fn=cmd_run)
+
+    if bench is not None:
+        p = bench.add_parser("learning", help="SFT only vs SFT+evolve (curriculum) vs SFT+evolve (uniform)")
+        p.add_argument("--seeds", type=int, default=2, help="seeds per arm (medians reported)")
+        p.add_argument("--budget-env-steps", type=int, default=400, help="env steps each evolve arm may spend")
+        p.add_argument("--provider", default="auto", choices=["auto", "docker", "xvfb"])
+        p.add_argument("--sandboxes", type=int, default=None, help="parallel sandboxes")
+        p.add_argument("--config", default=None, help="base config (YAML/JSON) for all arms")
+        p.add_argument("--runs-root", default="runs/bench-learning", help="where the arms' run folders go")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.set_defaults(fn=cmd_bench_learning)

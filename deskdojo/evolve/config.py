@@ -1,0 +1,320 @@
+"""The evolve run's configuration: typed, frozen, closed (an unknown key is an error that
+names it), loadable from YAML or JSON, and hashed so a resumed run can prove it is the
+same run. The embedded defaults are the main job (``deskdojo run``).
+
+Settings owned by other parts (the policy, GRPO, the scheduler, the rollout) are kept as
+override mappings here and validated against their owners' configs when the run starts,
+so that loading a config never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from deskdojo.core.errors import ConfigError
+
+PROVIDERS = ("auto", "docker", "xvfb", "fake")
+MAIN_JOB_FAMILIES = ("click_button", "toggle_choices")
+"""The main job's families: one-click practice-app tasks a tiny policy can learn on 2 cores."""
+SAMPLING = ("curriculum", "uniform")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetConfig:
+    """When the run ends: the first bound reached wins (at least one must be set)."""
+
+    iterations: int | None = field(default=None, metadata={"help": "iterations to run"})
+    env_steps: int | None = field(default=None, metadata={"help": "environment steps to spend (all rollouts)"})
+    wall_seconds: float | None = field(default=None, metadata={
+        "help": "wall-clock seconds; no iteration starts that would likely end past it"})
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.env_steps is None and self.wall_seconds is None:
+            raise ConfigError("budget needs at least one of iterations, env_steps, wall_seconds")
+        for name in ("iterations", "env_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"budget.{name} must be >= 1, got {value}")
+        if self.wall_seconds is not None and not self.wall_seconds > 0:
+            raise ConfigError(f"budget.wall_seconds must be > 0, got {self.wall_seconds}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvalConfig:
+    """Held-out evaluation: tasks that never train, scored every ``every`` iterations."""
+
+    every: int = field(default=3, metadata={"help": "evaluate every K iterations (and after the last one)"})
+    tasks_per_level: int = field(default=2, metadata={"help": "held-out tasks per family and level"})
+    levels: tuple[int, ...] = field(default=(0, 1), metadata={"help": "levels evaluated"})
+    greedy: bool = field(default=True, metadata={"help": "greedy decoding (else sampled at the policy's temperature)"})
+    at_start: bool = field(default=True, metadata={"help": "also evaluate before the first iteration"})
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError(f"eval.every must be >= 1, got {self.every}")
+        if self.tasks_per_level < 0:
+            raise ConfigError(f"eval.tasks_per_level must be >= 0, got {self.tasks_per_level}")
+        object.__setattr__(self, "levels", tuple(self.levels))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SFTSettings:
+    """Warm start: supervised fine-tuning on oracle demonstrations before evolving."""
+
+    enabled: bool = field(default=True, metadata={"help": "run the SFT warm start"})
+    demos_per_family: int = field(default=12, metadata={"help": "oracle demos recorded per family"})
+    levels: tuple[int, ...] = field(default=(0,), metadata={"help": "levels the demos are drawn from"})
+    steps: int = field(default=60, metadata={"help": "optimizer steps"})
+    options: Mapping[str, Any] = field(default_factory=dict, metadata={
+        "help": "further settings for the SFT trainer (its own config's keys)"})
+
+    def __post_init__(self) -> None:
+        if self.demos_per_family < 1 or self.steps < 1:
+            raise ConfigError(f"sft.demos_per_family and sft.steps must be >= 1, got "
+                              f"{self.demos_per_family}, {self.steps}")
+        object.__setattr__(self, "levels", tuple(self.levels))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CurriculumSettings:
+    """Which families train and how the scheduler picks among them."""
+
+    families: tuple[str, ...] = field(default=MAIN_JOB_FAMILIES, metadata={
+        "help": "task families to train on (empty: every family whose app is a practice app)"})
+    scheduler: Mapping[str, Any] = field(default_factory=dict, metadata={
+        "help": "scheduler settings (its own config's keys)"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "families", tuple(self.families))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvolveConfig:
+    """Everything a `deskdojo evolve` run needs. Field docs are the ``--help`` texts."""
+
+    model: str = field(default="tiny", metadata={"help": "policy: 'tiny', a checkpoint folder or a hub name"})
+    policy: Mapping[str, Any] = field(default_factory=lambda: {"max_new_tokens": 16, "lora": {"r": 8, "alpha": 16}}, metadata={
+        "help": "policy settings (PolicyConfig keys, e.g. temperature, max_new_tokens, lora)"})
+    provider: str = field(default="auto", metadata={
+        "help": "sandboxes: auto (docker when the engine answers and the image exists, else xvfb) "
+                "| docker | xvfb | fake"})
+    sandboxes: int = field(default=4, metadata={"help": "parallel sandboxes"})
+    sandbox: Mapping[str, Any] = field(default_factory=dict, metadata={
+        "help": "further sandbox settings (SandboxConfig keys, e.g. screen)"})
+    group_size: int = field(default=4, metadata={"help": "rollouts per task (G); advantages are group-relative"})
+    tasks_per_iteration: int = field(default=2, metadata={"help": "tasks proposed per iteration"})
+    max_steps: int | None = field(default=6, metadata={
+        "help": "cap on steps per episode (the task's own max_steps when lower); null: the task's"})
+    rollout: Mapping[str, Any] = field(default_factory=dict, metadata={
+        "help": "rollout settings (RolloutConfig keys)"})
+    budget: BudgetConfig = field(default_factory=lambda: BudgetConfig(wall_seconds=600.0))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint_every: int = field(default=1, metadata={"help": "write a checkpoint every N iterations"})
+    sft: SFTSettings = field(default_factory=SFTSettings)
+    grpo: Mapping[str, Any] = field(default_factory=lambda: {"lr": 2e-4}, metadata={
+        "help": "GRPO settings (GRPOConfig keys; group_size comes from the top level)"})
+    curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
+    sampling: str = field(default="curriculum", metadata={
+        "help": "curriculum (the scheduler picks) | uniform (families and levels at random: the baseline)"})
+    seed: int = field(default=0, metadata={"help": "seeds python, numpy, torch and the policy"})
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ConfigError(f"provider {self.provider!r} is not one of: {', '.join(PROVIDERS)}")
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"sampling {self.sampling!r} is not one of: {', '.join(SAMPLING)}")
+        for name in ("sandboxes", "tasks_per_iteration", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be >= 2 (advantages are relative), got {self.group_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if "group_size" in self.grpo and self.grpo["group_size"] != self.group_size:
+            raise ConfigError(f"grpo.group_size {self.grpo['group_size']} disagrees with group_size "
+                              f"{self.group_size}: set it once, at the top level")
+        for name in ("policy", "sandbox", "rollout", "grpo"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"{name} must be a mapping of settings, got {getattr(self, name)!r}")
+        if "provider" in self.sandbox:
+            raise ConfigError("sandbox.provider: set the provider with the top-level `provider` key")
+        if "model" in self.policy:
+            raise ConfigError("policy.model: set the model with the top-level `model` key")
+
+    # --- conversions ----------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EvolveConfig":
+        return _build(cls, data, "config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    def replace(self, **changes: Any) -> "EvolveConfig":
+        return dataclasses.replace(self, **changes)
+
+    def config_hash(self) -> str:
+        """The same hash ``RunDir.create`` stores for this config."""
+        body = json.dumps(self.to_dict(), sort_keys=True, indent=1)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    # --- the other parts' configs (validated here, built by them) ------------
+
+    def grpo_settings(self) -> dict[str, Any]:
+        return {**self.grpo, "group_size": self.group_size}
+
+    def policy_settings(self) -> dict[str, Any]:
+        return {"seed": self.seed, **self.policy}
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> EvolveConfig:
+    """The defaults, then a YAML/JSON file's values, then ``overrides`` (nested dicts merge)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_config_file(path)
+    return EvolveConfig.from_dict(merge(data, overrides or {}))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it; nested mappings merge key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def diff_configs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Key-by-key differences, as ``key: old -> new`` lines (dotted keys for nesting)."""
+    lines: list[str] = []
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    for key in sorted(set(flat_old) | set(flat_new)):
+        before, after = flat_old.get(key, "<unset>"), flat_new.get(key, "<unset>")
+        if before != after:
+            lines.append(f"{key}: {json.dumps(before)} -> {json.dumps(after)}")
+    return lines
+
+
+def to_yaml(config: EvolveConfig) -> str:
+    import yaml
+
+    header = f"# deskdojo evolve config (hash {config.config_hash()})\n"
+    return header + yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def field_help(cls: type = EvolveConfig) -> dict[str, str]:
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+# --- closed construction from plain data -----------------------------------------
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{where} has no key {key!r} (known: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        values[key] = _value(hints[key], value, f"{where}.{key}" if where != "config" else key)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{where} must not be null")
+        (inner,) = [a for a in args if a is not type(None)]
+        return _value(inner, value, where)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: data}

@@ -1,0 +1,446 @@
+"""The self-evolving loop, one iteration at a time::
+
+    plan.propose(n) -> each task rolled out G times in parallel sandboxes (every copy reset
+    to the same task) -> judge -> verdicts.jsonl -> learner.update (GRPO) -> plan.record
+    (success and mean |advantage| per group) -> every K iterations held-out evaluation ->
+    metrics.jsonl, curriculum.json, TensorBoard, plot -> checkpoint every N iterations
+
+It runs until the budget (iterations, env steps, wall time) is spent or a stop arrives
+(control.json, Ctrl-C, SIGTERM). A stop mid-iteration abandons that iteration: the run
+keeps the last completed one (checkpointed on the way out) and a resume redoes the rest.
+A ``kill -9`` at any moment resumes from the last checkpoint (see ``runstate``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
+
+from deskdojo.core.actions import action_to_dict
+from deskdojo.core.control import ControlReader, write_status
+from deskdojo.core.errors import SandboxError
+from deskdojo.core.rundir import JsonlFile, RunDir, write_atomic
+from deskdojo.core.types import EndReason, Step, Task, Trajectory, Verdict
+from deskdojo.evolve.config import EvolveConfig
+from deskdojo.evolve.metrics import (
+    Progress, TensorBoard, learning_curve_table, mean, metrics_line, plot_learning_curve, std, success_table,
+)
+from deskdojo.evolve.parts import GroupOutcome, Parts
+from deskdojo.evolve.runstate import (
+    HELDOUT_FILE, Cursor, count_lines, discard_uncounted, read_checkpoint, rng_states, seed_everything,
+    set_rng_states, write_checkpoint,
+)
+
+STATUS_INTERVAL_S = 0.25
+PAUSE_POLL_S = 0.2
+LOGS = ("tasks.jsonl", "verdicts.jsonl", "metrics.jsonl", HELDOUT_FILE)
+
+
+class StopRequested(Exception):
+    """The iteration was abandoned because a stop arrived (control.json or a signal)."""
+
+
+@dataclass(slots=True)
+class Played:
+    """One judged episode. ``verdict`` is None for an ``error`` trajectory (excluded)."""
+
+    task: Task
+    trajectory: Trajectory
+    verdict: Verdict | None
+
+
+@dataclass(slots=True)
+class Timing:
+    rollout: float = 0.0
+    judge: float = 0.0
+    train: float = 0.0
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How the run ended: ``finished`` (budget spent) or ``stopped``; where it is now."""
+
+    state: str
+    iterations: int
+    env_steps: int
+    wall_s: float
+    run_dir: Path
+    heldout: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Evolver:
+    """Runs the loop for one run directory. ``resume=True`` continues from its last
+    checkpoint; otherwise it starts at iteration 0 (writing checkpoint 0 first)."""
+
+    def __init__(self, config: EvolveConfig, run: RunDir, parts: Parts, *, resume: bool = False,
+                 out: TextIO | None = None, handle_signals: bool = True,
+                 after_iteration: Callable[[int], None] | None = None, deadline: float | None = None):
+        self.config = config
+        self.run = run
+        self.parts = parts
+        self.resume = resume
+        self.handle_signals = handle_signals
+        self.after_iteration = after_iteration
+        self.deadline = deadline  # time.monotonic() past which no iteration starts (this session only)
+        budget = config.budget
+        self.progress = Progress(out, total_iterations=budget.iterations, total_env_steps=budget.env_steps,
+                                 wall_seconds=budget.wall_seconds)
+        self.tb = TensorBoard(run.path / "tb")
+        self.control = ControlReader(run.path)
+        self.cursor = Cursor()
+        self.state = "starting"
+        self.stop_reason: str | None = None
+        self._stop = threading.Event()
+        self._signals = 0
+        self._slots: list[dict[str, Any]] = []
+        self._status_at = 0.0
+        self._session_start = time.monotonic()
+        self._wall_at_start = 0.0
+        self._last_iteration_s = 0.0
+        self._checkpointed = -1
+
+    # --- the run ----------------------------------------------------------------
+
+    def run_loop(self) -> RunResult:
+        previous = self._install_signals()
+        try:
+            self._start()
+            while not self._budget_spent() and not self._poll_stop():
+                try:
+                    self._iteration(self.cursor.iteration + 1)
+                except StopRequested:
+                    break
+                if self.after_iteration is not None:
+                    self.after_iteration(self.cursor.iteration)
+                if self._stop.is_set():
+                    break
+            final = "stopped" if self._stop.is_set() else "finished"
+            if self._checkpointed != self.cursor.iteration:
+                self._checkpoint()
+            if final == "stopped":  # what an abandoned iteration wrote is not the run's
+                discard_uncounted(self.run, self.cursor)
+            self.state = "finished"
+            self._write_status(force=True)
+            self.progress.close()
+            heldout = list(JsonlFile(self.run.path / HELDOUT_FILE).read())
+            if final == "stopped":
+                self.progress.note(f"stopped ({self.stop_reason}); the run keeps iteration "
+                                   f"{self.cursor.iteration}: resume with `deskdojo evolve --resume {self.run.path}`")
+            return RunResult(final, self.cursor.iteration, self.cursor.env_steps, self._wall(),
+                             self.run.path, heldout)
+        except BaseException:
+            self.state = "failed"
+            self._write_status(force=True)
+            raise
+        finally:
+            self._restore_signals(previous)
+            self.tb.close()
+
+    def _start(self) -> None:
+        checkpoint = self.run.latest_checkpoint() if self.resume else None
+        if checkpoint is not None:
+            restored = read_checkpoint(checkpoint)
+            self.cursor = restored.cursor
+            self.cursor.resumes += 1
+            removed = discard_uncounted(self.run, self.cursor)
+            self.parts.learner.load(restored.learner_folder)
+            self.parts.plan.load_state_dict(restored.plan_state)
+            set_rng_states(restored.rng)
+            self._checkpointed = self.cursor.iteration
+            self.tb.purge_step = self.cursor.iteration + 1
+            dropped = {k: v for k, v in removed.items() if v}
+            self.progress.note(f"resumed {self.run.path} at iteration {self.cursor.iteration} "
+                               f"({self.cursor.env_steps} env steps)"
+                               + (f"; superseded after the checkpoint: {dropped}" if dropped else ""))
+        else:
+            if self.resume:  # killed before checkpoint 0: nothing counts yet
+                discard_uncounted(self.run, Cursor(lines={name: 0 for name in LOGS}))
+            seed_everything(self.config.seed)
+        self._wall_at_start = self.cursor.wall_s
+        self._session_start = time.monotonic()
+        self.state = "running"
+        self._write_status(force=True)
+        if checkpoint is None:
+            if self.config.eval.at_start and self.parts.plan.heldout():
+                self._evaluate(0)
+            self._count_lines()
+            self._checkpoint()
+
+    def _budget_spent(self) -> bool:
+        budget = self.config.budget
+        if budget.iterations is not None and self.cursor.iteration >= budget.iterations:
+            return True
+        if budget.env_steps is not None and self.cursor.env_steps >= budget.env_steps:
+            return True
+        if budget.wall_seconds is not None:
+            # do not start an iteration that would likely end past the budget
+            if self._wall() + self._last_iteration_s > budget.wall_seconds:
+                return True
+        return self.deadline is not None and time.monotonic() + self._last_iteration_s > self.deadline
+
+    def _wall(self) -> float:
+        return self._wall_at_start + (time.monotonic() - self._session_start)
+
+    # --- one iteration ---------------------------------------------------------
+
+    def _iteration(self, iteration: int) -> None:
+        started = time.monotonic()
+        cfg = self.config
+        start_plan = self.parts.plan.state_dict()
+        start_rng = rng_states()
+        policy = self.parts.learner.policy
+        start_calls = getattr(policy, "_act_calls", None)
+        start_logged = len(self.cursor.logged_task_ids)
+        try:
+            tasks = self.parts.plan.propose(cfg.tasks_per_iteration)
+            self._log_tasks(tasks)
+            episodes = [(task, f"it{iteration:05d}-t{k:02d}-g{g:02d}")
+                        for k, task in enumerate(tasks) for g in range(cfg.group_size)]
+            timing = Timing()
+            played = self._play(episodes, timing)
+            if self._stop.is_set():
+                raise StopRequested
+        except StopRequested:
+            # abandon: the plan and RNGs go back to how the iteration found them
+            self.parts.plan.load_state_dict(start_plan)
+            set_rng_states(start_rng)
+            if start_calls is not None:
+                policy._act_calls = start_calls
+            del self.cursor.logged_task_ids[start_logged:]
+            raise
+
+        groups, errors = [], 0
+        for k, task in enumerate(tasks):
+            members = [p for p in played[k * cfg.group_size:(k + 1) * cfg.group_size]]
+            valid = [(p.task, p.trajectory, p.verdict) for p in members if p.verdict is not None]
+            errors += len(members) - len(valid)
+            if valid:
+                groups.append(valid)
+        t0 = time.monotonic()
+        update = self.parts.learner.update(groups)
+        timing.train = time.monotonic() - t0
+        outcomes = list(update.groups) or [
+            GroupOutcome(g[0][0], tuple(v.success for _, _, v in g), 0.0, False) for g in groups]
+        self.parts.plan.record(outcomes, iteration=iteration)
+
+        steps = sum(len(p.trajectory.steps) for p in played)
+        self.cursor.iteration = iteration
+        self.cursor.env_steps += steps
+        self.cursor.trajectory_ids.extend(p.trajectory.id for p in played)
+        heldout = None
+        if iteration % cfg.eval.every == 0 or self._is_last_iteration(time.monotonic() - started):
+            heldout = self._evaluate(iteration)
+
+        valid_played = [p for p in played if p.verdict is not None]
+        tokens = sum(len(s.token_ids) for p in played for s in p.trajectory.steps)
+        stats = update.stats
+        line = metrics_line(
+            iteration=iteration, time=time.time(), wall_s=round(self._wall(), 3), env_steps=self.cursor.env_steps,
+            train_success=mean([float(p.verdict.success) for p in valid_played]),
+            heldout_success=heldout["success"] if heldout else None,
+            success_by_family=success_table((p.task.family, p.task.level, p.verdict.success) for p in valid_played),
+            heldout_by_family=heldout["by_family"] if heldout else None,
+            reward_mean=stats.get("reward_mean", mean([p.verdict.score for p in valid_played])),
+            adv_mean_abs=mean([abs(a) for a in update.advantages]) if update.advantages else
+            mean([o.mean_abs_advantage for o in outcomes]),
+            adv_std=std(list(update.advantages)),
+            loss=stats.get("loss"), kl=stats.get("kl"), entropy=stats.get("entropy_estimate", stats.get("entropy")),
+            clip_frac=stats.get("clip_fraction", stats.get("clip_frac")),
+            tokens_per_s=tokens / timing.rollout if timing.rollout > 0 else None,
+            env_steps_per_s=steps / timing.rollout if timing.rollout > 0 else None,
+            time_split={"rollout": round(timing.rollout, 3), "judge": round(timing.judge, 3),
+                        "train": round(timing.train, 3)},
+            groups_used=int(stats.get("groups_used", sum(o.used for o in outcomes))),
+            groups_dropped=len(tasks) - int(stats.get("groups_used", sum(o.used for o in outcomes))))
+        self.run.jsonl("metrics.jsonl").append(line)
+        write_atomic(self.run.path / "curriculum.json",
+                     json.dumps(self.parts.plan.snapshot(), indent=1).encode(), fsync=False)
+        self.tb.write(line)
+        self.cursor.wall_s = self._wall()
+        self._count_lines()
+        self.progress.update(line)
+        self._last_iteration_s = time.monotonic() - started
+        if iteration % cfg.checkpoint_every == 0 or self._budget_spent():
+            self._checkpoint()
+        self._write_status(force=True)
+
+    def _is_last_iteration(self, iteration_s: float) -> bool:
+        budget = self.config.budget
+        if budget.iterations is not None and self.cursor.iteration >= budget.iterations:
+            return True
+        if budget.wall_seconds is not None and self._wall() + iteration_s > budget.wall_seconds:
+            return True
+        if self.deadline is not None and time.monotonic() + iteration_s > self.deadline:
+            return True
+        return budget.env_steps is not None and self.cursor.env_steps >= budget.env_steps
+
+    def _log_tasks(self, tasks: Sequence[Task]) -> None:
+        logged = set(self.cursor.logged_task_ids)
+        for task in tasks:
+            if task.id not in logged:
+                self.run.jsonl("tasks.jsonl").append(task)
+                self.cursor.logged_task_ids.append(task.id)
+                logged.add(task.id)
+
+    # --- playing and judging ---------------------------------------------------
+
+    def _play(self, episodes: Sequence[tuple[Task, str]], timing: Timing) -> list[Played]:
+        """Roll out ``episodes`` (task, trajectory id) in batches of the pool's size; judge
+        each batch while its sandboxes still show the final state."""
+        parts = self.parts
+        played: list[Played] = []
+        size = len(parts.pool)
+        for start in range(0, len(episodes), size):
+            batch = episodes[start:start + size]
+            sandboxes = [parts.pool[i] for i in range(len(batch))]
+            self._slots = [{"name": getattr(s, "name", f"slot{i}"), "socket": _socket_of(s),
+                            "task_id": t.id, "instruction": t.instruction, "step": 0, "last_action": None,
+                            "trajectory": f"trajectories/{tid}"} for i, ((t, tid), s) in enumerate(zip(batch, sandboxes))]
+            ids = iter([tid for _, tid in batch])
+            t0 = time.monotonic()
+            trajectories = parts.rollout(
+                parts.learner.policy, [t for t, _ in batch], sandboxes,
+                lambda _tid, task, policy_id: self.run.trajectory_writer(next(ids), task.id, policy_id),
+                config=parts.rollout_config, probe=parts.probe, on_step=self._on_step, stop=self._poll_stop)
+            timing.rollout += time.monotonic() - t0
+            if self._stop.is_set():
+                return played
+            t0 = time.monotonic()
+            for slot, ((task, _), trajectory) in enumerate(zip(batch, trajectories)):
+                verdict = None
+                if trajectory.end is not EndReason.ERROR:
+                    try:
+                        verdict = parts.judge.judge(task, trajectory, sandboxes[slot])
+                    except SandboxError:
+                        verdict = None  # the sandbox died under the judge: not the agent's failure
+                if verdict is not None:
+                    self.run.jsonl("verdicts.jsonl").append(verdict)
+                played.append(Played(task, trajectory, verdict))
+            timing.judge += time.monotonic() - t0
+            check = getattr(parts.pool, "check_health", None)
+            if check is not None:
+                check()  # replace sandboxes that died during the batch
+        return played
+
+    def _evaluate(self, iteration: int) -> dict[str, Any] | None:
+        """Held-out tasks, once each, greedy or sampled as configured; never trained on.
+        None when a stop cut it short (its trajectories are then never counted)."""
+        tasks = self.parts.plan.heldout()
+        self._log_tasks(tasks)
+        episodes = [(task, f"ev{iteration:05d}-{k:03d}") for k, task in enumerate(tasks)]
+        timing = Timing()
+        with self.parts.learner.evaluation(self.config.eval.greedy):
+            played = self._play(episodes, timing)
+        if self._stop.is_set() and len(played) < len(episodes):
+            return None
+        judged = [p for p in played if p.verdict is not None]
+        steps = sum(len(p.trajectory.steps) for p in played)
+        self.cursor.eval_env_steps += steps
+        self.cursor.trajectory_ids.extend(p.trajectory.id for p in played)
+        record = {"iteration": iteration, "env_steps": self.cursor.env_steps, "time": time.time(),
+                  "success": mean([float(p.verdict.success) for p in judged]),
+                  "by_family": success_table((p.task.family, p.task.level, p.verdict.success) for p in judged),
+                  "tasks": len(tasks), "errors": len(played) - len(judged), "eval_env_steps": steps,
+                  "greedy": self.config.eval.greedy}
+        JsonlFile(self.run.path / HELDOUT_FILE).append(record)
+        heldout = list(JsonlFile(self.run.path / HELDOUT_FILE).read())
+        try:
+            plot_learning_curve(self.run.path / "learning_curve.png",
+                                list(self.run.jsonl("metrics.jsonl").read()), heldout)
+        except ImportError as exc:
+            self.progress.note(f"learning curve not drawn ({exc})")
+        return record
+
+    # --- status, control, signals ----------------------------------------------
+
+    def _on_step(self, slot: int, task: Task, step: Step) -> None:
+        if slot < len(self._slots):
+            self._slots[slot]["step"] = step.index + 1
+            self._slots[slot]["last_action"] = action_to_dict(step.action) if step.action is not None else None
+        self._write_status()
+
+    def _poll_stop(self) -> bool:
+        """Between steps: act on control commands; block while paused."""
+        self._handle_command(self.control.poll())
+        while self.state == "paused" and not self._stop.is_set():
+            time.sleep(PAUSE_POLL_S)
+            self._handle_command(self.control.poll())
+        return self._stop.is_set()
+
+    def _handle_command(self, command: str | None) -> None:
+        if command == "stop":
+            self.request_stop("stop requested through control.json")
+        elif command == "pause" and self.state == "running":
+            self.state = "paused"
+            self._write_status(force=True)
+        elif command == "resume" and self.state == "paused":
+            self.state = "running"
+            self._write_status(force=True)
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+        self._stop.set()
+        if self.state in ("running", "paused"):
+            self.state = "stopping"
+            self._write_status(force=True)
+
+    def _write_status(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._status_at < STATUS_INTERVAL_S:
+            return
+        self._status_at = now
+        write_status(self.run.path, {"state": self.state, "pid": os.getpid(), "iteration": self.cursor.iteration,
+                                     "env_steps": self.cursor.env_steps, "sandboxes": self._slots})
+
+    def _install_signals(self) -> dict[int, Any]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            self._signals += 1
+            if self._signals > 1:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now, sandboxes still close
+            self.request_stop(f"{signal.Signals(signum).name} received")
+            self.progress.note("stopping after this step (Ctrl-C again to stop at once)")
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    # --- checkpoints ------------------------------------------------------------
+
+    def _count_lines(self) -> None:
+        self.cursor.lines = {name: count_lines(self.run.path / name) for name in LOGS}
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the cursor as it stands: log line counts are taken when an iteration
+        completes, so lines of an abandoned iteration never count."""
+        self.cursor.wall_s = self._wall()
+        write_checkpoint(self.run, self.cursor, learner=self.parts.learner,
+                         plan_state=self.parts.plan.state_dict(), rng=rng_states())
+        self._checkpointed = self.cursor.iteration
+
+
+def _socket_of(sandbox: Any) -> str | None:
+    client = getattr(sandbox, "client", None)
+    for name in ("socket_path", "socket", "path"):
+        value = getattr(client, name, None)
+        if isinstance(value, (str, os.PathLike)):
+            return str(value)
+    return None
+
+
+def final_table(result: RunResult) -> str:
+    return learning_curve_table(result.heldout)

@@ -1,0 +1,235 @@
+"""The VLM policy on the tiny presets: offline loading, batched acting whose stored
+log-probs GRPO can recompute, parse errors as data, LoRA on the language model only,
+and save -> load giving the same outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deskdojo.agent.policy import (LoraSettings, PolicyConfig, PolicySample, VLMPolicy, load_policy)
+from deskdojo.core.actions import Click
+from deskdojo.core.errors import ConfigError
+from deskdojo.core.protocols import Decision, Policy
+from deskdojo.core.types import Observation, Task
+
+REPO = Path(__file__).resolve().parents[1]
+SCREEN = (1024, 768)
+TASK = Task(id="t", instruction="Click the red square.", family="click-target")
+
+
+def observation(seed: int, *, error: str | None = None) -> Observation:
+    rng = np.random.default_rng(seed)
+    frame = np.full((SCREEN[1], SCREEN[0], 3), 128, dtype=np.uint8)
+    x, y = int(rng.integers(0, 900)), int(rng.integers(0, 650))
+    frame[y:y + 100, x:x + 100] = (220, 40, 40)
+    return Observation(frame, SCREEN, action_error=error)
+
+
+@pytest.fixture(scope="module")
+def policy() -> VLMPolicy:
+    return load_policy("tiny", PolicyConfig(max_new_tokens=12))
+
+
+def test_tiny_loads_offline_without_network_or_torchvision(tmp_path):
+    script = """
+import json, socket, sys
+def refuse(*args, **kwargs):
+    raise OSError("network access attempted")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from deskdojo.agent.policy import load_policy
+policy = load_policy("tiny")
+print(json.dumps({"torchvision": "torchvision" in sys.modules, "type": type(policy.model).__name__,
+                  "params": sum(p.numel() for p in policy.model.parameters()),
+                  "format": policy.format.name, "processor": type(policy.processor).__name__}))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info == {"torchvision": False, "type": "Qwen2_5_VLForConditionalGeneration",
+                    "params": info["params"], "format": "grid",
+                    "processor": "ImagesOnlyQwen2_5_VLProcessor"}
+    assert 1_000_000 < info["params"] < 5_000_000
+
+
+def test_the_tiny_preset_is_seeded_and_sized_as_documented(policy):
+    config = policy.model.config
+    text = config.text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    assert sum(text.rope_parameters["mrope_section"]) * 2 == head_dim
+    assert policy.model_type == "qwen2_5_vl" and isinstance(policy, Policy)
+    # the budget: a 1024x768 screen is 448x336, 192 image tokens
+    batch = policy.encode_samples([PolicySample((observation(0),), TASK, target_text="done")])
+    assert int((batch.inputs["input_ids"] == config.image_token_id).sum()) == 192
+    again = load_policy("tiny")
+    other = load_policy("tiny", PolicyConfig(seed=1))
+    first = next(iter(policy.model.state_dict().values()))
+    assert first.equal(next(iter(again.model.state_dict().values())))
+    assert not first.equal(next(iter(other.model.state_dict().values())))
+
+
+def test_a_batch_of_three_gives_three_decisions_whose_logprobs_recompute(policy):
+    import torch
+
+    observations = [observation(i) for i in range(3)]
+    histories = [(), (Decision(text="click <x1> <y2>", action=Click(24, 40)),), ()]
+    decisions = policy.act(observations, [TASK] * 3, histories)
+    assert len(decisions) == 3
+    for decision in decisions:
+        assert 1 <= len(decision.token_ids) <= 12 and len(decision.logprobs) == len(decision.token_ids)
+        assert all(lp <= 0 for lp in decision.logprobs)
+        assert (decision.action is None) != (decision.parse_error is None)
+    samples = [PolicySample((o,), TASK, h, target_ids=d.token_ids)
+               for o, h, d in zip(observations, histories, decisions)]
+    batch = policy.encode_samples(samples)
+    logp, mask = policy.token_logprobs(batch)
+    assert logp.requires_grad and logp.shape == mask.shape
+    with torch.no_grad():
+        for i, decision in enumerate(decisions):
+            n = len(decision.token_ids)
+            assert int(mask[i].sum()) == n
+            assert np.allclose(logp[i, :n].numpy(), decision.logprobs, atol=1e-4), i
+            assert batch.target_ids[i, :n].tolist() == list(decision.token_ids)
+
+
+def test_temperature_changes_the_stored_logprobs_the_same_way():
+    import torch
+
+    hot = load_policy("tiny", PolicyConfig(temperature=2.0, max_new_tokens=6, seed=3))
+    decisions = hot.act([observation(5)], [TASK], [()])
+    batch = hot.encode_samples([PolicySample((observation(5),), TASK, target_ids=decisions[0].token_ids)])
+    with torch.no_grad():
+        logp, _ = hot.token_logprobs(batch)
+        plain, _ = hot.token_logprobs(batch, temperature=1.0)
+    n = len(decisions[0].token_ids)
+    assert np.allclose(logp[0, :n].numpy(), decisions[0].logprobs, atol=1e-4)
+    assert not np.allclose(plain[0, :n].numpy(), decisions[0].logprobs, atol=1e-3)
+
+
+def test_garbage_output_is_a_parse_error_not_an_exception(policy):
+    ids = policy.tokenizer("no action here at all", add_special_tokens=False)["input_ids"]
+    prompt = policy._prompt([observation(0)], TASK, ())
+    decision = policy._decision(ids + [policy.end_token_id], [-1.0] * (len(ids) + 1), prompt)
+    assert decision.action is None and "action verb" in decision.parse_error
+    assert decision.text == "no action here at all"
+    good = policy.tokenizer("click <x3> <y4>", add_special_tokens=False)["input_ids"]
+    decision = policy._decision(good + [policy.end_token_id, 7, 7], [-0.5] * (len(good) + 3), prompt)
+    assert decision.action == Click(56, 72) and decision.parse_error is None
+    assert decision.token_ids[-1] == policy.end_token_id and len(decision.logprobs) == len(good) + 1
+    # the random tiny model writes garbage: every decision is an action or an error, never a raise
+    decisions = policy.act([observation(i, error="click at (2000, 5) is off screen") for i in range(2)],
+                           [TASK] * 2, [(), ()])
+    assert all(d.parse_error for d in decisions if d.action is None)
+
+
+def test_the_prompt_holds_task_history_screenshots_and_the_last_error():
+    policy = load_policy("tiny", PolicyConfig(history_k=2))
+    history = (Decision(text="click <x1> <y2>", action=Click(24, 40)), Decision(text="??", action=None))
+    prompt = policy._prompt([observation(0), observation(1, error="refused")], TASK, history)
+    assert "Task: Click the red square." in prompt.text
+    assert "1. click <x1> <y2>" in prompt.text and "2. (an answer that did not parse)" in prompt.text
+    assert "The last action failed: refused" in prompt.text and prompt.text.count("<|vision_start|>") == 2
+    assert len(prompt.images) == 2 and prompt.image == (448, 336)
+    assert policy.format.prompt(screen=SCREEN, image=(448, 336)) in prompt.text
+
+
+def test_a_tiny_qwen2_vl_builds_and_acts():
+    import torch
+
+    policy = load_policy("tiny-qwen2vl", PolicyConfig(max_new_tokens=5))
+    assert type(policy.model).__name__ == "Qwen2VLForConditionalGeneration"
+    decisions = policy.act([observation(0), observation(1)], [TASK] * 2, [(), ()])
+    assert len(decisions) == 2 and all(1 <= len(d.token_ids) <= 5 for d in decisions)
+    batch = policy.encode_samples([PolicySample((observation(0),), TASK, target_ids=decisions[0].token_ids)])
+    with torch.no_grad():
+        logp, _ = policy.token_logprobs(batch)
+    n = len(decisions[0].token_ids)
+    assert np.allclose(logp[0, :n].numpy(), decisions[0].logprobs, atol=1e-4)
+
+
+def test_lora_adapts_the_language_model_only_and_can_be_switched_off():
+    import torch
+
+    policy = load_policy("tiny", PolicyConfig(max_new_tokens=4, lora=LoraSettings(r=4, alpha=8)))
+    adapted = [name for name, _ in policy.model.named_modules() if name.endswith(".lora_A")]
+    assert adapted and not [name for name in adapted if "visual" in name]
+    for target in LoraSettings().targets:
+        assert any(f".{target}.lora_A" in name for name in adapted), target
+    trainable = [name for name, p in policy.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name and "visual" not in name for name in trainable)
+    batch = policy.encode_samples([PolicySample((observation(0),), TASK, target_text="click <x3> <y4>")])
+    with torch.no_grad():
+        before, _ = policy.token_logprobs(batch)
+        for name, parameter in policy.model.named_parameters():
+            if "lora_B" in name:
+                parameter.add_(0.05)
+        after, _ = policy.token_logprobs(batch)
+        with policy.adapters_disabled():
+            reference, _ = policy.token_logprobs(batch)
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(before, reference, atol=1e-6)
+    with pytest.raises(ConfigError, match="already"):
+        policy.enable_lora()
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_save_then_load_gives_identical_outputs(tmp_path, lora):
+    import torch
+
+    config = PolicyConfig(max_new_tokens=8, seed=11, lora=LoraSettings(r=4, alpha=8) if lora else None)
+    policy = load_policy("tiny", config)
+    with torch.no_grad():  # move away from the seeded init so the weights must come from disk
+        for name, parameter in policy.model.named_parameters():
+            if not lora or "lora_B" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.02)
+    policy.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "deskdojo_policy.json").exists()
+    if lora:
+        assert (tmp_path / "saved" / "adapter").is_dir() and not (tmp_path / "saved" / "model.safetensors").exists()
+    loaded = load_policy(str(tmp_path / "saved"), PolicyConfig(max_new_tokens=8, seed=11))
+    assert loaded.format.name == "grid" and (loaded.min_pixels, loaded.max_pixels) == (
+        policy.min_pixels, policy.max_pixels)
+    assert (loaded.lora is not None) == lora and loaded.policy_id == policy.policy_id
+    assert loaded.position_ramp == policy.position_ramp == 24
+    observations = [observation(i) for i in range(2)]
+    policy.reseed(11)
+    first = policy.act(observations, [TASK] * 2, [(), ()])
+    second = loaded.act(observations, [TASK] * 2, [(), ()])
+    assert [d.token_ids for d in first] == [d.token_ids for d in second]
+    assert np.allclose(sum((d.logprobs for d in first), ()), sum((d.logprobs for d in second), ()), atol=1e-5)
+
+
+def test_the_position_ramp_marks_where_each_patch_is():
+    from deskdojo.agent.policy import add_position_ramp
+
+    frame = np.full((336, 448, 3), 128, dtype=np.uint8)
+    marked = add_position_ramp(frame, 24).astype(int)
+    assert marked[0, 0, 0] == 104 and marked[0, -1, 0] == 152 and marked[-1, 0, 1] == 152
+    assert (marked[:, :, 2] == 128).all() and (np.diff(marked[0, :, 0]) >= 0).all()
+    assert add_position_ramp(frame, 0) is frame
+    assert load_policy("tiny-qwen2vl").position_ramp == 24
+    assert load_policy("tiny", PolicyConfig(position_ramp=0)).position_ramp == 0
+
+
+def test_configs_are_closed_and_checked():
+    with pytest.raises(ConfigError, match="no key 'temprature'"):
+        PolicyConfig.from_dict({"temprature": 0.5})
+    with pytest.raises(ConfigError, match="unknown action format"):
+        PolicyConfig(format="nope")
+    with pytest.raises(ConfigError, match="history_k"):
+        PolicyConfig(history_k=0)
+    with pytest.raises(ConfigError, match="no key 'rank'"):
+        LoraSettings.from_dict({"rank": 4})
+    assert PolicyConfig.from_dict({"lora": {"r": 4}}).lora == LoraSettings(r=4)
+    assert "visual" in LoraSettings().target_pattern()
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_policy("/no/such/folder")
