@@ -244,3 +244,10 @@ def test_state_path_reads_keys_that_contain_dots():
         state_path(state, "widgets.nope.x")
     with pytest.raises(KeyError, match="'widgets.rows.5'"):
         state_path(state, "widgets.rows.5")
+
+
+def test_errors_inside_nested_records_name_their_place():
+    data = to_json(_task())
+    data["oracle"] = [{"action": {"kind": "click", "x": 1, "y": 2}, "at": {"app": "form"}}]
+    with pytest.raises(RecordError, match=r"^Task\.oracle\[0\]\.at: Locator for 'form' needs exactly one"):
+        from_json(Task, data)

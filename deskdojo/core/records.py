@@ -55,8 +55,10 @@ def from_json(cls: type[T], data: Any, *, where: str | None = None) -> T:
         kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
-    except (RecordError, ActionError):
-        raise
+    except (RecordError, ActionError) as exc:
+        if where == cls.__name__ or str(exc).startswith(where):
+            raise
+        raise RecordError(f"{where}: {exc}") from None  # a nested record: say where it sits
     except (TypeError, ValueError) as exc:
         raise RecordError(f"{where}: {exc}") from None
 
