@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 .PHONY: run test setup image doctor clean-sandboxes
 
 run: setup
-	$(VENV)/bin/deskdojo demo
+	$(VENV)/bin/deskdojo run
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -117,3 +117,26 @@ def test_every_family_has_at_least_four_levels_and_grows_harder():
         lengths = [len(family.generate(level, 11, "train").oracle) for level in range(family.levels)]
         assert lengths[0] <= 3, f"{name}: level 0 should take a few actions, takes {lengths[0]}"
         assert max(lengths[1:]) >= lengths[0]
+
+
+def test_scroll_find_oracle_scrolls_the_target_into_view_for_every_seed():
+    """Pure arithmetic, no display: the oracle's wheel clicks leave the target row inside
+    the viewport for many seeds of every level (a rounding overshoot once hid it)."""
+    import json as _json
+
+    from deskdojo.core.errors import ConfigError
+    from deskdojo.curriculum.families import get_family
+    from deskdojo.curriculum.families.scroll_find import wheel_clicks
+
+    family = get_family("scroll_find")
+    for level in range(family.levels):
+        for seed in [*range(0, 100), *range(1_000_000, 1_000_100)]:
+            task = family.generate(level, seed, "heldout" if seed >= 1_000_000 else "train")
+            params = _json.loads(task.setup[0].args["argv"][-1])
+            clicks = sum(abs(getattr(step.action, "dy", 0)) + abs(getattr(step.action, "dx", 0))
+                         for step in task.oracle if step.action.kind == "scroll")
+            rows, view, wheel = len(params["rows"]), params["viewport_rows"], params["wheel_rows"]
+            first = min(clicks * wheel, max(0, rows - view))
+            assert first <= params["target_index"] < first + view, (task.id, first, params["target_index"])
+    with pytest.raises(ConfigError):
+        wheel_clicks(13, 40, 3, 5)

@@ -5,16 +5,17 @@ Levels lengthen the list and push the item further down, turn the list into a st
 that scrolls sideways, and finally surround the item with labels that share its words.
 Checked through the app's ``selected`` row. The oracle scrolls by the exact number of
 wheel clicks that brings the item to the middle of the view (rows and wheel step are
-knobs), then clicks the item where ``target_row`` says it is.
+knobs; the view stops at the list's end), then clicks the item where ``target_row`` says
+it is.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
 from deskdojo.core.actions import Click, Scroll
+from deskdojo.core.errors import ConfigError
 from deskdojo.core.types import Check, Locator, OracleStep, Split, Task
 from deskdojo.curriculum.families.base import Family, launch, make_task, split_pool
 from deskdojo.curriculum.families.vocab import COLORS, NOUNS
@@ -83,8 +84,7 @@ class ScrollFind(Family):
                   "viewport_rows": viewport, "wheel_rows": knobs.wheel,
                   "orient": "horizontal" if knobs.horizontal else "vertical"}
 
-        # Wheel clicks that put the item in the middle of the view (the list stops at its end).
-        clicks = max(1, math.ceil((index - viewport // 2) / knobs.wheel))
+        clicks = wheel_clicks(index, len(rows), viewport, knobs.wheel)
         oracle = []
         while clicks > 0:
             amount = min(clicks, CLICKS_PER_SCROLL)
@@ -96,6 +96,24 @@ class ScrollFind(Family):
         return make_task(self, level, seed, split, instruction=instruction(rng, target, knobs),
                          setup=(launch(APP, params),), checks=(check,), oracle=tuple(oracle),
                          max_steps=2 * len(oracle) + 3 + level)
+
+
+def wheel_clicks(index: int, n_rows: int, viewport: int, wheel: int) -> int:
+    """Wheel clicks that bring row ``index`` of ``n_rows`` nearest the middle of a view of
+    ``viewport`` rows, scrolling ``wheel`` rows a click.
+
+    After k clicks the first row in view is ``min(k * wheel, n_rows - viewport)``: the
+    list stops at its end. Rounding k up instead can overshoot by ``wheel - 1`` rows, which
+    scrolls the item out above the view when ``wheel`` exceeds half the view.
+    """
+    last_first = max(0, n_rows - viewport)
+    middle = index - (viewport - 1) / 2  # the first row that centres the item
+    clicks = min(range(-(-last_first // wheel) + 1), key=lambda k: abs(min(k * wheel, last_first) - middle))
+    first = min(clicks * wheel, last_first)
+    if not first <= index < first + viewport:
+        raise ConfigError(f"scroll_find: {wheel} rows per wheel click cannot bring row {index} into a "
+                          f"view of {viewport} rows; keep wheel_rows below viewport_rows")
+    return clicks
 
 
 def instruction(rng: random.Random, target: str, knobs: Level) -> str:
