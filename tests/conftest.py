@@ -126,3 +126,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("=", "deskdojo conftest", yellow=True)
         for line in _end_notes:
             terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture(scope="module")
+def box():
+    """One real xvfb sandbox shared by a test module (closed even when tests fail)."""
+    from deskdojo.vm.config import SandboxConfig
+    from deskdojo.vm.pool import make_provider
+
+    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()

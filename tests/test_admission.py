@@ -3,7 +3,6 @@ rejection carries its stable reason. Real tasks in a real xvfb sandbox."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
 
 import pytest
 
@@ -12,8 +11,6 @@ from deskdojo.core.errors import SandboxDied
 from deskdojo.core.types import Check, Locator, OracleStep, SetupStep, Task
 from deskdojo.curriculum.admission import REASONS, AdmissionLog, AdmissionResult, admit
 from deskdojo.curriculum.families.base import launch
-from deskdojo.vm.config import SandboxConfig
-from deskdojo.vm.pool import make_provider
 
 SETUP = (launch("buttons", {"seed": 5, "labels": ["pepper", "salt", "cumin"]}),)
 CLICK_PEPPER = (OracleStep(Click(0, 0), at=Locator("buttons", path="widgets.button:pepper")),)
@@ -27,15 +24,6 @@ def task(checks: tuple[Check, ...], *, oracle: tuple[OracleStep, ...] = CLICK_PE
 
 def clicks(label: str, count: int) -> Check:
     return Check("app_state", "equals", {"app": "buttons", "path": f"clicks.{label}"}, count)
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Any]:
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 @pytest.mark.display

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pytest
 
@@ -28,18 +28,6 @@ def buttons_task(clicks: Sequence[str] = ("apple", "plum")) -> Task:
                    for label in clicks)
     return Task(id="buttons-demo", instruction=f"Click {' then '.join(clicks)}.", family="test",
                 setup=(launch_step("buttons", {"seed": 3, "labels": LABELS}),), oracle=oracle)
-
-
-@pytest.fixture(scope="module")
-def xvfb() -> Iterator[Any]:
-    from deskdojo.vm.config import SandboxConfig
-    from deskdojo.vm.pool import make_provider
-
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 def fake_demo(tmp_path: Path, name: str = "fake") -> Path:
@@ -139,48 +127,48 @@ def test_osworld_import_parses_code_and_never_runs_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.display
-def test_oracle_demos_and_recorder_in_a_real_sandbox(xvfb: Any, tmp_path: Path) -> None:
-    [path] = record_oracle_demos([buttons_task(("plum", "fig", "plum"))], xvfb, tmp_path)
+def test_oracle_demos_and_recorder_in_a_real_sandbox(box: Any, tmp_path: Path) -> None:
+    [path] = record_oracle_demos([buttons_task(("plum", "fig", "plum"))], box, tmp_path)
     demo = load_demo(path)
-    _wait_for(lambda: xvfb.app_state()["apps"]["buttons"]["history"] == ["plum", "fig", "plum"])
+    _wait_for(lambda: box.app_state()["apps"]["buttons"]["history"] == ["plum", "fig", "plum"])
     assert [s.action.kind for s in demo.trajectory.steps] == ["click", "click", "click", "done"]
     assert demo.trajectory.policy_id == "oracle" and demo.trajectory.end is EndReason.DONE
-    widgets = xvfb.app_state()["apps"]["buttons"]["widgets"]
+    widgets = box.app_state()["apps"]["buttons"]["widgets"]
     plum = widgets["button:plum"]
     first = demo.trajectory.steps[0].action
     assert plum["x"] <= first.x < plum["x"] + plum["w"] and plum["y"] <= first.y < plum["y"] + plum["h"]
 
 
 @pytest.mark.display
-def test_guest_records_every_action_sent_to_it(xvfb: Any, tmp_path: Path) -> None:
+def test_guest_records_every_action_sent_to_it(box: Any, tmp_path: Path) -> None:
     from deskdojo.vm.client import GuestClient
 
     task = buttons_task()
-    xvfb.reset(task)
-    widgets = _wait_for_buttons(xvfb)
+    box.reset(task)
+    widgets = _wait_for_buttons(box)
     apple, fig = _center(widgets["button:apple"]), _center(widgets["button:fig"])
-    xvfb.start_recording()
-    assert xvfb.act(Click(*apple)).ok
-    _wait_for(lambda: xvfb.app_state()["apps"]["buttons"]["history"] == ["apple"])  # repainted
-    with GuestClient(xvfb.client.socket_path) as other:  # anyone's actions: the panel, the CLI
+    box.start_recording()
+    assert box.act(Click(*apple)).ok
+    _wait_for(lambda: box.app_state()["apps"]["buttons"]["history"] == ["apple"])  # repainted
+    with GuestClient(box.client.socket_path) as other:  # anyone's actions: the panel, the CLI
         assert other.recording()["recording"] is True
         assert other.act(Click(*fig)).ok
         assert not other.act(Click(5000, 5000)).ok  # refused: not performed, not recorded
-    recorded = xvfb.stop_recording()
+    recorded = box.stop_recording()
     assert [action for action, _png in recorded] == [Click(*apple), Click(*fig)]
     assert all(png.startswith(PNG_MAGIC) for _action, png in recorded)
     assert recorded[0][1] != recorded[1][1]  # the screen before each action: apple's click shows
-    assert xvfb.act(Click(*apple)).ok  # recording is off: not kept
-    summary = xvfb.client.recording()
+    assert box.act(Click(*apple)).ok  # recording is off: not kept
+    summary = box.client.recording()
     assert summary["recording"] is False and len(summary["actions"]) == 2
     assert summary["actions"][0]["time"] >= summary["started"]
     with pytest.raises(GuestRequestError, match="no frame 2"):
-        xvfb.client.recorded_frame(2)
+        box.client.recorded_frame(2)
     with pytest.raises(GuestRequestError, match="record needs"):
-        xvfb.client._call("POST", "/v1/record", {"on": "yes"})
-    xvfb.start_recording()  # a new recording starts empty
-    assert xvfb.client.recording()["actions"] == []
-    xvfb.stop_recording()
+        box.client._call("POST", "/v1/record", {"on": "yes"})
+    box.start_recording()  # a new recording starts empty
+    assert box.client.recording()["actions"] == []
+    box.stop_recording()
 
     path = demo_from_recording(task, recorded, tmp_path, name="recorded")
     demo = load_demo(path)

@@ -355,6 +355,54 @@ def test_smoke_two_iterations_with_the_tiny_vlm_policy_and_grpo(tmp_path: Path):
     assert (checkpoint / "learner" / "policy" / "adapter").is_dir()  # a loadable policy, besides learner.pt
 
 
+# --- the real thing: xvfb sandboxes, a practice app, oracle demos, SFT, the tiny VLM -------
+
+
+@pytest.mark.display
+def test_smoke_evolve_two_iterations_on_real_xvfb_sandboxes(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`deskdojo evolve` end to end as the main job runs it, scaled down: oracle demos on real
+    sandboxes, the SFT warm start, two GRPO iterations of the tiny VLM on the click_button
+    practice app, the state judge, held-out evaluation and every run-folder artefact."""
+    from deskdojo.evolve.run import run_evolve
+
+    config = EvolveConfig.from_dict({
+        "provider": "xvfb", "sandboxes": 2, "group_size": 2, "tasks_per_iteration": 1, "max_steps": 2,
+        "sandbox": {"screen": [640, 480]},
+        "policy": {"max_new_tokens": 8, "temperature": 1.0, "lora": {"r": 4, "alpha": 8}},
+        "sft": {"demos_per_family": 2, "steps": 2, "options": {"batch_size": 2, "warmup_steps": 1}},
+        "curriculum": {"families": ["click_button"]},
+        "eval": {"every": 2, "at_start": True, "levels": [0], "tasks_per_level": 2},
+        "budget": {"iterations": 2}})
+    run_dir = tmp_path / "run"
+    result = run_evolve(config, run_dir)
+    out = capsys.readouterr().out
+    assert result.state == "finished" and result.iterations == 2
+    assert "held-out success (learning curve)" in out and "click_button/L0" in out
+
+    demos = [p for p in (run_dir / "demos").iterdir() if p.is_dir()]
+    assert len(demos) == 2 and (run_dir / "sft" / "policy" / "deskdojo_policy.json").exists()
+    lines = metrics_of(run_dir)
+    assert [m["iteration"] for m in lines] == [1, 2] and all(tuple(m) == METRIC_KEYS for m in lines)
+    assert lines[-1]["env_steps"] == sum(
+        len((p / "steps.jsonl").read_text().splitlines())
+        for p in (run_dir / "trajectories").iterdir() if p.name.startswith("it"))
+    assert all(set(m["time_split"]) == {"rollout", "judge", "train"} and m["time_split"]["rollout"] > 0
+               for m in lines)
+    verdicts = list(JsonlFile(run_dir / "verdicts.jsonl").read())
+    assert {v["judge_id"] for v in verdicts} == {"state"}  # the executable checks judged, not a fake
+    train_verdicts = [v for v in verdicts if v["trajectory_id"].startswith("it")]
+    assert len(train_verdicts) == 4 and all(0.0 <= v["score"] <= 1.0 for v in train_verdicts)
+    heldout = list(JsonlFile(run_dir / "heldout.jsonl").read())
+    assert [h["iteration"] for h in heldout] == [0, 2] and all(h["tasks"] == 2 for h in heldout)
+    frames = list((run_dir / "trajectories").glob("it00001-t00-g00/frames/*.png"))
+    assert frames  # what the policy saw, written as the episode ran
+    curriculum = json.loads((run_dir / "curriculum.json").read_text())
+    assert "click_button" in curriculum["families"]
+    assert (run_dir / "learning_curve.png").stat().st_size > 0 and any((run_dir / "tb").iterdir())
+    checkpoint = RunDir.open(run_dir).latest_checkpoint()
+    assert json.loads((checkpoint / "cursor.json").read_text())["iteration"] == 2
+
+
 # --- kill -9 at random moments, then resume ----------------------------------------------
 
 KILL_ITERATIONS = 6

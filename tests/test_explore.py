@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -15,20 +13,9 @@ from deskdojo.core.types import Provenance
 from deskdojo.curriculum.admission import admit
 from deskdojo.curriculum.explore import (Change, Entry, Guidebook, Probe, checks_for, describe_path, diff,
                                          explore_app, explore_command, propose_from_guidebook)
-from deskdojo.vm.config import SandboxConfig
-from deskdojo.vm.pool import make_provider
 
 BUTTONS = {"seed": 1, "labels": ["Apple", "Pear", "Plum"], "columns": 3}
 MENUS = {"seed": 2, "tree": {"File": ["Open", "Close"], "Edit": ["Copy", {"Transform": ["Rotate", "Flip"]}]}}
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Any]:
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,18 +56,6 @@ def content_words(task: Task) -> set[str]:
     stray = words - POOL_WORDS - INTERFACE_WORDS
     assert not stray, f"{task.id}: words from outside the vocabulary pools: {sorted(stray)}"
     return (words & POOL_WORDS) - INTERFACE_WORDS
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Any]:
-    from deskdojo.vm.config import SandboxConfig
-    from deskdojo.vm.pool import make_provider
-
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 @pytest.mark.display

@@ -5,7 +5,7 @@ xvfb sandbox; train and held-out content is disjoint; the Curriculum and `tasks`
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,8 +15,6 @@ from deskdojo.curriculum.admission import admit
 from deskdojo.curriculum.families import all_families, get_family
 from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
 from deskdojo.curriculum.source import Curriculum
-from deskdojo.vm.config import SandboxConfig
-from deskdojo.vm.pool import make_provider
 from deskdojo.world_model.checks import validate_checks
 
 BASIC = ("click_button", "fill_form", "toggle_choices", "select_list")
@@ -77,15 +75,6 @@ def test_level_zero_is_one_target_without_distractors():
     assert len(choices["checkboxes"]) == 1 and choices["groups"] == {} and choices["checked"] == []
     lists = json.loads(get_family("select_list").generate(0, 1, Split.TRAIN).setup[0].args["argv"][-1])
     assert len(lists["items"]) == 3 and lists["list_height"] >= 3
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Any]:
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 @pytest.mark.display

@@ -6,7 +6,6 @@ and training and held-out tasks never share content words."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +27,6 @@ def seed_for(name: str, level: int) -> tuple[int, Split]:
     """Odd levels draw held-out tasks, so both splits are admitted somewhere."""
     seed = 7 + level + len(name)
     return (HELDOUT_SEED_BASE + seed, Split.HELDOUT) if level % 2 else (seed, Split.TRAIN)
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Any]:
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 @pytest.mark.display

@@ -3,7 +3,7 @@ on stubs and on a real xvfb sandbox."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,8 +13,6 @@ from deskdojo.core.oracle import center
 from deskdojo.core.protocols import Judge, WorldProbe
 from deskdojo.core.types import Check, Step, StepLabel, Task, Trajectory
 from deskdojo.curriculum.families.base import launch
-from deskdojo.vm.config import SandboxConfig
-from deskdojo.vm.pool import make_provider
 from deskdojo.world_model.judge import StateJudge, settle, step_labels
 from deskdojo.world_model.probe import StateProbe, app_delta, without_noise
 
@@ -74,15 +72,6 @@ def test_deltas_ignore_geometry_and_runtime_keys_and_name_paths():
         "form": {"added": ["."]}}
     assert app_delta(after, before)["form"] == {"removed": ["."]}
     assert app_delta(before, before) == {}
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Any]:
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 @pytest.mark.display

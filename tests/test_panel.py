@@ -4,7 +4,6 @@ the --screenshot command. Live sandboxes and the real xcb window are in test_pan
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,29 +23,17 @@ PERTURBED = 1  # the step whose click goes to another button in the perturbed co
 
 
 @pytest.fixture(scope="module")
-def xvfb() -> Iterator[Any]:
-    from deskdojo.vm.config import SandboxConfig
-    from deskdojo.vm.pool import make_provider
-
-    sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
-
-
-@pytest.fixture(scope="module")
-def recorded(xvfb: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[int, int]]]:
+def recorded(box: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[int, int]]]:
     """A demo of four clicks in the buttons app, recorded in a real sandbox."""
     from deskdojo.vm.guest.apps import launch_step
 
     task = Task(id="buttons-replay", instruction="Click apple, plum, pear, plum.", family="test",
                 setup=(launch_step("buttons", {"seed": 3, "labels": LABELS}, python="python3"),))
-    recorder = DemoRecorder(xvfb, task, tmp_path_factory.mktemp("demos"))
-    points = buttons_points(xvfb)
+    recorder = DemoRecorder(box, task, tmp_path_factory.mktemp("demos"))
+    points = buttons_points(box)
     for label in CLICKS:
         assert recorder.act(Click(*points[label])).ok
-    wait_history(xvfb, CLICKS)
+    wait_history(box, CLICKS)
     return recorder.finish("clicks"), points
 
 
@@ -82,35 +70,35 @@ def perturbed_copy(demo: Path, to: Path, point: tuple[int, int]) -> Path:
     return to
 
 
-def test_faithful_replay_matches(xvfb: Any, recorded: tuple[Path, Any]) -> None:
+def test_faithful_replay_matches(box: Any, recorded: tuple[Path, Any]) -> None:
     demo, _points = recorded
     seen: list[tuple[int, tuple[int, ...], tuple[int, ...], float]] = []
-    report = replay(demo, xvfb, judge=FixedJudge(success=True),
+    report = replay(demo, box, judge=FixedJudge(success=True),
                     on_step=lambda i, rec, live, sim: seen.append((i, rec.shape, live.shape, sim)))
     assert report.first_divergent is None and not report.diverged
     assert [s.index for s in report.steps] == [0, 1, 2, 3, 4]  # four clicks and the final Done
     assert all(s.structure >= DEFAULT_MIN_STRUCTURE for s in report.steps)
     assert [i for i, *_ in seen] == [0, 1, 2, 3, 4] and seen[0][1] == seen[0][2] == (768, 1024, 3)
-    wait_history(xvfb, CLICKS)  # the replay did it again
+    wait_history(box, CLICKS)  # the replay did it again
     assert report.verdict is not None and report.verdict.success
 
 
-def test_perturbed_copy_is_flagged_at_the_right_step(xvfb: Any, recorded: tuple[Path, Any],
+def test_perturbed_copy_is_flagged_at_the_right_step(box: Any, recorded: tuple[Path, Any],
                                                      tmp_path: Path) -> None:
     demo, points = recorded
     assert CLICKS[PERTURBED] != "fig"
     copy = perturbed_copy(demo, tmp_path / "perturbed", points["fig"])
-    report = replay(copy, xvfb)
+    report = replay(copy, box)
     # the click of step 1 went to fig: the screen before step 2 is not the recorded one
     assert report.first_divergent == PERTURBED + 1
     assert [s.diverged for s in report.steps][:PERTURBED + 2] == [False] * (PERTURBED + 1) + [True]
     assert report.steps[PERTURBED + 1].structure < DEFAULT_MIN_STRUCTURE
-    wait_history(xvfb, ["apple", "fig", "pear", "plum"])
+    wait_history(box, ["apple", "fig", "pear", "plum"])
 
-    early = replay(copy, xvfb, until_diverge=True, judge=FixedJudge())
+    early = replay(copy, box, until_diverge=True, judge=FixedJudge())
     assert early.stopped_early and early.first_divergent == PERTURBED + 1
     assert len(early.steps) == PERTURBED + 2 and early.verdict is None
-    wait_history(xvfb, ["apple", "fig"])
+    wait_history(box, ["apple", "fig"])
 
 
 def test_replay_cli_exit_codes(recorded: tuple[Path, Any], tmp_path: Path,
