@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from deskdojo.core.actions import Done, Fail
+from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.errors import ConfigError, SandboxError
 from deskdojo.core.protocols import Decision, Policy, WorldProbe
 from deskdojo.core.rundir import RunDir, TrajectoryWriter
@@ -62,11 +63,7 @@ class RolloutConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RolloutConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"rollout config has no key {key!r} (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return closed_from_dict(cls, data, "rollout config")
 
 
 @dataclass

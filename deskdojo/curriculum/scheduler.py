@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.errors import ConfigError, DeskdojoError, RecordError
 
 STATE_FORMAT_VERSION = 1
@@ -80,11 +81,7 @@ class SchedulerConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SchedulerConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"scheduler config has no key {key!r} (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return closed_from_dict(cls, data, "scheduler config")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from deskdojo.core.configs import refuse_unknown_keys
 from deskdojo.core.errors import ConfigError
 
 PROVIDERS = ("docker", "xvfb", "fake", "host")
@@ -53,10 +54,7 @@ class SandboxConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SandboxConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"sandbox config has no key {key!r} (known: {', '.join(sorted(known))})")
+        refuse_unknown_keys(cls, data, "sandbox config")
         values = dict(data)
         if isinstance(values.get("screen"), str):
             values["screen"] = parse_screen(values["screen"])

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
+from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.records import from_json, to_json
 from deskdojo.core.types import EndReason, StepLabel, Task, Trajectory, Verdict
@@ -101,11 +102,7 @@ class GRPOConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GRPOConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"grpo config has no key {key!r} (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return closed_from_dict(cls, data, "grpo config")
 
     def replace(self, **changes: Any) -> "GRPOConfig":
         return dataclasses.replace(self, **changes)
