@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -26,10 +25,9 @@ def user_display(monkeypatch):
                             start_new_session=True)
     os.close(write_fd)
     try:
-        number = os.read(read_fd, 16).decode().strip()
-        os.close(read_fd)
+        with os.fdopen(read_fd) as pipe:  # the whole line: closing early kills Xvfb
+            number = pipe.readline().strip()
         monkeypatch.setenv("DISPLAY", f":{number}")
-        time.sleep(0.1)
         yield f":{number}"
     finally:
         proc.terminate()

@@ -59,8 +59,8 @@ def floor_step_ms(screen: tuple[int, int], n: int = 200) -> dict[str, float]:
                             stderr=subprocess.DEVNULL, start_new_session=True)
     os.close(write_fd)
     try:
-        number = os.read(read_fd, 16).decode().strip()
-        os.close(read_fd)
+        with os.fdopen(read_fd) as pipe:  # the whole line: Xvfb dies if the pipe closes early
+            number = pipe.readline().strip()
         name = f":{number}"
         deadline = time.monotonic() + 10
         while True:  # the display number comes as Xvfb starts listening; allow a moment
