@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evolve_parser(sub, bench)
     from deskdojo.agent.train.cli import add_sft_parser
-    add_sft_parser(sub)
+    add_sft_parser(sub, bench)
     from deskdojo.agent.cli import add_agent_parsers
     add_agent_parsers(sub, bench)
     add_panel_parser(sub)

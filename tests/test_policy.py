@@ -199,7 +199,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, lora):
     assert loaded.format.name == "grid" and (loaded.min_pixels, loaded.max_pixels) == (
         policy.min_pixels, policy.max_pixels)
     assert (loaded.lora is not None) == lora and loaded.policy_id == policy.policy_id
-    assert loaded.position_ramp == policy.position_ramp == 24
+    assert loaded.position_code is policy.position_code is True
     observations = [observation(i) for i in range(2)]
     policy.reseed(11)
     first = policy.act(observations, [TASK] * 2, [(), ()])
@@ -208,16 +208,73 @@ def test_save_then_load_gives_identical_outputs(tmp_path, lora):
     assert np.allclose(sum((d.logprobs for d in first), ()), sum((d.logprobs for d in second), ()), atol=1e-5)
 
 
-def test_the_position_ramp_marks_where_each_patch_is():
-    from deskdojo.agent.policy import add_position_ramp
+def test_the_position_code_sits_in_the_second_frame_of_the_patch_it_names(policy):
+    import torch
 
-    frame = np.full((336, 448, 3), 128, dtype=np.uint8)
-    marked = add_position_ramp(frame, 24).astype(int)
-    assert marked[0, 0, 0] == 104 and marked[0, -1, 0] == 152 and marked[-1, 0, 1] == 152
-    assert (marked[:, :, 2] == 128).all() and (np.diff(marked[0, :, 0]) >= 0).all()
-    assert add_position_ramp(frame, 0) is frame
-    assert load_policy("tiny-qwen2vl").position_ramp == 24
-    assert load_policy("tiny", PolicyConfig(position_ramp=0)).position_ramp == 0
+    from deskdojo.agent.model.position_code import add_position_code, fourier_code, patch_positions
+
+    # a 4x6-patch image (56x84 px) whose pixels say where they are: value = row * 100 + column
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(6), indexing="ij")
+    image = (rows * 100 + cols).float()
+    inputs = policy.processor.image_processor(
+        images=[np.zeros((56, 84, 3), dtype=np.uint8)], return_tensors="pt")
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 6]]
+    # build pixel_values the way patchify lays them out, from the per-patch labels
+    positions = patch_positions(inputs["image_grid_thw"], merge_size=2)
+    labels = image[positions[:, 0], positions[:, 1]]
+    # merge-window order: the first four rows are the 2x2 window at the top left
+    assert labels[:6].tolist() == [0, 1, 100, 101, 2, 3]
+    assert labels[-1].item() == 305
+    pixel_values = labels[:, None].repeat(1, 3 * 2 * 196)
+    coded = add_position_code(pixel_values, inputs["image_grid_thw"], patch_size=14, merge_size=2,
+                              temporal_patch_size=2).view(-1, 3, 2, 196)
+    assert torch.equal(coded[:, :, 0, :], pixel_values.view(-1, 3, 2, 196)[:, :, 0, :])  # frame 0 kept
+    patch_row_2_col_5 = int((labels == 205).nonzero())
+    expected = fourier_code(torch.tensor([2]), torch.tensor([5]), height=torch.tensor([4]),
+                            width=torch.tensor([6]), size=3 * 196)
+    assert torch.allclose(coded[patch_row_2_col_5, :, 1, :].reshape(1, -1), expected)
+    assert coded[:, :, 1, :].abs().max() <= 1.0 and coded[:, :, 1, :].std() > 0.5
+    codes = coded[:, :, 1, :].reshape(24, -1)
+    assert torch.cdist(codes, codes).fill_diagonal_(1e9).min() > 0.5  # every patch's code differs
+    # the real processor gives the same layout: frame 1 equals frame 0 before coding
+    real = policy.processor.image_processor(images=[np.random.default_rng(0).integers(
+        0, 255, (56, 84, 3), dtype=np.uint8)], return_tensors="pt")["pixel_values"].view(-1, 3, 2, 196)
+    assert torch.equal(real[:, :, 0], real[:, :, 1])
+
+
+def test_the_position_code_is_on_for_tiny_and_used_when_acting_and_training(policy, tmp_path):
+    import torch
+
+    assert policy.position_code is True
+    assert load_policy("tiny-qwen2vl").position_code is True
+    plain = load_policy("tiny", PolicyConfig(position_code=False))
+    assert plain.position_code is False
+    prompt = policy._prompt([observation(0)], TASK, ())
+    coded = policy.model_inputs([prompt.text], [prompt.images])["pixel_values"].view(-1, 3, 2, 196)
+    raw = plain.model_inputs([prompt.text], [prompt.images])["pixel_values"].view(-1, 3, 2, 196)
+    assert torch.equal(coded[:, :, 0], raw[:, :, 0]) and not torch.equal(coded[:, :, 1], raw[:, :, 1])
+    batch = policy.encode_samples([PolicySample((observation(0),), TASK, target_text="done")])
+    assert torch.equal(batch.inputs["pixel_values"].view(-1, 3, 2, 196), coded)
+    plain.save(tmp_path / "plain")
+    assert load_policy(str(tmp_path / "plain")).position_code is False
+
+
+def test_greedy_mode_and_the_sampling_stream_can_be_saved_and_restored():
+    hot = load_policy("tiny", PolicyConfig(temperature=1.5, max_new_tokens=6, seed=5))
+    observations = [observation(i) for i in range(2)]
+    with hot.greedy():
+        first = hot.act(observations, [TASK] * 2, [(), ()])
+        again = hot.act(observations, [TASK] * 2, [(), ()])
+    assert [d.token_ids for d in first] == [d.token_ids for d in again]  # greedy ignores the stream
+    assert hot.config.temperature == 1.5
+    state = hot.rng_state()
+    assert state == {"seed": 5, "act_calls": 2}
+    sampled = hot.act(observations, [TASK] * 2, [(), ()])
+    fresh = load_policy("tiny", PolicyConfig(temperature=1.5, max_new_tokens=6, seed=5))
+    fresh.set_rng_state(state)
+    assert [d.token_ids for d in fresh.act(observations, [TASK] * 2, [(), ()])] == [d.token_ids for d in sampled]
+    with pytest.raises(ConfigError, match="act_calls"):
+        fresh.set_rng_state({"calls": 3})
 
 
 def test_configs_are_closed_and_checked():

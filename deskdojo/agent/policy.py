@@ -41,6 +41,8 @@ DTYPES = ("float32", "bfloat16")
 DEVICES = ("cpu", "cuda", "auto")
 LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 POLICY_FORMAT_VERSION = 1
+DEFAULT_MAX_NEW_TOKENS = 48
+"""Answer length limit for formats that do not name their own."""
 HISTORY_TEXT_STEPS = 8
 """At most this many earlier actions are written into the prompt."""
 
@@ -95,11 +97,12 @@ class PolicyConfig:
     history_text: bool = field(default=True, metadata={"help": "write earlier actions into the prompt"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature; 0 = greedy"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
-    max_new_tokens: int = field(default=48, metadata={"help": "answer length limit in tokens"})
-    position_ramp: int | None = field(default=None, metadata={
-        "help": "add brightness ramps (red with x, green with y) of this many grey levels to what the "
-                "model sees, so a model without absolute position embeddings can localise; "
-                "default: the saved value, 24 for tiny presets, 0 otherwise"})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "answer length limit in tokens (default: the format's, 24 for grid, else 48)"})
+    position_code: bool | None = field(default=None, metadata={
+        "help": "write an absolute position code into each image patch's second temporal frame "
+                "(deskdojo.agent.model.position_code), so a small model trained from scratch can say "
+                "where things are; default: the saved value, on for tiny presets, off otherwise"})
     dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | auto"})
     seed: int = field(default=0, metadata={"help": "weights of a tiny preset and the sampling stream"})
@@ -114,10 +117,8 @@ class PolicyConfig:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be within (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.position_ramp is not None and not 0 <= self.position_ramp <= 64:
-            raise ConfigError(f"position_ramp must be within 0..64 grey levels, got {self.position_ramp}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device not in DEVICES:
@@ -204,7 +205,7 @@ class VLMPolicy:
 
     def __init__(self, *, model: Any, tokenizer: Any, processor: Any, config: PolicyConfig,
                  model_type: str, base: str, format_name: str, min_pixels: int, max_pixels: int,
-                 factor: int, position_ramp: int = 0):
+                 factor: int, position_code: bool = False):
         from deskdojo.agent.formats import get_format
 
         self.model = model
@@ -217,12 +218,18 @@ class VLMPolicy:
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.factor = factor
-        self.position_ramp = position_ramp
+        self.position_code = position_code
         self.lora: LoraSettings | None = None
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
         self.end_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.pad_token_id = tokenizer.pad_token_id
         self._act_calls = 0
+        self._greedy: bool | None = None
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The answer length limit: the config's, else the format's own (short for grid)."""
+        return self.config.max_new_tokens or getattr(self.format, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
 
     @property
     def device(self) -> Any:
@@ -242,7 +249,7 @@ class VLMPolicy:
         for observation in shown:
             frame, mapping = resize_to_budget(observation.screenshot, factor=self.factor,
                                               min_pixels=self.min_pixels, max_pixels=self.max_pixels)
-            images.append(Image.fromarray(add_position_ramp(frame, self.position_ramp)))
+            images.append(Image.fromarray(frame))
             image_size = mapping.image if observation is current else image_size
         content: list[dict[str, Any]] = [{"type": "text", "text": f"Task: {task.instruction}\n"}]
         if self.config.history_text and history:
@@ -273,6 +280,22 @@ class VLMPolicy:
             lines.append(f"{number}. {' '.join(line.split())}")
         return "Earlier actions:\n" + "\n".join(lines) + "\n"
 
+    def model_inputs(self, texts: Sequence[str], images: Sequence[Sequence[Any]]) -> Any:
+        """The processor's tensors for prompts and their images (left padded), with the
+        position code in the pixels when it is on: acting and training both come here,
+        so what the model sees, and so the log-probs, match."""
+        inputs = self.processor(text=list(texts), images=[list(i) for i in images], padding=True,
+                                return_tensors="pt")
+        if self.position_code and "pixel_values" in inputs:
+            from deskdojo.agent.model.position_code import add_position_code
+
+            image_processor = self.processor.image_processor
+            inputs["pixel_values"] = add_position_code(
+                inputs["pixel_values"], inputs["image_grid_thw"], patch_size=int(image_processor.patch_size),
+                merge_size=int(image_processor.merge_size),
+                temporal_patch_size=int(image_processor.temporal_patch_size))
+        return inputs
+
     # --- acting -------------------------------------------------------------------
 
     def act(self, observations: Sequence[Observation | Sequence[Observation]], tasks: Sequence[Task],
@@ -292,9 +315,9 @@ class VLMPolicy:
             return []
         windows = [(o,) if isinstance(o, Observation) else tuple(o) for o in observations]
         prompts = [self._prompt(w, t, h) for w, t, h in zip(windows, tasks, histories)]
-        inputs = self.processor(text=[p.text for p in prompts], images=[p.images for p in prompts],
-                                padding=True, return_tensors="pt").to(self.device)
-        temperature = self.config.temperature
+        inputs = self.model_inputs([p.text for p in prompts], [p.images for p in prompts]).to(self.device)
+        temperature = self.config.temperature if self._greedy is None else (0.0 if self._greedy else
+                                                                           self.config.temperature)
         generator_seed = hash((self.config.seed, self._act_calls)) & 0x7FFF_FFFF
         self._act_calls += 1
         with torch.no_grad(), torch.random.fork_rng(devices=[] if self.device.type == "cpu" else None):
@@ -302,7 +325,7 @@ class VLMPolicy:
             out = self.model.generate(
                 **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
                 top_p=self.config.top_p if temperature > 0 else None, top_k=None,
-                max_new_tokens=self.config.max_new_tokens, eos_token_id=self.end_token_id,
+                max_new_tokens=self.max_new_tokens, eos_token_id=self.end_token_id,
                 pad_token_id=self.pad_token_id, output_logits=True, return_dict_in_generate=True)
         generated = out.sequences[:, inputs["input_ids"].shape[1]:]
         logits = torch.stack(out.logits, dim=1).float()  # [B, T, V] raw logits
@@ -343,7 +366,7 @@ class VLMPolicy:
         rows, targets, pixel_values, grids = [], [], [], []
         for sample in samples:
             prompt = self._prompt(sample.observations, sample.task, sample.history)
-            encoded = self.processor(text=[prompt.text], images=[prompt.images], return_tensors="pt")
+            encoded = self.model_inputs([prompt.text], [prompt.images])
             rows.append({key: value[0] for key, value in encoded.items()
                          if key not in ("pixel_values", "image_grid_thw")})
             pixel_values.append(encoded["pixel_values"])
@@ -421,6 +444,37 @@ class VLMPolicy:
         self.config = self.config.replace(seed=seed)
         self._act_calls = 0
 
+    # --- decoding mode and the sampling stream ------------------------------------
+
+    @contextlib.contextmanager
+    def greedy(self, on: bool = True) -> Iterator["VLMPolicy"]:
+        """Within the block, ``act`` decodes greedily (``on``) or samples at the configured
+        temperature (``on=False``); the mode before the block comes back after it. Log-probs
+        of greedy decisions are those of temperature 1, as for ``temperature=0``."""
+        before = self._greedy
+        self._greedy = bool(on)
+        try:
+            yield self
+        finally:
+            self._greedy = before
+
+    def set_greedy(self, on: bool | None) -> None:
+        """Decode greedily (True), sample (False), or follow ``config.temperature`` (None)."""
+        self._greedy = None if on is None else bool(on)
+
+    def rng_state(self) -> dict[str, int]:
+        """Where the sampling stream stands (JSON-able): restore it with :meth:`set_rng_state`."""
+        return {"seed": int(self.config.seed), "act_calls": int(self._act_calls)}
+
+    def set_rng_state(self, state: Mapping[str, int]) -> None:
+        """Continue the sampling stream from a :meth:`rng_state` (resume after a restart)."""
+        unknown = set(state) - {"seed", "act_calls"}
+        if unknown or "act_calls" not in state:
+            raise ConfigError(f"a policy RNG state holds 'seed' and 'act_calls', got {sorted(state)}")
+        if "seed" in state and int(state["seed"]) != self.config.seed:
+            self.config = self.config.replace(seed=int(state["seed"]))
+        self._act_calls = int(state["act_calls"])
+
     # --- saving -------------------------------------------------------------------
 
     def save(self, folder: str | Path) -> Path:
@@ -430,7 +484,7 @@ class VLMPolicy:
         folder.mkdir(parents=True, exist_ok=True)
         record = {"format_version": POLICY_FORMAT_VERSION, "model_type": self.model_type,
                   "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
-                  "position_ramp": self.position_ramp,
+                  "position_code": self.position_code,
                   "seed": self.config.seed, "policy_id": self.policy_id,
                   "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
         if self.lora is None:
@@ -464,7 +518,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     """
     from deskdojo.agent.model.loading import (POLICY_FILE, TINY_PRESETS, load_pretrained, load_tiny)
     from deskdojo.agent.model.processor import build_processor
-    from deskdojo.agent.model.tiny import TINY_MAX_PIXELS, TINY_MIN_PIXELS, TINY_POSITION_RAMP
+    from deskdojo.agent.model.tiny import TINY_MAX_PIXELS, TINY_MIN_PIXELS
     from deskdojo.perception.resize import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
 
     config = (config or PolicyConfig()).replace(model=model)
@@ -476,7 +530,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
             seed=saved.get("seed", config.seed), lora=None,
             format=config.format or saved["format"], min_pixels=config.min_pixels or saved["min_pixels"],
             max_pixels=config.max_pixels or saved["max_pixels"],
-            position_ramp=_first(config.position_ramp, saved.get("position_ramp", 0))))
+            position_code=_first(config.position_code, saved.get("position_code", False))))
         _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
             {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
         policy.policy_id = saved.get("policy_id", policy.policy_id)
@@ -486,16 +540,16 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
         loaded = load_tiny(model, seed=config.seed, dtype=config.dtype, device=device)
         defaults = (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
         default_format = "grid"
-        default_ramp = TINY_POSITION_RAMP
+        default_code = True
     else:
         loaded = load_pretrained(str(folder) if folder.exists() else model, dtype=config.dtype, device=device)
         defaults = loaded.default_pixels or (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)
         default_format = FAMILY_FORMATS[loaded.model_type]
-        default_ramp = 0
+        default_code = False
     if saved is not None:
         defaults = (saved["min_pixels"], saved["max_pixels"])
         default_format = saved["format"]
-        default_ramp = saved.get("position_ramp", 0)
+        default_code = saved.get("position_code", False)
     min_pixels = config.min_pixels or defaults[0]
     max_pixels = config.max_pixels or defaults[1]
     if min_pixels > max_pixels:
@@ -509,7 +563,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
                        model_type=loaded.model_type, base=str(folder.resolve()) if folder.exists() else model,
                        format_name=config.format or default_format, min_pixels=min_pixels,
                        max_pixels=max_pixels, factor=factor,
-                       position_ramp=_first(config.position_ramp, default_ramp))
+                       position_code=_first(config.position_code, default_code))
     if saved is not None:
         policy.policy_id = saved.get("policy_id", policy.policy_id)
     if config.lora is not None:
@@ -519,24 +573,6 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
 
 def _first(value: Any, default: Any) -> Any:
     return default if value is None else value
-
-
-def add_position_ramp(frame: Any, levels: int) -> Any:
-    """The frame with red brightened from left (-levels) to right (+levels) and green from
-    top to bottom: every patch's colour then says where it is. Qwen2/2.5-VL's vision
-    tower has only relative (rotary) positions, and a small model trained from scratch
-    finds absolute ones hard to learn; big pretrained checkpoints do not need this."""
-    import numpy as np
-
-    if not levels:
-        return frame
-    height, width = frame.shape[:2]
-    ramp_x = np.linspace(-levels, levels, width, dtype=np.float32)
-    ramp_y = np.linspace(-levels, levels, height, dtype=np.float32)
-    out = frame.astype(np.float32)
-    out[:, :, 0] += ramp_x[None, :]
-    out[:, :, 1] += ramp_y[:, None]
-    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _read_policy_record(path: Path) -> dict[str, Any]:

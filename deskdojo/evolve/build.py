@@ -79,6 +79,7 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
     from deskdojo.world_model.judge import StateJudge
     from deskdojo.world_model.probe import StateProbe
 
+    quiet_libraries()
     provider = provider or resolve_provider(config.provider, log=log)
     families = select_families(config.curriculum.families)
     rollout_config = RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout})
@@ -97,6 +98,19 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
     except BaseException:
         pool.close()
         raise
+
+
+def quiet_libraries() -> None:
+    """No per-shard progress bars or deprecation notes from transformers in the run's
+    terminal: they would break up the progress line."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def policy_config(config: EvolveConfig) -> Any:

@@ -50,8 +50,8 @@ class BudgetConfig:
 class EvalConfig:
     """Held-out evaluation: tasks that never train, scored every ``every`` iterations."""
 
-    every: int = field(default=3, metadata={"help": "evaluate every K iterations (and after the last one)"})
-    tasks_per_level: int = field(default=2, metadata={"help": "held-out tasks per family and level"})
+    every: int = field(default=4, metadata={"help": "evaluate every K iterations (and after the last one)"})
+    tasks_per_level: int = field(default=3, metadata={"help": "held-out tasks per family and level"})
     levels: tuple[int, ...] = field(default=(0, 1), metadata={"help": "levels evaluated"})
     greedy: bool = field(default=True, metadata={"help": "greedy decoding (else sampled at the policy's temperature)"})
     at_start: bool = field(default=True, metadata={"help": "also evaluate before the first iteration"})
@@ -69,9 +69,9 @@ class SFTSettings:
     """Warm start: supervised fine-tuning on oracle demonstrations before evolving."""
 
     enabled: bool = field(default=True, metadata={"help": "run the SFT warm start"})
-    demos_per_family: int = field(default=12, metadata={"help": "oracle demos recorded per family"})
+    demos_per_family: int = field(default=24, metadata={"help": "oracle demos recorded per family"})
     levels: tuple[int, ...] = field(default=(0,), metadata={"help": "levels the demos are drawn from"})
-    steps: int = field(default=60, metadata={"help": "optimizer steps"})
+    steps: int = field(default=120, metadata={"help": "optimizer steps"})
     options: Mapping[str, Any] = field(default_factory=dict, metadata={
         "help": "further settings for the SFT trainer (its own config's keys)"})
 
@@ -110,7 +110,7 @@ class EvolveConfig:
         "help": "further sandbox settings (SandboxConfig keys, e.g. screen)"})
     group_size: int = field(default=4, metadata={"help": "rollouts per task (G); advantages are group-relative"})
     tasks_per_iteration: int = field(default=2, metadata={"help": "tasks proposed per iteration"})
-    max_steps: int | None = field(default=6, metadata={
+    max_steps: int | None = field(default=4, metadata={
         "help": "cap on steps per episode (the task's own max_steps when lower); null: the task's"})
     rollout: Mapping[str, Any] = field(default_factory=dict, metadata={
         "help": "rollout settings (RolloutConfig keys)"})

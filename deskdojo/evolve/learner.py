@@ -64,7 +64,7 @@ def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: P
     """A GRPOLearner over a VLMPolicy (LoRA on when the policy has adapters)."""
     from deskdojo.agent.train.grpo import GRPOConfig, GRPOTrainer
 
-    config = GRPOConfig.from_dict({"max_new_tokens": policy.config.max_new_tokens, **grpo_settings})
+    config = GRPOConfig.from_dict({"max_new_tokens": policy.max_new_tokens, **grpo_settings})
     prompts = StepPrompts(trajectories_root, policy.config.history_k)
 
     def policy_logprobs(samples: Sequence[Any]) -> tuple[Any, Any]:
@@ -83,10 +83,5 @@ def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: P
         needs_reference = False
     trainer = GRPOTrainer(config, policy_logprobs, policy.trainable_parameters(),
                           reference_logprobs=reference_logprobs if needs_reference else None)
-    sampling_temperature = policy.config.temperature
-
-    def set_greedy(greedy: bool) -> None:
-        policy.config = policy.config.replace(temperature=0.0 if greedy else sampling_temperature)
-
-    return GRPOLearner(policy, trainer, set_greedy=set_greedy, module=policy.model,
+    return GRPOLearner(policy, trainer, set_greedy=policy.set_greedy, module=policy.model,
                        save_policy=lambda folder: policy.save(folder))

@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -102,7 +103,8 @@ class Evolver:
         self._status_at = 0.0
         self._session_start = time.monotonic()
         self._wall_at_start = 0.0
-        self._last_iteration_s = 0.0
+        self._last_iteration_s = 0.0  # training part of the last iteration
+        self._last_eval_s = 0.0  # the last held-out evaluation (the final iteration runs one)
         self._checkpointed = -1
 
     # --- the run ----------------------------------------------------------------
@@ -164,6 +166,9 @@ class Evolver:
             seed_everything(self.config.seed)
         self._wall_at_start = self.cursor.wall_s
         self._session_start = time.monotonic()
+        if self.deadline is not None:  # the bar fills by whichever ends first
+            left = self._wall_at_start + max(0.0, self.deadline - self._session_start)
+            self.progress.wall_seconds = min(self.progress.wall_seconds or left, left)
         self.state = "running"
         self._write_status(force=True)
         if checkpoint is None:
@@ -180,9 +185,13 @@ class Evolver:
             return True
         if budget.wall_seconds is not None:
             # do not start an iteration that would likely end past the budget
-            if self._wall() + self._last_iteration_s > budget.wall_seconds:
+            if self._wall() + self._next_iteration_s() > budget.wall_seconds:
                 return True
-        return self.deadline is not None and time.monotonic() + self._last_iteration_s > self.deadline
+        return self.deadline is not None and time.monotonic() + self._next_iteration_s() > self.deadline
+
+    def _next_iteration_s(self) -> float:
+        """How long one more iteration would likely take, its final evaluation included."""
+        return self._last_iteration_s + self._last_eval_s
 
     def _wall(self) -> float:
         return self._wall_at_start + (time.monotonic() - self._session_start)
@@ -195,7 +204,7 @@ class Evolver:
         start_plan = self.parts.plan.state_dict()
         start_rng = rng_states()
         policy = self.parts.learner.policy
-        start_calls = getattr(policy, "_act_calls", None)
+        start_calls = policy.rng_state() if hasattr(policy, "rng_state") else None
         start_logged = len(self.cursor.logged_task_ids)
         try:
             tasks = self.parts.plan.propose(cfg.tasks_per_iteration)
@@ -211,7 +220,7 @@ class Evolver:
             self.parts.plan.load_state_dict(start_plan)
             set_rng_states(start_rng)
             if start_calls is not None:
-                policy._act_calls = start_calls
+                policy.set_rng_state(start_calls)
             del self.cursor.logged_task_ids[start_logged:]
             raise
 
@@ -234,8 +243,12 @@ class Evolver:
         self.cursor.env_steps += steps
         self.cursor.trajectory_ids.extend(p.trajectory.id for p in played)
         heldout = None
-        if iteration % cfg.eval.every == 0 or self._is_last_iteration(time.monotonic() - started):
+        eval_s = 0.0
+        next_iteration_s = time.monotonic() - started + self._last_eval_s
+        if iteration % cfg.eval.every == 0 or self._is_last_iteration(next_iteration_s):
+            t0 = time.monotonic()
             heldout = self._evaluate(iteration)
+            eval_s = self._last_eval_s = time.monotonic() - t0
 
         valid_played = [p for p in played if p.verdict is not None]
         tokens = sum(len(s.token_ids) for p in played for s in p.trajectory.steps)
@@ -265,7 +278,7 @@ class Evolver:
         self.cursor.wall_s = self._wall()
         self._count_lines()
         self.progress.update(line)
-        self._last_iteration_s = time.monotonic() - started
+        self._last_iteration_s = time.monotonic() - started - eval_s
         if iteration % cfg.checkpoint_every == 0 or self._budget_spent():
             self._checkpoint()
         self._write_status(force=True)
@@ -312,13 +325,8 @@ class Evolver:
             if self._stop.is_set():
                 return played
             t0 = time.monotonic()
-            for slot, ((task, _), trajectory) in enumerate(zip(batch, trajectories)):
-                verdict = None
-                if trajectory.end is not EndReason.ERROR:
-                    try:
-                        verdict = parts.judge.judge(task, trajectory, sandboxes[slot])
-                    except SandboxError:
-                        verdict = None  # the sandbox died under the judge: not the agent's failure
+            verdicts = self._judge_batch([t for t, _ in batch], trajectories, sandboxes)
+            for (task, _), trajectory, verdict in zip(batch, trajectories, verdicts):
                 if verdict is not None:
                     self.run.jsonl("verdicts.jsonl").append(verdict)
                 played.append(Played(task, trajectory, verdict))
@@ -327,6 +335,24 @@ class Evolver:
             if check is not None:
                 check()  # replace sandboxes that died during the batch
         return played
+
+    def _judge_batch(self, tasks: Sequence[Task], trajectories: Sequence[Trajectory],
+                     sandboxes: Sequence[Any]) -> list[Verdict | None]:
+        """Judge a batch, one thread per sandbox: the state judge mostly waits for each
+        sandbox's screen and apps to settle, and those waits overlap. Results keep the
+        batch's order, so verdicts.jsonl does not depend on thread timing."""
+        def judge_one(slot: int) -> Verdict | None:
+            if trajectories[slot].end is EndReason.ERROR:
+                return None
+            try:
+                return self.parts.judge.judge(tasks[slot], trajectories[slot], sandboxes[slot])
+            except SandboxError:
+                return None  # the sandbox died under the judge: not the agent's failure
+
+        if len(tasks) == 1:
+            return [judge_one(0)]
+        with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="judge") as threads:
+            return list(threads.map(judge_one, range(len(tasks))))
 
     def _evaluate(self, iteration: int) -> dict[str, Any] | None:
         """Held-out tasks, once each, greedy or sampled as configured; never trained on.

@@ -282,8 +282,9 @@ class GRPOLearner:
         folder.mkdir(parents=True, exist_ok=True)
         trainable = {name: p.detach().cpu().clone() for name, p in self.module.named_parameters()
                      if p.requires_grad}
-        torch.save({"trainable": trainable, "trainer": self.trainer.state_dict(),
-                    "act_calls": getattr(self.policy, "_act_calls", None)}, folder / "learner.pt")
+        policy_rng = self.policy.rng_state() if hasattr(self.policy, "rng_state") else None
+        torch.save({"trainable": trainable, "trainer": self.trainer.state_dict(), "policy_rng": policy_rng},
+                   folder / "learner.pt")
         if self._save_policy is not None:
             self._save_policy(folder / "policy")
 
@@ -302,5 +303,5 @@ class GRPOLearner:
             for name, value in state["trainable"].items():
                 params[name].copy_(value)
         self.trainer.load_state_dict(state["trainer"])
-        if state.get("act_calls") is not None and hasattr(self.policy, "_act_calls"):
-            self.policy._act_calls = int(state["act_calls"])
+        if state.get("policy_rng") is not None and hasattr(self.policy, "set_rng_state"):
+            self.policy.set_rng_state(state["policy_rng"])

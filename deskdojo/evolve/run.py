@@ -80,11 +80,13 @@ def resolved(run: RunDir) -> dict[str, Any]:
 
 
 def run_evolve(config: EvolveConfig | None, run_dir: str | Path, *, resume: bool = False, force: bool = False,
-               provider: str | None = None, log: Any = print, deadline: float | None = None) -> Any:
+               provider: str | None = None, log: Any = print, deadline: float | None = None,
+               progress: Any = None) -> Any:
     """Open (or create) the run, build its parts, run the loop, close the sandboxes, print
     the learning-curve table. Returns the loop's RunResult. Resuming, ``config`` None
     means the stored one; a different one is refused unless ``force``. ``deadline`` (a
-    ``time.monotonic()`` value) bounds this session beyond the config's budget."""
+    ``time.monotonic()`` value) bounds this session beyond the config's budget; ``progress``
+    is the stream of the per-iteration progress line (default stdout)."""
     from deskdojo.evolve.build import build_parts
     from deskdojo.evolve.loop import Evolver, final_table
 
@@ -94,7 +96,7 @@ def run_evolve(config: EvolveConfig | None, run_dir: str | Path, *, resume: bool
     log(f"run folder: {run.path}  (config hash {config.config_hash()})")
     parts = build_parts(config, run, log=log, provider=provider)
     try:
-        result = Evolver(config, run, parts, resume=resume, deadline=deadline).run_loop()
+        result = Evolver(config, run, parts, resume=resume, deadline=deadline, out=progress).run_loop()
     finally:
         parts.close()
     log("\nheld-out success (learning curve):")

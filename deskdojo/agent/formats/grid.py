@@ -47,6 +47,9 @@ def grid_shape(screen: tuple[int, int], cell: int = DEFAULT_CELL) -> tuple[int, 
 class GridFormat:
     """The grid format (see the module docstring); ``cell`` is the cell side in pixels."""
 
+    max_new_tokens = 24
+    """Enough for any click, key or short typed text; what a policy generates at most by default."""
+
     def __init__(self, *, cell: int = DEFAULT_CELL, name: str = "grid"):
         if not isinstance(cell, int) or cell < 2:
             raise FormatError(f"grid cell must be an integer of at least 2 pixels, got {cell!r}")
@@ -61,14 +64,12 @@ class GridFormat:
     def prompt(self, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
         check_size("screen", screen), check_size("image", image)
         columns, rows = grid_shape(screen, self.cell)
-        return "\n".join([
-            f"The {screen[0]}x{screen[1]} screen (shown as a {image[0]}x{image[1]} screenshot) is a grid "
-            f"of {self.cell} px cells: columns <x0>..<x{columns - 1}>, rows <y0>..<y{rows - 1}>.",
-            "Answer with one action line:",
-            "click <x> <y> [left|right|middle] [1|2|3]; move <x> <y>; drag <x> <y> <x> <y>;",
-            'scroll <x> <y> down|up|left|right N; type "text"; key ctrl+s; wait SECONDS;',
-            'done ["answer"]; fail ["reason"].',
-        ])
+        # short on purpose: a model learning from scratch gains nothing from a long manual,
+        # and every prompt token is paid for at every step (grid is the tiny preset's format)
+        return (f"{screen[0]}x{screen[1]} screen as {image[0]}x{image[1]}, {self.cell} px cells "
+                f"<x0>..<x{columns - 1}> <y0>..<y{rows - 1}>. One line: click <x> <y> [button] [count] | "
+                f"move | drag <x> <y> <x> <y> | scroll <x> <y> down N | type \"text\" | key ctrl+s | "
+                f"wait S | done | fail")
 
     # --- model text -> actions ----------------------------------------------------
 

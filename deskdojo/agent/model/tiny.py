@@ -9,9 +9,10 @@ Choices made for learnability on a CPU (see the measurements in the SFT report):
   (at Qwen's 1e6 the column frequencies barely move across a screen);
 * the grid format's coordinate tokens start with a smooth (sinusoidal) embedding of
   their cell index, in and out, so neighbouring cells start as neighbours;
-* the policy adds faint position ramps to the screenshot (``position_ramp``): the
-  architecture has only relative positions, which a model trained from scratch
-  finds hard to turn into absolute screen coordinates.
+* the policy writes an absolute position code into each image patch's second
+  temporal frame (``position_code``, see ``deskdojo.agent.model.position_code``):
+  rotary positions act only on query-key products, so without it the values a head
+  reads say nothing about where the attended patch is.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ TINY_MIN_PIXELS = 28 * 28 * 4
 TINY_MAX_PIXELS = 28 * 28 * 192
 """The tiny preset's pixel budget: a 1024x768 screen becomes 448x336 = 192 image tokens."""
 
-TINY_POSITION_RAMP = 24
-"""Grey levels of the position ramps the tiny preset adds to its screenshots
-(``deskdojo.agent.policy.add_position_ramp``)."""
 
 
 @dataclass(frozen=True, slots=True)
