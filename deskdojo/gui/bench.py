@@ -87,7 +87,7 @@ def run_panel_bench(*, sandboxes: int = 8, seconds: float = 10.0, provider: str 
         "fps_per_tile_median": round(statistics.median(rates), 2),
         "fps_per_tile_min": round(min(rates), 2),
         "fps_per_tile": {name: round(rate, 2) for name, rate in sorted(per_tile.items())},
-        "platform": QApplication.platformName(),
+        "platform": app.platformName(),
     }
 
 

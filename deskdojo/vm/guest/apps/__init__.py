@@ -12,7 +12,9 @@ import json
 import re
 from typing import Any, Mapping
 
-from deskdojo.core.oracle import center, find_widget, menu_entry  # noqa: F401  (re-exported)
+from deskdojo.core.oracle import center, find_widget, menu_entry
+
+__all__ = ["APPS", "center", "find_widget", "launch_argv", "launch_step", "menu_entry", "title_pattern", "widget_center", "window_title"]
 from deskdojo.core.types import SetupStep
 
 APPS: tuple[str, ...] = (
