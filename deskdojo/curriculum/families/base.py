@@ -18,7 +18,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from deskdojo.core.types import SetupStep, Split, Task
+from deskdojo.core.actions import Click, Key, Type, Wait
+from deskdojo.core.types import Check, Locator, OracleStep, SetupStep, Split, StateCondition, Task
 
 HELDOUT_SEED_BASE = 1_000_000  # held-out seeds are >= this, training seeds below
 
@@ -96,3 +97,50 @@ def make_task(family: Family, level: int, seed: int, split: Split, **fields: Any
     """A Task with the family's id scheme filled in."""
     return Task(id=task_id(family.name, level, seed, split), family=family.name, level=level,
                 seed=seed, split=split, **fields)
+
+
+# --- oracle and check building blocks (shared by the families) ---------------------
+
+
+def click(app: str, path: str | None = None, *, text: str | None = None, count: int = 1,
+          wait: StateCondition | None = None) -> OracleStep:
+    """Click the centre of whatever ``path`` names in ``app``'s state (or the widget
+    showing ``text``), once ``wait`` holds."""
+    return OracleStep(Click(0, 0, count=count), at=Locator(app, path=path, text=text), wait=wait)
+
+
+def click_menu(app: str, label: str) -> OracleStep:
+    """Click the on-screen menu entry ``label`` (menu bar or an open menu)."""
+    return OracleStep(Click(0, 0), at=Locator(app, menu=label))
+
+
+def when(app: str, path: str, equals: object = None, *, timeout: float = 8.0) -> OracleStep:
+    """Wait until ``path`` in ``app``'s state equals ``equals`` (or exists, for None)."""
+    return OracleStep(Wait(0.05), wait=StateCondition(app, path, equals), timeout=timeout)
+
+
+def type_text(app: str, widget: str, text: str) -> OracleStep:
+    """Type once ``widget`` has the keyboard focus."""
+    return OracleStep(Type(text), wait=StateCondition(app, "focus", widget))
+
+
+def type_into(app: str, widget: str, text: str, *, replace: bool = False) -> tuple[OracleStep, ...]:
+    """Click a field (three times to select what it holds, when replacing) and type."""
+    return (click(app, f"widgets.{widget}", count=3 if replace else 1), type_text(app, widget, text))
+
+
+def press(*keys: str, wait: StateCondition | None = None) -> OracleStep:
+    return OracleStep(Key(tuple(keys)), wait=wait)
+
+
+def file_is(path: str, text: str) -> Check:
+    """``~/path`` holds exactly ``text``."""
+    return Check("file", "equals", {"path": f"~/{path}"}, expected=text)
+
+
+def file_missing(path: str) -> Check:
+    return Check("file", "exists", {"path": f"~/{path}"}, expected=False)
+
+
+def state_is(app: str, path: str, expected: object) -> Check:
+    return Check("app_state", "equals", {"app": app, "path": path}, expected=expected)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from deskdojo.core.actions import Click
-from deskdojo.core.types import Check, Locator, OracleStep, Split, StateCondition, Task
-from deskdojo.curriculum.families.base import Family, launch, make_task, pick
+from deskdojo.core.types import Check, OracleStep, Split, StateCondition, Task
+from deskdojo.curriculum.families.base import click, Family, launch, make_task, pick
 from deskdojo.curriculum.families.vocab import NOUNS
 
 APP = "buttons"
@@ -54,8 +53,7 @@ def quoted(labels: list[str]) -> str:
 def click_on(app: str, path: str, *, after: str | None = None) -> OracleStep:
     """Click ``path``; with ``after``, once the app shows that button as the last clicked
     (clicks fired within a few milliseconds of each other are sometimes lost by Tk)."""
-    wait = StateCondition(app, "last", after) if after is not None else None
-    return OracleStep(Click(0, 0), at=Locator(app, path=path), wait=wait)
+    return click(app, path, wait=StateCondition(app, "last", after) if after is not None else None)
 
 
 class ClickButton(Family):

@@ -13,8 +13,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from deskdojo.core.actions import Click, Type
-from deskdojo.core.types import Check, Locator, OracleStep, StateCondition, Split, Task
+from deskdojo.core.actions import Type
+from deskdojo.core.types import Check, OracleStep, StateCondition, Split, Task
+from deskdojo.curriculum.families.base import click as base_click
 from deskdojo.curriculum.families.base import Family, launch, make_task, pick
 from deskdojo.curriculum.families.vocab import NAMES, NOUNS, VERBS
 
@@ -44,8 +45,8 @@ LEVELS = (
 )
 
 
-def click(path: str | None = None, *, text: str | None = None, wait: StateCondition | None = None) -> OracleStep:
-    return OracleStep(Click(0, 0), at=Locator(APP, path=path, text=text), wait=wait)
+def click(path: str | None = None, **how: Any) -> OracleStep:
+    return base_click(APP, path, **how)
 
 
 class ConfirmDialog(Family):

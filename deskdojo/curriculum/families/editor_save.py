@@ -3,7 +3,6 @@ open/save dialog (``filedialog``), checked through the saved file and the app st
 
 The dialog's name field has the keyboard when it opens, with the proposed name
 selected, so typing replaces it; typing a folder name and Enter enters the folder.
-This module also holds the oracle building blocks the other app families here use.
 """
 
 from __future__ import annotations
@@ -11,55 +10,11 @@ from __future__ import annotations
 import random
 import re
 
-from deskdojo.core.actions import Click, Key, Type, Wait
-from deskdojo.core.types import Check, Locator, OracleStep, SetupStep, StateCondition, Split, Task
-from deskdojo.curriculum.families.base import Family, launch, make_task, pick
+from deskdojo.core.actions import Type, Wait
+from deskdojo.core.types import Check, OracleStep, SetupStep, StateCondition, Split, Task
+from deskdojo.curriculum.families.base import (Family, click, click_menu, file_is, file_missing, launch,
+                                               make_task, pick, press, state_is, type_into, when)
 from deskdojo.curriculum.families.vocab import CITIES, COLORS, NAMES, NOUNS
-
-# --- oracle building blocks (shared by the app families in this package) ----------
-
-
-def click(app: str, path: str, *, count: int = 1) -> OracleStep:
-    """Click the centre of whatever ``path`` names in ``app``'s state."""
-    return OracleStep(Click(0, 0, count=count), at=Locator(app, path=path))
-
-
-def click_menu(app: str, label: str) -> OracleStep:
-    """Click the on-screen menu entry ``label`` (menu bar or an open menu)."""
-    return OracleStep(Click(0, 0), at=Locator(app, menu=label))
-
-
-def when(app: str, path: str, equals: object = None, *, timeout: float = 8.0) -> OracleStep:
-    """Wait until ``path`` in ``app``'s state equals ``equals`` (or exists, for None)."""
-    return OracleStep(Wait(0.05), wait=StateCondition(app, path, equals), timeout=timeout)
-
-
-def type_text(app: str, widget: str, text: str) -> OracleStep:
-    """Type once ``widget`` has the keyboard focus."""
-    return OracleStep(Type(text), wait=StateCondition(app, "focus", widget))
-
-
-def type_into(app: str, widget: str, text: str, *, replace: bool = False) -> tuple[OracleStep, ...]:
-    """Click a field (three times to select what it holds, when replacing) and type."""
-    return (click(app, f"widgets.{widget}", count=3 if replace else 1), type_text(app, widget, text))
-
-
-def press(*keys: str, wait: StateCondition | None = None) -> OracleStep:
-    return OracleStep(Key(tuple(keys)), wait=wait)
-
-
-def file_is(path: str, text: str) -> Check:
-    """``~/path`` holds exactly ``text``."""
-    return Check("file", "equals", {"path": f"~/{path}"}, expected=text)
-
-
-def file_missing(path: str) -> Check:
-    return Check("file", "exists", {"path": f"~/{path}"}, expected=False)
-
-
-def state_is(app: str, path: str, expected: object) -> Check:
-    return Check("app_state", "equals", {"app": app, "path": path}, expected=expected)
-
 
 # --- the editor's dialog ----------------------------------------------------------
 

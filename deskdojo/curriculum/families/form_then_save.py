@@ -14,8 +14,8 @@ import random
 from deskdojo.core.actions import Key, Type
 from deskdojo.core.types import Check, OracleStep, SetupStep, Split, Task
 from deskdojo.curriculum.families.base import Family, launch, make_task, pick
-from deskdojo.curriculum.families.editor_save import (EDITOR, click, editor_params, file_is, press, save_in_dialog,
-                                                      saved, state_is, type_into, when)
+from deskdojo.curriculum.families.base import click, file_is, press, state_is, type_into, when
+from deskdojo.curriculum.families.editor_save import EDITOR, editor_params, save_in_dialog, saved
 from deskdojo.curriculum.families.vocab import CITIES, COLORS, NAMES, NOUNS
 
 FORM = "form"

@@ -13,7 +13,7 @@ import random
 from deskdojo.core.actions import Key
 from deskdojo.core.types import Check, OracleStep, Split, Task
 from deskdojo.curriculum.families.base import Family, launch, make_task, pick
-from deskdojo.curriculum.families.editor_save import click, state_is, type_text, when
+from deskdojo.curriculum.families.base import click, state_is, type_text, when
 from deskdojo.curriculum.families.vocab import CITIES, NAMES, NOUNS
 
 APP = "multiwindow"

@@ -12,8 +12,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from deskdojo.core.actions import Click, Type
-from deskdojo.core.types import Check, Locator, OracleStep, StateCondition, Split, Task
+from deskdojo.core.actions import Type
+from deskdojo.core.types import Check, OracleStep, StateCondition, Split, Task
+from deskdojo.curriculum.families.base import click as base_click
 from deskdojo.curriculum.families.base import Family, launch, make_task, pick
 from deskdojo.curriculum.families.vocab import CITIES, NOUNS
 
@@ -98,8 +99,8 @@ class SwitchTab(Family):
                          max_steps=2 * len(oracle) + 3)
 
 
-def click(path: str, *, wait: StateCondition | None = None) -> OracleStep:
-    return OracleStep(Click(0, 0), at=Locator(APP, path=path), wait=wait)
+def click(path: str | None = None, **how: Any) -> OracleStep:
+    return base_click(APP, path, **how)
 
 
 def value_check(page: str, metric: str, expected: Any) -> Check:
