@@ -20,6 +20,14 @@ action and drops the rest (one action per step; the step loop asks again).
 Randomness: ``act`` draws from a private generator seeded with ``(seed, number of act
 calls so far)``, so a fresh policy with the same seed gives the same samples and the
 global torch RNG is left alone.
+
+Gradient checkpointing (``PolicyConfig.gradient_checkpointing``): the decoder layers
+(and vision blocks) keep only their inputs and recompute the rest in the backward pass.
+transformers checkpoints a layer only while that layer is in training mode (and then
+drops the KV cache), and the policy is usually in eval mode (no dropout) when GRPO trains
+it, so ``token_logprobs`` flags the checkpointed layers and the models holding them alone
+as training while grads are on, and ``act`` flags them as not training so that
+``generate`` keeps its KV cache whatever mode the model is in.
 """
 
 from __future__ import annotations
@@ -107,10 +115,16 @@ class PolicyConfig:
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | auto"})
     seed: int = field(default=0, metadata={"help": "weights of a tiny preset and the sampling stream"})
     lora: LoraSettings | None = field(default=None, metadata={"help": "LoRA adapters (None: none)"})
+    gradient_checkpointing: bool | None = field(default=None, metadata={
+        "help": "recompute activations in the backward pass (less memory, ~30% slower); for big models; "
+                "default: the saved value, off otherwise"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError("PolicyConfig.model must name a model ('tiny', a folder or a hub name)")
+        if self.gradient_checkpointing is not None and not isinstance(self.gradient_checkpointing, bool):
+            raise ConfigError(f"gradient_checkpointing must be true or false, got "
+                              f"{self.gradient_checkpointing!r} ({type(self.gradient_checkpointing).__name__})")
         if self.history_k < 1:
             raise ConfigError(f"history_k must be >= 1, got {self.history_k}")
         if not self.temperature >= 0:
@@ -220,6 +234,7 @@ class VLMPolicy:
         self.factor = factor
         self.position_code = position_code
         self.lora: LoraSettings | None = None
+        self.gradient_checkpointing = False
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
         self.end_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.pad_token_id = tokenizer.pad_token_id
@@ -320,7 +335,8 @@ class VLMPolicy:
                                                                            self.config.temperature)
         generator_seed = hash((self.config.seed, self._act_calls)) & 0x7FFF_FFFF
         self._act_calls += 1
-        with torch.no_grad(), torch.random.fork_rng(devices=[] if self.device.type == "cpu" else None):
+        cpu_only = [] if self.device.type == "cpu" else None
+        with torch.no_grad(), self._checkpointing_modules_training(False), torch.random.fork_rng(devices=cpu_only):
             torch.manual_seed(generator_seed)
             out = self.model.generate(
                 **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
@@ -408,7 +424,8 @@ class VLMPolicy:
         if temperature is None:
             temperature = self.config.temperature if self.config.temperature > 0 else 1.0
         target_len = batch.target_ids.shape[1]
-        out = self.model(**batch.inputs, logits_to_keep=target_len + 1, use_cache=False)
+        with self._checkpointing_modules_training(torch.is_grad_enabled()):
+            out = self.model(**batch.inputs, logits_to_keep=target_len + 1, use_cache=False)
         logits = out.logits[:, :-1].float() / temperature
         logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.target_ids.unsqueeze(-1)).squeeze(-1)
         return logp * batch.target_mask, batch.target_mask
@@ -426,6 +443,47 @@ class VLMPolicy:
                             target_modules=settings.target_pattern(), bias="none")
         self.model = get_peft_model(self.model, config)
         self.lora = settings
+
+    # --- gradient checkpointing ---------------------------------------------------
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Keep only each layer's inputs in the forward pass and recompute the rest in the
+        backward pass: activation memory drops from all layers' to about one layer's, for
+        one more forward per step. Non-reentrant, so frozen inputs (LoRA) still pass grads."""
+        if self.gradient_checkpointing:
+            return
+        base = self.model.get_base_model() if self.lora is not None else self.model
+        if not getattr(base, "supports_gradient_checkpointing", False):
+            raise ConfigError(f"{type(base).__name__} does not support gradient checkpointing; "
+                              f"set gradient_checkpointing: false")
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x names it so
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.gradient_checkpointing = True
+
+    def _checkpointing_modules(self) -> list[Any]:
+        """The modules transformers flagged: the checkpointed layers and the vision and
+        text models that hold them (which turn ``use_cache`` off while training)."""
+        return [m for m in self.model.modules() if vars(m).get("gradient_checkpointing") is True]
+
+    @contextlib.contextmanager
+    def _checkpointing_modules_training(self, on: bool) -> Iterator[None]:
+        """Within the block the flagged modules themselves (not their children, so no
+        dropout changes) count as training (``on``: the layers checkpoint) or not (they run
+        plainly and keep the KV cache); see the module docstring."""
+        if not self.gradient_checkpointing:
+            yield
+            return
+        modules = self._checkpointing_modules()
+        before = [module.training for module in modules]
+        for module in modules:
+            module.training = on
+        try:
+            yield
+        finally:
+            for module, was in zip(modules, before):
+                module.training = was
 
     @contextlib.contextmanager
     def adapters_disabled(self) -> Iterator[None]:
@@ -484,7 +542,7 @@ class VLMPolicy:
         folder.mkdir(parents=True, exist_ok=True)
         record = {"format_version": POLICY_FORMAT_VERSION, "model_type": self.model_type,
                   "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
-                  "position_code": self.position_code,
+                  "position_code": self.position_code, "gradient_checkpointing": self.gradient_checkpointing,
                   "seed": self.config.seed, "policy_id": self.policy_id,
                   "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
         if self.lora is None:
@@ -514,7 +572,8 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     """Load a policy: ``tiny`` / ``tiny-qwen2vl`` presets, a folder written by
     :meth:`VLMPolicy.save`, a local checkpoint (offline) or a hub name.
 
-    Settings saved with a policy (format, pixel budget) apply unless ``config`` sets them.
+    Settings saved with a policy (format, pixel budget, position code, gradient
+    checkpointing) apply unless ``config`` sets them.
     """
     from deskdojo.agent.model.loading import (POLICY_FILE, TINY_PRESETS, load_pretrained, load_tiny)
     from deskdojo.agent.model.processor import build_processor
@@ -525,12 +584,14 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     device = _resolve_device(config.device)
     folder = Path(model).expanduser()
     saved = _read_policy_record(folder / POLICY_FILE) if (folder / POLICY_FILE).exists() else None
+    checkpointing = _first(config.gradient_checkpointing, (saved or {}).get("gradient_checkpointing", False))
     if saved is not None and saved.get("base") is not None:  # an adapter over a base
         policy = load_policy(saved["base"], config.replace(
             seed=saved.get("seed", config.seed), lora=None,
             format=config.format or saved["format"], min_pixels=config.min_pixels or saved["min_pixels"],
             max_pixels=config.max_pixels or saved["max_pixels"],
-            position_code=_first(config.position_code, saved.get("position_code", False))))
+            position_code=_first(config.position_code, saved.get("position_code", False)),
+            gradient_checkpointing=checkpointing))
         _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
             {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
         policy.policy_id = saved.get("policy_id", policy.policy_id)
@@ -568,6 +629,8 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
         policy.policy_id = saved.get("policy_id", policy.policy_id)
     if config.lora is not None:
         policy.enable_lora(config.lora)
+    if checkpointing:
+        policy.enable_gradient_checkpointing()
     return policy
 
 
