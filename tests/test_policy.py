@@ -242,6 +242,36 @@ def test_the_position_code_sits_in_the_second_frame_of_the_patch_it_names(policy
     assert torch.equal(real[:, :, 0], real[:, :, 1])
 
 
+def test_the_position_code_is_weighted_by_salience_so_plain_background_carries_none(policy):
+    import torch
+
+    from deskdojo.agent.model.position_code import add_position_code, patch_salience, patch_positions
+
+    # a plain dark 8x8-patch screen with one bright 2x2-patch square and one faint patch
+    screen = np.full((112, 112, 3), 20, dtype=np.uint8)
+    screen[28:56, 56:84] = 230                      # patches rows 2-3, columns 4-5
+    screen[84:98, 14:28] = 26                       # patch row 6, column 1: barely different
+    inputs = policy.processor.image_processor(images=[screen], return_tensors="pt")
+    grid = inputs["image_grid_thw"]
+    coded = add_position_code(inputs["pixel_values"], grid, patch_size=14, merge_size=2,
+                              temporal_patch_size=2).view(-1, 3, 2, 196)
+    positions = patch_positions(grid, merge_size=2).tolist()
+    strength = {tuple(p): coded[i, :, 1, :].abs().max().item() for i, p in enumerate(positions)}
+    square = {(r, c) for r in (2, 3) for c in (4, 5)}
+    assert all(strength[p] > 0.9 for p in square)              # salient: the full code
+    assert {p for p, s in strength.items() if s > 1e-5} == square | {(6, 1)}  # background: none
+    assert 0.0 < strength[(6, 1)] < 0.5                        # a faint patch: a weak code
+    frame = inputs["pixel_values"].view(-1, 3, 2, 196)[:, :, 0, :]
+    salience = patch_salience(frame, grid)
+    assert salience.shape == (64,) and salience.min() < 1e-6 and salience.max() == 1.0
+    # two images in one batch: each is weighed against its own dominant colour
+    light = np.full((112, 112, 3), 230, dtype=np.uint8)
+    both = policy.processor.image_processor(images=[screen, light], return_tensors="pt")
+    both_frame = both["pixel_values"].view(-1, 3, 2, 196)[:, :, 0, :]
+    assert torch.equal(patch_salience(both_frame, both["image_grid_thw"])[:64], salience)
+    assert patch_salience(both_frame, both["image_grid_thw"])[64:].max() < 1e-6
+
+
 def test_the_position_code_is_on_for_tiny_and_used_when_acting_and_training(policy, tmp_path):
     import torch
 

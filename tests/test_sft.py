@@ -1,5 +1,5 @@
 """SFT on the built-in synthetic click-target demos: the loss falls, the greedy policy
-then clicks inside the targets, checkpoints are atomic and resume continues exactly
+then clicks inside targets at positions it never saw, checkpoints are atomic and resume continues exactly
 where the run stopped; the `deskdojo sft` command runs end to end."""
 
 from __future__ import annotations
@@ -42,21 +42,19 @@ def test_batches_are_seeded_epoch_permutations():
     assert batch_order(32, 8, seed=0, step=0) != batch_order(32, 8, seed=1, step=0)
 
 
-def test_sft_learns_to_click_the_targets(tmp_path):
-    # Memorising a few demos at a small pixel budget (48 image tokens) keeps this test
-    # short; generalising to new positions needs far more steps (see the SFT report).
-    few = make_click_target_demos(tmp_path / "few", LEARN_DEMOS, seed=0)
+def test_sft_learns_to_click_targets_at_positions_it_never_saw(tmp_path):
+    # Held-out positions (another seed's stream), so memorising the demos is not enough:
+    # this needs the salience-weighted position code (see agent/model/position_code.py).
+    train = make_click_target_demos(tmp_path / "train", LEARN_DEMOS, seed=0)
     lines: list[str] = []
-    result = sft(SFTConfig(demos=str(few), out=str(tmp_path / "out"), steps=STEPS, batch_size=LEARN_DEMOS,
-                           lr=LR, log_every=25, checkpoint_every=1000, max_pixels=28 * 28 * 48),
-                 log=lines.append)
-    assert result.first_loss > 3.0 and result.last_loss < result.first_loss / 5, (result.first_loss,
-                                                                                 result.last_loss)
-    assert any("step 25/" in line for line in lines) and "done" in lines[-1]
+    result = sft(SFTConfig(demos=str(train), out=str(tmp_path / "out"), steps=STEPS, batch_size=8,
+                           lr=1e-3, log_every=50, checkpoint_every=1000), log=lines.append)
+    assert result.first_loss > 3.0 and result.last_loss < 1.2, (result.first_loss, result.last_loss)
+    assert any("step 50/" in line for line in lines) and "done" in lines[-1]
     result.policy.config = result.policy.config.replace(temperature=0.0)
-    train = [click_target_task(i, seed=0) for i in range(LEARN_DEMOS)]
-    hit_rate = click_hit_rate(result.policy, train, batch_size=LEARN_DEMOS)
-    assert hit_rate >= MIN_TRAIN_HIT_RATE, hit_rate
+    heldout = [click_target_task(i, seed=1) for i in range(HELDOUT)]
+    hit_rate = click_hit_rate(result.policy, heldout, batch_size=16)
+    assert hit_rate >= MIN_HELDOUT_HIT_RATE, hit_rate
     assert (tmp_path / "out" / "policy" / "deskdojo_policy.json").exists()
 
 
@@ -85,26 +83,28 @@ def test_resume_continues_at_the_right_step_with_the_same_result(demos, tmp_path
 
 def test_lora_sft_trains_adapters_only(demos, tmp_path):
     result = sft(SFTConfig(demos=str(demos), out=str(tmp_path / "lora"), steps=3, batch_size=4, lr=1e-3,
-                           lora=True, lora_r=4, max_pixels=28 * 28 * 48), log=lambda line: None)
-    assert result.policy.lora is not None
+                           lora=True, lora_r=4, max_pixels=28 * 28 * 48, gradient_checkpointing=True),
+                 log=lambda line: None)
+    assert result.policy.lora is not None and result.policy.gradient_checkpointing
     assert (tmp_path / "lora" / "policy" / "adapter").is_dir()
     from deskdojo.agent.policy import load_policy
 
     loaded = load_policy(str(tmp_path / "lora" / "policy"))
-    assert loaded.lora is not None and loaded.max_pixels == 28 * 28 * 48
+    assert loaded.lora is not None and loaded.max_pixels == 28 * 28 * 48 and loaded.gradient_checkpointing
 
 
 def test_the_sft_command_runs(demos, tmp_path):
     out = tmp_path / "cli"
     command = [sys.executable, "-m", "deskdojo.cli", "sft", "--demos", str(demos), "--model", "tiny",
-               "--out", str(out), "--steps", "2", "--batch-size", "2", "--log-every", "1"]
+               "--out", str(out), "--steps", "2", "--batch-size", "2", "--log-every", "1",
+               "--gradient-checkpointing"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "sft: step 2/2" in done.stdout and "sft: done" in done.stdout
     assert (out / "policy" / "deskdojo_policy.json").exists() and latest_checkpoint(out).name == "000002"
 
 
-LEARN_DEMOS = 8
-STEPS = 150
-LR = 3e-3
-MIN_TRAIN_HIT_RATE = 0.25  # measured 0.375 (3 of 8); chance is about 0.01
+LEARN_DEMOS = 192
+STEPS = 200
+HELDOUT = 32
+MIN_HELDOUT_HIT_RATE = 0.15  # 256 demos gave 0.38 after 200 steps (position_code.py); chance ~0.01

@@ -69,10 +69,11 @@ class SFTSettings:
     """Warm start: supervised fine-tuning on oracle demonstrations before evolving."""
 
     enabled: bool = field(default=True, metadata={"help": "run the SFT warm start"})
-    demos_per_family: int = field(default=24, metadata={"help": "oracle demos recorded per family"})
+    demos_per_family: int = field(default=96, metadata={"help": "oracle demos recorded per family"})
     levels: tuple[int, ...] = field(default=(0,), metadata={"help": "levels the demos are drawn from"})
-    steps: int = field(default=120, metadata={"help": "optimizer steps"})
-    options: Mapping[str, Any] = field(default_factory=dict, metadata={
+    steps: int = field(default=240, metadata={"help": "optimizer steps"})
+    # the tiny preset's settings from `deskdojo bench sft` (batch 16, lr 2e-3)
+    options: Mapping[str, Any] = field(default_factory=lambda: {"batch_size": 16, "lr": 2e-3}, metadata={
         "help": "further settings for the SFT trainer (its own config's keys)"})
 
     def __post_init__(self) -> None:

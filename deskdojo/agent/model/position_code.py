@@ -8,6 +8,17 @@ image reaches the vision tower as two identical temporal frames per patch
 Fourier code of the patch's column and row. The architecture stays stock Qwen: only
 the numbers in ``pixel_values`` change. Big pretrained checkpoints never get this.
 
+The code is weighted by each patch's SALIENCE: how far its pixels are from the image's
+dominant colour (0 for plain background, 1 for anything that stands out). Before a
+model has learned where to look, its attention is nearly uniform, so what reaches the
+answer is an average over all patches; an unweighted code is the same in every image
+and averages to a constant, while the weighted one averages to where the non-background
+things are. That gives the coordinate readout a signal from the first step, and the
+readout then teaches attention to focus. Measured on the click-target task (256 demos,
+batch 8, lr 1e-3, 32 held-out positions): without the weighting SFT stays at the mean
+coordinate (held-out hits 0-6% after 400 steps); with it, 38% after 200 steps and 47%
+after 400.
+
 Layout of one ``pixel_values`` row (the image processor's ``patchify``): channel,
 then temporal frame, then the ``patch x patch`` pixels. Rows follow the merge-window
 order ``(t, h / merge, w / merge, merge, merge)``.
@@ -20,6 +31,10 @@ from typing import Any
 
 POSITION_FREQUENCIES = 6
 """Octaves per axis: wavelengths from 2 image widths down to 1/16 of one."""
+
+SALIENCE_SCALE = 0.5
+"""Mean absolute difference from the dominant colour (in normalised pixel units, about
+35/255 for the CLIP normalisation) at which a patch counts as fully salient."""
 
 
 def patch_positions(image_grid_thw: Any, *, merge_size: int) -> Any:
@@ -52,10 +67,26 @@ def fourier_code(rows: Any, cols: Any, *, height: Any, width: Any, size: int,
     return features.repeat(1, repeats)[:, :size]
 
 
+def patch_salience(frame: Any, image_grid_thw: Any, *, scale: float = SALIENCE_SCALE) -> Any:
+    """``[N]`` in [0, 1]: each patch's mean absolute difference from its image's dominant
+    colour (the per-channel median of the patch means), over ``scale``, clipped.
+    ``frame`` is ``[N, channels, pixels]``, images one after another."""
+    import torch
+
+    salience, start = [], 0
+    for t, h, w in image_grid_thw.tolist():
+        patches = frame[start:start + t * h * w]
+        dominant = patches.mean(dim=-1).median(dim=0).values
+        salience.append((patches - dominant[None, :, None]).abs().mean(dim=(1, 2)) / scale)
+        start += t * h * w
+    return torch.cat(salience).clamp(0.0, 1.0) if salience else frame.new_zeros(0)
+
+
 def add_position_code(pixel_values: Any, image_grid_thw: Any, *, patch_size: int, merge_size: int,
                       temporal_patch_size: int, channels: int = 3) -> Any:
     """``pixel_values`` with the last temporal frame of every patch replaced by the
-    Fourier code of that patch's (row, column) in its image (a new tensor)."""
+    Fourier code of that patch's (row, column) in its image, times the patch's salience
+    (a new tensor)."""
     import torch
 
     if temporal_patch_size < 2:
@@ -72,5 +103,6 @@ def add_position_code(pixel_values: Any, image_grid_thw: Any, *, patch_size: int
     code = fourier_code(positions[:, 0], positions[:, 1], height=sizes[:, 0], width=sizes[:, 1],
                         size=channels * pixels).to(pixel_values.device, pixel_values.dtype)
     out = pixel_values.clone().view(-1, channels, temporal_patch_size, pixels)
-    out[:, :, -1, :] = code.view(-1, channels, pixels)
+    salience = patch_salience(out[:, :, 0, :], image_grid_thw).to(code.dtype)
+    out[:, :, -1, :] = (code * salience[:, None]).view(-1, channels, pixels)
     return out.view(pixel_values.shape)

@@ -12,7 +12,9 @@ Choices made for learnability on a CPU (see the measurements in the SFT report):
 * the policy writes an absolute position code into each image patch's second
   temporal frame (``position_code``, see ``deskdojo.agent.model.position_code``):
   rotary positions act only on query-key products, so without it the values a head
-  reads say nothing about where the attended patch is.
+  reads say nothing about where the attended patch is. The code is weighted by the
+  patch's salience, so that even the nearly uniform attention of an untrained model
+  averages to where the non-background things are.
 """
 
 from __future__ import annotations

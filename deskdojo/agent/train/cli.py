@@ -30,7 +30,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
                               "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size,
                               "lr": args.lr, "lora": args.lora, "history_k": args.history_k,
                               "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
-                              "seed": args.seed, "device": args.device, "dtype": args.dtype}
+                              "seed": args.seed, "device": args.device, "dtype": args.dtype,
+                              "gradient_checkpointing": args.gradient_checkpointing}
     result = sft(SFTConfig(**values), resume=args.resume)
     return 0 if result.steps else 1
 
@@ -60,5 +61,6 @@ def add_sft_parser(sub: Any, bench: Any = None) -> None:
     p.add_argument("--seed", type=int, default=0, help=_help("seed"))
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help=_help("device"))
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help=_help("dtype"))
+    p.add_argument("--gradient-checkpointing", action="store_true", help=_help("gradient_checkpointing"))
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.set_defaults(fn=cmd_sft)

@@ -59,6 +59,8 @@ class SFTConfig:
     seed: int = field(default=0, metadata={"help": "weights of a tiny start, data order, dropout"})
     dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | auto"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute activations in the backward pass (less memory; for big models)"})
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
@@ -191,7 +193,8 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
     if checkpoint is None and out.exists() and any((out / "checkpoints").glob("0*")) and not resume:
         raise RunDirError(f"{out} already holds SFT checkpoints; pass --resume to continue or pick a new --out")
     policy_config = PolicyConfig(format=config.format, history_k=config.history_k, dtype=config.dtype,
-                                 device=config.device, seed=config.seed, max_pixels=config.max_pixels)
+                                 device=config.device, seed=config.seed, max_pixels=config.max_pixels,
+                                 gradient_checkpointing=True if config.gradient_checkpointing else None)
     start_step = 0
     if checkpoint is not None:
         state = json.loads((checkpoint / "state.json").read_text())
