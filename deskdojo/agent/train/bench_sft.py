@@ -29,9 +29,9 @@ class SFTBenchConfig:
 
     families: tuple[str, ...] = field(default=DEFAULT_FAMILIES, metadata={"help": "task families"})
     level: int = field(default=0, metadata={"help": "difficulty level of every task"})
-    demos: int = field(default=48, metadata={"help": "oracle demos per family (train split)"})
+    demos: int = field(default=160, metadata={"help": "oracle demos per family (train split)"})
     heldout: int = field(default=16, metadata={"help": "held-out tasks per family"})
-    steps: int = field(default=300, metadata={"help": "SFT optimizer steps"})
+    steps: int = field(default=400, metadata={"help": "SFT optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "SFT examples per step"})
     lr: float = field(default=2e-3, metadata={"help": "SFT learning rate"})
     sandboxes: int = field(default=4, metadata={"help": "parallel Xvfb sandboxes"})
