@@ -42,6 +42,7 @@ def test_batches_are_seeded_epoch_permutations():
     assert batch_order(32, 8, seed=0, step=0) != batch_order(32, 8, seed=1, step=0)
 
 
+@pytest.mark.timeout(900)  # about 2 min on an idle 2-core machine; far longer when it is shared
 def test_sft_learns_to_click_targets_at_positions_it_never_saw(tmp_path):
     # Held-out positions (another seed's stream), so memorising the demos is not enough:
     # this needs the salience-weighted position code (see agent/model/position_code.py).
