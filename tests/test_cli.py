@@ -99,3 +99,36 @@ def test_demo_writes_frames_and_steps(tmp_path):
     assert len(steps) == 7 and all((folder / s["frame"]).exists() for s in steps)
     assert json.loads((folder / "trajectory.json").read_text())["end"] == "done"
     assert "-> success" in out.stdout
+
+
+@pytest.mark.display
+def test_bench_learning_runs_three_arms_from_one_warm_start(tmp_path):
+    """`deskdojo bench learning` scaled down: one seed, a 2-step SFT warm start on real
+    xvfb sandboxes, both evolve arms on the same env-step budget, held-out sized by the flag."""
+    import yaml
+
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump({
+        "sandboxes": 2, "group_size": 2, "tasks_per_iteration": 1, "max_steps": 2,
+        "sandbox": {"screen": [640, 480]},
+        "policy": {"max_new_tokens": 8, "lora": {"r": 4, "alpha": 8}},
+        "sft": {"demos_per_family": 2, "steps": 2, "options": {"batch_size": 2, "warmup_steps": 1}},
+        "curriculum": {"families": ["click_button"]}, "eval": {"levels": [0], "every": 50}}))
+    out = run("bench", "learning", "--seeds", "1", "--budget-env-steps", "3", "--heldout-per-level", "2",
+              "--provider", "xvfb", "--config", str(config), "--runs-root", str(tmp_path / "runs"), "--json",
+              timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    (seed,) = report["per_seed"]
+    assert report["env_step_budget"] == 3 and report["provider"] == "xvfb"
+    for arm in ("curriculum", "uniform"):
+        result = seed[arm]
+        assert result["env_steps"] >= 3 and result["iterations"] >= 1  # the budget bound the arm
+        assert result["before"]["tasks"] == 2 and result["after"]["tasks"] == 2
+        assert result["curve"][0][0] == 0 and result["curve"][-1][0] == result["env_steps"]
+    # one warm start: (a) is (b)'s start, and (c) starts from a copy of the same weights
+    assert seed["sft_only"] == seed["curriculum"]["before"]
+    assert seed["uniform"]["before"]["success"] == seed["curriculum"]["before"]["success"]
+    assert not any((Path(seed["uniform"]["run_dir"]) / "demos").iterdir())  # no second warm start
+    assert any((Path(seed["curriculum"]["run_dir"]) / "demos").iterdir())
+    assert report["median"]["sft_only_success"] == seed["sft_only"]["success"]

@@ -366,6 +366,33 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient():
     assert grads[0][0].abs().sum() > 0
 
 
+def test_epochs_are_optimizer_steps_on_the_same_samples_against_the_stored_logprobs():
+    """epochs=3 is three passes over one batch: the same weights as three single-pass
+    updates on that batch (the ratio is to the stored sampling log-probs each time),
+    and not the same as one pass."""
+    torch.manual_seed(2)
+    base = ToyPolicy()
+    torch.nn.init.normal_(base.linear.weight, std=0.5)
+    task = make_task(seed=1)
+    group = [make_rollout(task, f"e{i}", [((i % 4,), (math.log(0.25),))], success=i % 4 == 2) for i in range(8)]
+    config = GRPOConfig(lr=0.05, neg_imitation_weight=0.0, success_replay=False, max_grad_norm=0.0)
+
+    def trained(epochs: int, calls: int) -> tuple[torch.Tensor, dict, GRPOTrainer]:
+        policy = copy.deepcopy(base)
+        trainer = GRPOTrainer(config.replace(epochs=epochs), policy.token_logprobs, policy.parameters())
+        stats = [trainer.step([group]) for _ in range(calls)]
+        return policy.linear.weight.detach().clone(), stats[0], trainer
+
+    three_passes, stats3, trainer3 = trained(3, 1)
+    three_calls, stats1, _ = trained(1, 3)
+    one_pass, _, _ = trained(1, 1)
+    assert torch.allclose(three_passes, three_calls, atol=1e-6)
+    assert not torch.allclose(three_passes, one_pass, atol=1e-4)
+    assert trainer3.updates == 1 and stats3["loss"] == pytest.approx(stats1["loss"])  # first pass's stats
+    with pytest.raises(ConfigError, match="epochs"):
+        GRPOConfig(epochs=0)
+
+
 def test_trainer_contract_errors():
     policy = ToyPolicy()
     with pytest.raises(ConfigError, match="reference_logprobs"):

@@ -54,7 +54,8 @@ def steps_to_reach(curve: list[tuple[int, float | None]], target: float | None) 
     return None
 
 
-def run_learning_bench(*, seeds: int = 2, env_steps: int = 400, runs_root: str = "runs/bench-learning",
+def run_learning_bench(*, seeds: int = 2, env_steps: int = 400, heldout_per_level: int = 6,
+                       runs_root: str = "runs/bench-learning",
                        provider: str = "auto", sandboxes: int | None = None,
                        config_path: str | None = None) -> dict[str, Any]:
     from deskdojo.evolve.build import resolve_provider
@@ -66,7 +67,7 @@ def run_learning_bench(*, seeds: int = 2, env_steps: int = 400, runs_root: str =
     for seed in range(seeds):
         overrides: dict[str, Any] = {"seed": seed, "provider": provider,
                                      "budget": {"iterations": None, "wall_seconds": None, "env_steps": env_steps},
-                                     "eval": {"at_start": True}}
+                                     "eval": {"at_start": True, "tasks_per_level": heldout_per_level}}
         if sandboxes:
             overrides["sandboxes"] = sandboxes
         curriculum = load_config(config_path, {**overrides, "sampling": "curriculum"})

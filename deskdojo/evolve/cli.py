@@ -98,7 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench_learning(args: argparse.Namespace) -> int:
     from deskdojo.evolve.bench import print_report, run_learning_bench
 
-    report = run_learning_bench(seeds=args.seeds, env_steps=args.budget_env_steps, runs_root=args.runs_root,
+    report = run_learning_bench(seeds=args.seeds, env_steps=args.budget_env_steps,
+                                heldout_per_level=args.heldout_per_level, runs_root=args.runs_root,
                                 provider=args.provider, sandboxes=args.sandboxes, config_path=args.config)
     if args.json:
         print(json.dumps(report, indent=1))
@@ -138,6 +139,8 @@ def add_evolve_parser(sub: Any, bench: Any = None) -> None:
         p = bench.add_parser("learning", help="SFT only vs SFT+evolve (curriculum) vs SFT+evolve (uniform)")
         p.add_argument("--seeds", type=int, default=2, help="seeds per arm (medians reported)")
         p.add_argument("--budget-env-steps", type=int, default=400, help="env steps each evolve arm may spend")
+        p.add_argument("--heldout-per-level", type=int, default=6,
+                       help="held-out tasks per family and level (the run default is 3: cheaper, noisier)")
         p.add_argument("--provider", default="auto", choices=["auto", "docker", "xvfb"])
         p.add_argument("--sandboxes", type=int, default=None, help="parallel sandboxes")
         p.add_argument("--config", default=None, help="base config (YAML/JSON) for all arms")

@@ -4,7 +4,8 @@ rewards (outcome + step shaping) -> group-relative advantages (all-fail groups g
 replayed success, zero-variance groups are dropped) -> one sample per trajectory step
 -> clipped token-level surrogate against the stored sampling log-probs (+ optional k3 KL
 to the adapter-free reference, + negative imitation of the first judged error) ->
-gradient accumulation over micro-batches -> one optimizer step.
+gradient accumulation over micro-batches -> one optimizer step (``epochs`` of them on the
+same samples).
 
 The policy is reached through one small protocol, :class:`TokenLogProbs`: a callable
 that scores each sample's generated tokens under the current weights (with grad). The
@@ -72,6 +73,9 @@ class GRPOConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
     micro_batch_size: int = field(default=8, metadata={
         "help": "samples (steps) per forward/backward; gradients accumulate to one optimizer step"})
+    epochs: int = field(default=1, metadata={
+        "help": "optimizer steps per update on the same samples (PPO's inner epochs); later passes "
+                "are off-policy, and the ratio to the stored sampling log-probs clips them"})
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
@@ -90,7 +94,7 @@ class GRPOConfig:
         if self.ratio_cap != 0 and self.ratio_cap < 1 + self.clip_high:
             raise ConfigError(f"ratio_cap must be 0 (off) or >= 1 + clip_high = {1 + self.clip_high}, "
                               f"got {self.ratio_cap}")
-        for name in ("max_new_tokens", "replay_per_task", "replay_max_tasks", "micro_batch_size"):
+        for name in ("max_new_tokens", "replay_per_task", "replay_max_tasks", "micro_batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -567,20 +571,30 @@ class GRPOTrainer:
 
         normaliser = loss_normaliser(self.config, batch.samples)
         imitation_count = sum(s.negative_imitation for s in batch.samples)
+        first: tuple[LossStats, float] | None = None
+        for _ in range(self.config.epochs):
+            totals, grad_norm = self._optimizer_step(batch.samples, normaliser, imitation_count)
+            first = first or (totals, grad_norm)
+        self.updates += 1
+        totals, grad_norm = first
+        # the stats are the first pass's: on-policy, comparable across settings of epochs
+        return {**stats, **totals.as_dict(), "normaliser": normaliser,
+                "grad_norm": grad_norm, "skipped": 0}
+
+    def _optimizer_step(self, samples: Sequence[GRPOSample], normaliser: float,
+                        imitation_count: int) -> tuple[LossStats, float]:
         self.optimizer.zero_grad(set_to_none=True)
         totals = LossStats()
         size = self.config.micro_batch_size
-        for start in range(0, len(batch.samples), size):
-            totals += self._accumulate(batch.samples[start:start + size], normaliser, imitation_count)
+        for start in range(0, len(samples), size):
+            totals += self._accumulate(samples[start:start + size], normaliser, imitation_count)
         if self.config.max_grad_norm > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         else:
             grad_norm = torch.linalg.vector_norm(torch.stack(
                 [p.grad.norm() for p in self.parameters if p.grad is not None]))
         self.optimizer.step()
-        self.updates += 1
-        return {**stats, **totals.as_dict(), "normaliser": normaliser,
-                "grad_norm": float(grad_norm), "skipped": 0}
+        return totals, float(grad_norm)
 
     def _accumulate(self, samples: Sequence[GRPOSample], normaliser: float,
                     imitation_count: int) -> LossStats:
