@@ -515,3 +515,16 @@ if __name__ == "__main__":  # the process the kill -9 test starts
     if int(sys.argv[2]):
         config = toy_config(budget={"iterations": int(sys.argv[2])}, eval={"every": 100, "at_start": False})
     run_toy(Path(sys.argv[1]), config, resume="--resume" in sys.argv, judge_delay=0.01, handle_signals=True)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_loads_and_its_parts_validate(path: Path):
+    """A shipped config must be usable as written: its own keys, and the settings it hands
+    to the policy and to GRPO, checked by their owners' closed configs."""
+    from deskdojo.agent.policy import PolicyConfig
+    from deskdojo.agent.train.grpo import GRPOConfig
+
+    config = load_config(path)
+    policy = PolicyConfig.from_dict(config.policy_settings())
+    grpo = GRPOConfig.from_dict({"max_new_tokens": policy.max_new_tokens, **config.grpo_settings()})
+    assert grpo.group_size == config.group_size and policy.lora is not None
