@@ -114,15 +114,18 @@ def print_report(report: dict[str, Any]) -> None:
     def pct(value: Any) -> str:
         return "-" if value is None else f"{100 * value:.0f}%"
 
+    def number(value: Any) -> str:
+        return "-" if value is None else f"{value:.1f}".removesuffix(".0")
+
     m = report["median"]
     print(f"learning bench: {report['seeds']} seeds, {report['env_step_budget']} env steps per evolve arm, "
           f"{report['provider']} sandboxes; runs in {report['runs']}  (medians)")
     print(f"{'arm':<26} {'held-out':>9} {'env steps':>10} {'CPU min':>8}")
     print(f"{'(a) SFT only':<26} {pct(m['sft_only_success']):>9} {'-':>10} {'-':>8}")
     print(f"{'(b) SFT + evolve (curric.)':<26} {pct(m['curriculum_success']):>9} "
-          f"{m['curriculum_env_steps'] or '-':>10} {m['curriculum_cpu_minutes'] or '-':>8}")
+          f"{number(m['curriculum_env_steps']):>10} {number(m['curriculum_cpu_minutes']):>8}")
     print(f"{'(c) SFT + evolve (uniform)':<26} {pct(m['uniform_success']):>9} "
-          f"{m['uniform_env_steps'] or '-':>10} {m['uniform_cpu_minutes'] or '-':>8}")
+          f"{number(m['uniform_env_steps']):>10} {number(m['uniform_cpu_minutes']):>8}")
     print("(b)'s CPU minutes include the SFT warm start that (a) and (c) share; "
           "CPU counts this process and its xvfb sandboxes")
     reached = m["curriculum_steps_to_uniform_final"]
