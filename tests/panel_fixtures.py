@@ -142,6 +142,7 @@ def metrics_line(iteration: int) -> dict:
             "env_steps": 40 * (iteration + 1), "train_success": min(1.0, 0.1 + 0.06 * iteration),
             "heldout_success": None if iteration % 3 else min(1.0, 0.05 + 0.05 * iteration),
             "success_by_family": {"buttons": {"0": 0.8}}, "reward_mean": 0.2 + 0.03 * iteration,
+            "grounding": 0.3 + 0.02 * iteration,
             "adv_mean_abs": 0.4, "loss": 1.0 / (1 + iteration), "kl": 0.001 * iteration,
             "entropy": 2.0 - 0.05 * iteration, "clip_frac": 0.1, "tokens_per_s": 900.0,
             "env_steps_per_s": 12.0 + iteration % 3,

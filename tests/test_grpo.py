@@ -70,6 +70,25 @@ def test_reward_is_outcome_minus_step_shaping():
     assert trajectory_reward(trajectory, verdict, config.replace(**NO_SHAPING)) == 0.5
 
 
+def test_grounding_credit_is_added_with_its_weight_and_gives_all_fail_groups_a_direction():
+    import dataclasses
+
+    task = make_task()
+    rollouts = [make_rollout(task, f"g{i}", ONE_STEP, success=False) for i in range(3)]
+    groundings = (0.8, 0.2, None)  # None: the verdict had no targets, counted as 0
+    group = [(t, traj, dataclasses.replace(v, grounding=g)) for (t, traj, v), g in zip(rollouts, groundings)]
+    config = GRPOConfig(**NO_SHAPING, grounding_weight=0.5, success_replay=False)
+    assert [trajectory_reward(traj, v, config) for _, traj, v in group] == pytest.approx([0.4, 0.1, 0.0])
+    batch = build_samples([group], config, None)
+    # mean reward 0.5/3: the nearest miss is pushed up, the others down
+    assert [s.advantage for s in batch.samples] == pytest.approx([0.4 - 0.5 / 3, 0.1 - 0.5 / 3, -0.5 / 3])
+    assert batch.counts()["groups_used"] == 1
+    # weight 0 (the default): the same group carries no signal and is dropped
+    assert build_samples([group], config.replace(grounding_weight=0.0), None).counts()["groups_used"] == 0
+    with pytest.raises(ConfigError, match="grounding_weight"):
+        GRPOConfig(grounding_weight=-1)
+
+
 def test_advantages_mean_centred_and_std_scaled():
     assert group_advantages([1.0, 0.0, 0.0, 0.0]) == pytest.approx([0.75, -0.25, -0.25, -0.25])
     # population std of (0.75, -0.25, -0.25, -0.25) is sqrt(0.1875) = sqrt(3)/4

@@ -183,6 +183,8 @@ def test_curves_follow_metrics_as_they_grow(window, fake_run):
     assert len(xs) == ITERATIONS and ys[0] == pytest.approx(0.1)
     held_x, _ = curves.series("heldout_success")
     assert held_x == [0.0, 3.0, 6.0, 9.0]  # null where not evaluated
+    _, grounding = curves.series("grounding")
+    assert list(grounding[:2]) == pytest.approx([0.3, 0.32])
     JsonlFile(fake_run.path / "metrics.jsonl").append(metrics_line(ITERATIONS))
     window.refresh_data()
     xs, _ = curves.series("loss")

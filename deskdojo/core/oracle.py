@@ -79,8 +79,9 @@ def menu_entry(state: Mapping[str, Any], label: str) -> Mapping[str, Any]:
     raise KeyError(f"no menu entry {label!r} on screen in {state.get('app')!r}")
 
 
-def locate(apps: Mapping[str, Any], locator: Locator) -> tuple[int, int]:
-    """Screen point of ``locator`` in the published states ``apps`` (app name -> state)."""
+def locate_box(apps: Mapping[str, Any], locator: Locator) -> dict[str, int]:
+    """Screen box ``{x, y, w, h}`` of ``locator`` in the published states ``apps`` (app
+    name -> state), moved by the locator's ``dx, dy``; KeyError while it is not on screen."""
     if locator.app not in apps:
         raise KeyError(f"app {locator.app!r} has published no state (running: {', '.join(sorted(apps)) or 'none'})")
     state = apps[locator.app]
@@ -94,8 +95,12 @@ def locate(apps: Mapping[str, Any], locator: Locator) -> tuple[int, int]:
         raise KeyError(f"{locator} does not point at something with x, y, w, h")
     if box["w"] <= 0 or box["h"] <= 0:
         raise KeyError(f"{locator} is not on screen yet (size {box['w']}x{box['h']})")
-    x, y = center(box)
-    return x + locator.dx, y + locator.dy
+    return {"x": int(box["x"]) + locator.dx, "y": int(box["y"]) + locator.dy, "w": int(box["w"]), "h": int(box["h"])}
+
+
+def locate(apps: Mapping[str, Any], locator: Locator) -> tuple[int, int]:
+    """Screen point of ``locator`` in the published states ``apps``: its box's centre."""
+    return center(locate_box(apps, locator))
 
 
 def holds(apps: Mapping[str, Any], condition: StateCondition) -> bool:

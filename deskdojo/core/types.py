@@ -284,8 +284,11 @@ class Verdict:
     evidence: tuple[CheckEvidence, ...] = ()
     step_labels: tuple[StepLabel, ...] = ()
     first_error_step: int | None = None
+    grounding: float | None = None  # how near the clicks landed to the task's targets; None: no targets
     format_version: int = VERDICT_FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
             raise RecordError(f"Verdict.score must be within [0, 1], got {self.score}")
+        if self.grounding is not None and not 0.0 <= self.grounding <= 1.0:
+            raise RecordError(f"Verdict.grounding must be within [0, 1] or null, got {self.grounding}")

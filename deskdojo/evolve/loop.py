@@ -260,6 +260,7 @@ class Evolver:
             success_by_family=success_table((p.task.family, p.task.level, p.verdict.success) for p in valid_played),
             heldout_by_family=heldout["by_family"] if heldout else None,
             reward_mean=stats.get("reward_mean", mean([p.verdict.score for p in valid_played])),
+            grounding=mean([p.verdict.grounding for p in valid_played if p.verdict.grounding is not None]),
             adv_mean_abs=mean([abs(a) for a in update.advantages]) if update.advantages else
             mean([o.mean_abs_advantage for o in outcomes]),
             adv_std=std(list(update.advantages)),

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 METRIC_KEYS = ("iteration", "time", "wall_s", "env_steps", "train_success", "heldout_success",
-               "success_by_family", "heldout_by_family", "reward_mean", "adv_mean_abs", "adv_std",
+               "success_by_family", "heldout_by_family", "reward_mean", "grounding", "adv_mean_abs", "adv_std",
                "loss", "kl", "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "time_split",
                "groups_used", "groups_dropped")
 """Exactly the keys of a metrics.jsonl line (the panel reads them)."""
 
-SCALARS = ("train_success", "heldout_success", "reward_mean", "adv_mean_abs", "adv_std", "loss", "kl",
+SCALARS = ("train_success", "heldout_success", "reward_mean", "grounding", "adv_mean_abs", "adv_std", "loss", "kl",
            "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "groups_used", "groups_dropped")
 
 

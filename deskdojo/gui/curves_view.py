@@ -1,4 +1,4 @@
-"""Training curves from metrics.jsonl: held-out and training success, reward, loss, KL,
+"""Training curves from metrics.jsonl: held-out and training success, reward, grounding, loss, KL,
 entropy and env steps/s per iteration. Polling reads only the bytes appended since the
 last poll, and curves are redrawn only when lines arrived."""
 
@@ -14,7 +14,7 @@ from deskdojo.gui.widgets import EmptyState, code
 # (title, [(metric key, legend name, colour)])
 PLOTS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
     ("success rate", (("heldout_success", "held-out", "#e0407a"), ("train_success", "train", "#3a9ad9"))),
-    ("reward (mean)", (("reward_mean", "reward", "#e8a020"),)),
+    ("reward and grounding (means)", (("reward_mean", "reward", "#e8a020"), ("grounding", "grounding", "#6a8a2a"))),
     ("loss", (("loss", "loss", "#8a5cd6"),)),
     ("KL to base", (("kl", "kl", "#30b070"),)),
     ("entropy", (("entropy", "entropy", "#d05a30"),)),

@@ -16,6 +16,7 @@ from deskdojo.core.types import (
     CheckEvidence, StepLabel, Task, Trajectory, Verdict,
 )
 from deskdojo.world_model.checks import evaluate
+from deskdojo.world_model.grounding import DEFAULT_SIGMA, trajectory_grounding
 
 RUNTIME_KEYS = frozenset({"seq", "time", "focus"})  # change without the world changing
 SETTLE_TIMEOUT_S = 2.0
@@ -71,21 +72,27 @@ def step_labels(trajectory: Trajectory) -> tuple[tuple[StepLabel, ...], int | No
 
 
 class StateJudge:
-    """Judges from ground truth: the task's checks over the sandbox's state after settling."""
+    """Judges from ground truth: the task's checks over the sandbox's state after settling,
+    and how near the clicks landed to the oracle's targets in that state (``grounding``,
+    a Gaussian of width ``grounding_sigma`` box sizes; see ``world_model.grounding``)."""
 
     def __init__(self, judge_id: str = "state", *, settle_timeout: float = SETTLE_TIMEOUT_S,
-                 quiet: float = QUIET_S):
+                 quiet: float = QUIET_S, grounding_sigma: float = DEFAULT_SIGMA):
+        if not grounding_sigma > 0:
+            raise ValueError(f"grounding_sigma must be > 0, got {grounding_sigma}")
         self.judge_id = judge_id
         self.settle_timeout = settle_timeout
         self.quiet = quiet
+        self.grounding_sigma = grounding_sigma
 
     def judge(self, task: Task, trajectory: Trajectory, sandbox: Any | None) -> Verdict:
         labels, first_error = step_labels(trajectory)
 
-        def verdict(success: bool, score: float, evidence: tuple[CheckEvidence, ...]) -> Verdict:
+        def verdict(success: bool, score: float, evidence: tuple[CheckEvidence, ...],
+                    grounding: float | None = None) -> Verdict:
             return Verdict(task_id=task.id, trajectory_id=trajectory.id, success=success, score=score,
                            judge_id=self.judge_id, evidence=evidence, step_labels=labels,
-                           first_error_step=first_error)
+                           first_error_step=first_error, grounding=grounding)
 
         if sandbox is None:
             return verdict(False, 0.0, (CheckEvidence("probe", False, 0.0,
@@ -94,10 +101,12 @@ class StateJudge:
         try:
             settle(sandbox, apps=checked_apps(task), timeout=self.settle_timeout, quiet=self.quiet)
             success, score, evidence = evaluate(task, sandbox)
+            grounding = (trajectory_grounding(task, trajectory, sandbox.app_state().get("apps", {}),
+                                              self.grounding_sigma) if task.oracle else None)
         except SandboxDied:
             raise
         except (SandboxError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return verdict(False, 0.0, (CheckEvidence("probe", False, 0.0,
                                                       message=f"probing the sandbox failed: "
                                                               f"{type(exc).__name__}: {exc}"),))
-        return verdict(success, score, evidence)
+        return verdict(success, score, evidence, grounding)

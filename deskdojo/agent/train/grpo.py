@@ -46,6 +46,9 @@ class GRPOConfig:
         "help": "subtracted from the reward per step whose output did not parse (0 disables)"})
     no_op_penalty: float = field(default=0.01, metadata={
         "help": "subtracted from the reward per valid step the judge labelled no-op (0 disables)"})
+    grounding_weight: float = field(default=0.0, metadata={
+        "help": "added to the reward: this times the verdict's grounding (how near the clicks landed "
+                "to the task's targets, in [0,1]); a signal in groups whose outcomes all agree (0 disables)"})
     scale_std: bool = field(default=False, metadata={
         "help": "divide group advantages by the group's std (off: mean-centred only)"})
     clip_low: float = field(default=0.2, metadata={"help": "ratio floor is 1 - clip_low"})
@@ -84,7 +87,7 @@ class GRPOConfig:
             raise ConfigError(f"reward {self.reward!r} is not one of: {', '.join(REWARDS)}")
         if self.normaliser not in NORMALISERS:
             raise ConfigError(f"normaliser {self.normaliser!r} is not one of: {', '.join(NORMALISERS)}")
-        for name in ("invalid_step_penalty", "no_op_penalty", "kl_beta", "neg_imitation_weight",
+        for name in ("invalid_step_penalty", "no_op_penalty", "grounding_weight", "kl_beta", "neg_imitation_weight",
                      "clip_high", "weight_decay", "max_grad_norm"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -116,13 +119,15 @@ class GRPOConfig:
 
 
 def trajectory_reward(trajectory: Trajectory, verdict: Verdict, config: GRPOConfig) -> float:
-    """Outcome (the verdict's score, or success as 0/1) minus per-step shaping penalties.
+    """Outcome (the verdict's score, or success as 0/1) plus ``grounding_weight`` times the
+    verdict's grounding (0 where it has none), minus per-step shaping penalties.
 
     A step whose output did not parse (``action is None``) costs ``invalid_step_penalty``;
     a valid step the judge labelled no-op costs ``no_op_penalty`` (an unparsed step is
     charged once, as invalid, whatever its label).
     """
     outcome = verdict.score if config.reward == "score" else float(verdict.success)
+    outcome += config.grounding_weight * (verdict.grounding or 0.0)
     invalid_steps = sum(1 for step in trajectory.steps if step.action is None)
     no_op_steps = sum(1 for step, label in zip(trajectory.steps, verdict.step_labels)
                       if step.action is not None and label == StepLabel.NO_OP)
