@@ -70,7 +70,7 @@ def task_targets(task: Task, apps: Mapping[str, Any]) -> list[Target]:
     return targets
 
 
-def _points(action: Action | None, end: str) -> tuple[float, float] | None:
+def _point(action: Action | None, end: str) -> tuple[float, float] | None:
     if end == "at" and isinstance(action, (Click, Drag)):
         return action.x, action.y
     if end == "to" and isinstance(action, Drag):
@@ -85,7 +85,7 @@ def grounding(actions: Sequence[Action | None], targets: Sequence[Target],
     if not targets:
         return None
     # credit[i][j]: target i against action j (None where the action has no such point)
-    credit = [[None if (p := _points(a, t.end)) is None else point_credit(*p, t.box, sigma) for a in actions]
+    credit = [[None if (p := _point(a, t.end)) is None else point_credit(*p, t.box, sigma) for a in actions]
               for t in targets]
     pointing = [j for j in range(len(actions)) if any(row[j] is not None for row in credit)]
     if not pointing:
