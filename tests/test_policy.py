@@ -101,6 +101,38 @@ def test_a_batch_of_three_gives_three_decisions_whose_logprobs_recompute(policy)
             assert batch.target_ids[i, :n].tolist() == list(decision.token_ids)
 
 
+def test_image_marker_tokens_are_never_sampled_and_never_trained_on():
+    """A policy that wants to say <|image_pad|> (here: +50 on its logit) must not: fed
+    back for training, the answer would count as one image token too many."""
+    import torch
+
+    from deskdojo.agent.policy import VISION_TOKENS
+    from deskdojo.core.errors import RecordError
+
+    tempted = load_policy("tiny", PolicyConfig(max_new_tokens=6, seed=4))
+    pad = tempted.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert len(tempted.unsayable_ids) == len(VISION_TOKENS) and pad in tempted.unsayable_ids
+
+    def push(module, inputs, output):
+        output = output.clone()
+        output[..., pad] += 50.0
+        return output
+
+    handle = tempted.model.get_output_embeddings().register_forward_hook(push)
+    try:
+        decisions = tempted.act([observation(1), observation(2)], [TASK] * 2, [(), ()])
+        for decision in decisions:
+            assert len(decision.token_ids) == 6 and not set(decision.token_ids) & set(tempted.unsayable_ids)
+        batch = tempted.encode_samples([PolicySample((observation(1),), TASK, target_ids=decisions[0].token_ids)])
+        with torch.no_grad():
+            logp, _ = tempted.token_logprobs(batch)
+        assert np.allclose(logp[0].numpy(), decisions[0].logprobs, atol=1e-4)  # the same distribution
+    finally:
+        handle.remove()
+    with pytest.raises(RecordError, match="image-marker token"):
+        tempted.encode_samples([PolicySample((observation(1),), TASK, target_ids=(5, pad, tempted.end_token_id))])
+
+
 def test_temperature_changes_the_stored_logprobs_the_same_way():
     import torch
 

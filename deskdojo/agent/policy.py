@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from deskdojo.core.actions import Action
-from deskdojo.core.errors import ConfigError
+from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
 
@@ -50,6 +50,10 @@ DEVICES = ("cpu", "cuda", "auto")
 LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 POLICY_FORMAT_VERSION = 1
 DEFAULT_MAX_NEW_TOKENS = 48
+
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+"""Tokens the policy may never say: in an answer they would read as the start or the
+placeholder of an image when the answer is fed back for training."""
 """Answer length limit for formats that do not name their own."""
 HISTORY_TEXT_STEPS = 8
 """At most this many earlier actions are written into the prompt."""
@@ -96,7 +100,8 @@ class PolicyConfig:
     """How the VLM policy is built and samples. Field docs are ``--help`` texts."""
 
     model: str = field(default="tiny", metadata={
-        "help": "'tiny', 'tiny-qwen2vl', a local checkpoint or saved-policy folder, or a hub name"})
+        "help": "'tiny', 'tiny-qwen2vl', a local checkpoint or saved-policy folder, a hub name, or "
+                "'random:qwen2.5-vl-3b' (a published architecture with random weights, for benchmarks)"})
     format: str | None = field(default=None, metadata={
         "help": "action format name (default: the saved one; 'grid' for tiny; by model family otherwise)"})
     min_pixels: int | None = field(default=None, metadata={"help": "pixel budget floor (default: the model's)"})
@@ -237,6 +242,8 @@ class VLMPolicy:
         self.gradient_checkpointing = False
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
         self.end_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        vocab = tokenizer.get_vocab()
+        self.unsayable_ids = tuple(sorted(vocab[token] for token in VISION_TOKENS if token in vocab))
         self.pad_token_id = tokenizer.pad_token_id
         self._act_calls = 0
         self._greedy: bool | None = None
@@ -342,9 +349,10 @@ class VLMPolicy:
                 **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
                 top_p=self.config.top_p if temperature > 0 else None, top_k=None,
                 max_new_tokens=self.max_new_tokens, eos_token_id=self.end_token_id,
-                pad_token_id=self.pad_token_id, output_logits=True, return_dict_in_generate=True)
+                pad_token_id=self.pad_token_id, suppress_tokens=list(self.unsayable_ids) or None,
+                output_logits=True, return_dict_in_generate=True)
         generated = out.sequences[:, inputs["input_ids"].shape[1]:]
-        logits = torch.stack(out.logits, dim=1).float()  # [B, T, V] raw logits
+        logits = self._sayable(torch.stack(out.logits, dim=1).float())  # [B, T, V] raw logits
         logprobs = torch.log_softmax(logits / (temperature if temperature > 0 else 1.0), dim=-1)
         chosen = logprobs.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
         return [self._decision(generated[i].tolist(), chosen[i].tolist(), prompts[i])
@@ -391,6 +399,10 @@ class VLMPolicy:
                       else self.target_token_ids(sample.target_text))
             if not target:
                 raise ConfigError("a PolicySample's target is empty")
+            if unsayable := sorted(set(target) & set(self.unsayable_ids)):
+                raise RecordError(f"a target answer holds image-marker token(s) {unsayable} "
+                                  f"({', '.join(VISION_TOKENS)}); the policy never samples these, so this "
+                                  "answer was written by an older version: drop that trajectory or demo")
             targets.append(target)
         prompt_len = max(len(row["input_ids"]) for row in rows)
         target_len = max(len(t) for t in targets)
@@ -426,9 +438,19 @@ class VLMPolicy:
         target_len = batch.target_ids.shape[1]
         with self._checkpointing_modules_training(torch.is_grad_enabled()):
             out = self.model(**batch.inputs, logits_to_keep=target_len + 1, use_cache=False)
-        logits = out.logits[:, :-1].float() / temperature
+        logits = self._sayable(out.logits[:, :-1].float() / temperature)
         logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.target_ids.unsqueeze(-1)).squeeze(-1)
         return logp * batch.target_mask, batch.target_mask
+
+    def _sayable(self, logits: Any) -> Any:
+        """``logits`` with the unsayable tokens at -inf: the distribution ``generate``
+        samples from (``suppress_tokens``), so recorded and recomputed log-probs agree."""
+        if not self.unsayable_ids:
+            return logits
+        import torch
+
+        ids = torch.tensor(self.unsayable_ids, device=logits.device)
+        return logits.index_fill(-1, ids, float("-inf"))
 
     # --- LoRA ---------------------------------------------------------------------
 
@@ -575,7 +597,9 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     Settings saved with a policy (format, pixel budget, position code, gradient
     checkpointing) apply unless ``config`` sets them.
     """
-    from deskdojo.agent.model.loading import (POLICY_FILE, TINY_PRESETS, load_pretrained, load_tiny)
+    from deskdojo.agent.model.archs import is_random
+    from deskdojo.agent.model.loading import (POLICY_FILE, TINY_PRESETS, load_pretrained, load_random,
+                                              load_tiny)
     from deskdojo.agent.model.processor import build_processor
     from deskdojo.agent.model.tiny import TINY_MAX_PIXELS, TINY_MIN_PIXELS
     from deskdojo.perception.resize import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
@@ -602,6 +626,11 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
         defaults = (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
         default_format = "grid"
         default_code = True
+    elif is_random(model):
+        loaded = load_random(model, seed=config.seed, dtype=config.dtype, device=device)
+        defaults = (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)
+        default_format = FAMILY_FORMATS[loaded.model_type]
+        default_code = False
     else:
         loaded = load_pretrained(str(folder) if folder.exists() else model, dtype=config.dtype, device=device)
         defaults = loaded.default_pixels or (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)

@@ -116,6 +116,19 @@ def _hub_folder(name: str) -> Path | None:
         return None
 
 
+def load_random(model: str, *, seed: int, dtype: str, device: str) -> Loaded:
+    """A ``random:ARCH`` model (see ``deskdojo.agent.model.archs``): published sizes,
+    seeded random weights, the shipped tokenizer."""
+    from deskdojo.agent.model.archs import ARCHS, build_random_model, parse_random
+    from deskdojo.agent.tiny import TINY_DIR
+
+    name, _ = parse_random(model)
+    tokenizer = load_tokenizer(TINY_DIR, local=True)
+    built = build_random_model(model, tokenizer, seed=seed, dtype=torch_dtype(dtype), device=device)
+    return Loaded(model=built, tokenizer=tokenizer, model_type=ARCHS[name]["model_type"], folder=None,
+                  image_settings={}, default_pixels=None)
+
+
 def load_tiny(preset: str, *, seed: int, dtype: str, device: str) -> Loaded:
     """A tiny preset: the shipped tokenizer and a seeded random model."""
     from deskdojo.agent.model.tiny import build_tiny_model

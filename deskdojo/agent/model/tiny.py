@@ -55,7 +55,7 @@ class TinySpec:
             raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim/2 = {head_dim // 2}")
 
 
-def _special_ids(tokenizer: Any) -> dict[str, int]:
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
         ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
@@ -81,7 +81,7 @@ def tiny_config(tokenizer: Any, *, spec: TinySpec = TinySpec(), model_type: str 
                       fullatt_block_indexes=[spec.vision_depth - 1], patch_size=14,
                       spatial_merge_size=2, temporal_patch_size=2)
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
-                                **_special_ids(tokenizer))
+                                **special_token_ids(tokenizer))
     if model_type == "qwen2_vl":
         from transformers import Qwen2VLConfig
 
@@ -90,7 +90,7 @@ def tiny_config(tokenizer: Any, *, spec: TinySpec = TinySpec(), model_type: str 
                       num_heads=spec.vision_heads, patch_size=14, spatial_merge_size=2,
                       temporal_patch_size=2)
         return Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
-                             **_special_ids(tokenizer))
+                             **special_token_ids(tokenizer))
     raise ValueError(f"the tiny preset is qwen2_5_vl or qwen2_vl, not {model_type!r}")
 
 

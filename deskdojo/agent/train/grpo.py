@@ -573,18 +573,21 @@ class GRPOTrainer:
         stats: dict[str, float] = batch.counts()
         if not batch.samples:
             return {**stats, "skipped": 1}
+        return {**stats, **self.update(batch.samples), "skipped": 0}
 
-        normaliser = loss_normaliser(self.config, batch.samples)
-        imitation_count = sum(s.negative_imitation for s in batch.samples)
+    def update(self, samples: Sequence[GRPOSample]) -> dict[str, float]:
+        """The optimizer steps (``epochs`` of them) for samples that already carry their
+        advantages; ``step`` builds those from judged groups."""
+        normaliser = loss_normaliser(self.config, samples)
+        imitation_count = sum(s.negative_imitation for s in samples)
         first: tuple[LossStats, float] | None = None
         for _ in range(self.config.epochs):
-            totals, grad_norm = self._optimizer_step(batch.samples, normaliser, imitation_count)
+            totals, grad_norm = self._optimizer_step(samples, normaliser, imitation_count)
             first = first or (totals, grad_norm)
         self.updates += 1
         totals, grad_norm = first
         # the stats are the first pass's: on-policy, comparable across settings of epochs
-        return {**stats, **totals.as_dict(), "normaliser": normaliser,
-                "grad_norm": grad_norm, "skipped": 0}
+        return {**totals.as_dict(), "normaliser": normaliser, "grad_norm": grad_norm}
 
     def _optimizer_step(self, samples: Sequence[GRPOSample], normaliser: float,
                         imitation_count: int) -> tuple[LossStats, float]:
