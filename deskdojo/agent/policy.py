@@ -50,11 +50,10 @@ DEVICES = ("cpu", "cuda", "auto")
 LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 POLICY_FORMAT_VERSION = 1
 DEFAULT_MAX_NEW_TOKENS = 48
-
+"""Answer length limit for formats that do not name their own."""
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 """Tokens the policy may never say: in an answer they would read as the start or the
 placeholder of an image when the answer is fed back for training."""
-"""Answer length limit for formats that do not name their own."""
 HISTORY_TEXT_STEPS = 8
 """At most this many earlier actions are written into the prompt."""
 
@@ -440,7 +439,7 @@ class VLMPolicy:
             out = self.model(**batch.inputs, logits_to_keep=target_len + 1, use_cache=False)
         logits = self._sayable(out.logits[:, :-1].float() / temperature)
         logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.target_ids.unsqueeze(-1)).squeeze(-1)
-        return logp * batch.target_mask, batch.target_mask
+        return torch.where(batch.target_mask, logp, 0.0), batch.target_mask
 
     def _sayable(self, logits: Any) -> Any:
         """``logits`` with the unsayable tokens at -inf: the distribution ``generate``
