@@ -9,7 +9,7 @@ import math
 import pytest
 
 from deskdojo.core.actions import Click, Drag, Key, Move
-from deskdojo.core.errors import RecordError
+from deskdojo.core.errors import RecordError, SandboxError
 from deskdojo.core.oracle import locate, locate_box
 from deskdojo.core.records import from_json, to_json
 from deskdojo.core.types import Check, Locator, OracleStep, Step, Task, Trajectory, Verdict
@@ -114,3 +114,38 @@ def test_the_judge_grounds_clicks_against_a_real_practice_app(box):
     hit = judged(Click(x, y))
     assert hit.success and hit.grounding == pytest.approx(point_credit(x, y, target.box))
     assert hit.grounding > 0.99
+
+
+class StateOnce:
+    """A sandbox stand-in that counts app-state reads and can refuse them."""
+
+    def __init__(self, apps: dict, *, readable: bool = True):
+        self.apps, self.readable, self.reads = apps, readable, 0
+
+    def app_state(self) -> dict:
+        self.reads += 1
+        if not self.readable:
+            raise SandboxError("the app state endpoint is down")
+        return {"apps": self.apps}
+
+    def windows(self) -> list:
+        return [type("Window", (), {"title": "Buttons"})()]
+
+
+def test_the_judge_grounds_in_the_state_its_checks_read_and_keeps_the_outcome_without_it(monkeypatch):
+    import deskdojo.world_model.judge as judge_module
+
+    monkeypatch.setattr(judge_module, "settle", lambda *args, **kwargs: True)
+    oracle = (OracleStep(Click(0, 0), at=Locator("buttons", path="widgets.a")),)
+    clicked = Trajectory(id="r", task_id="t", steps=(Step(0, Click(140, 110)),))
+    by_state = Task(id="t", instruction="i", family="test", oracle=oracle,
+                    checks=(Check("app_state", "exists", {"app": "buttons", "path": "widgets.a"}),))
+    sandbox = StateOnce(apps_with(a=BOX_A))
+    verdict = StateJudge().judge(by_state, clicked, sandbox)
+    assert verdict.success and verdict.grounding == pytest.approx(1.0)
+    assert sandbox.reads == 1  # the checks' read, shared with grounding
+    # checks that need no app state still decide the outcome when that state cannot be read
+    by_window = Task(id="t", instruction="i", family="test", oracle=oracle,
+                     checks=(Check("windows", "contains", {}, "Buttons"),))
+    verdict = StateJudge().judge(by_window, clicked, StateOnce({}, readable=False))
+    assert verdict.success and verdict.grounding is None

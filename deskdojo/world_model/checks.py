@@ -342,12 +342,14 @@ def combine(checks: Sequence[Check], evidence: Sequence[CheckEvidence], how: str
     return all(e.passed for e in evidence), min(1.0, max(0.0, score))
 
 
-def evaluate(task: Task, sandbox: Any) -> tuple[bool, float, tuple[CheckEvidence, ...]]:
+def evaluate(task: Task, sandbox: Any, *,
+             probes: Probes | None = None) -> tuple[bool, float, tuple[CheckEvidence, ...]]:
     """Run ``task``'s checks against ``sandbox`` now: (success, score, evidence per check).
 
-    A task without checks is never a success. Raises only SandboxDied.
+    A task without checks is never a success. Raises only SandboxDied. Pass ``probes``
+    to read the state again afterwards without another request.
     """
-    probes = Probes(sandbox)
+    probes = probes or Probes(sandbox)
     evidence = tuple(run_check(check, probes) for check in task.checks)
     success, score = combine(task.checks, evidence, task.combine)
     return success, score, evidence

@@ -15,7 +15,7 @@ from deskdojo.core.errors import SandboxDied, SandboxError
 from deskdojo.core.types import (
     CheckEvidence, StepLabel, Task, Trajectory, Verdict,
 )
-from deskdojo.world_model.checks import evaluate
+from deskdojo.world_model.checks import GetterFailed, Probes, evaluate
 from deskdojo.world_model.grounding import DEFAULT_SIGMA, trajectory_grounding
 
 RUNTIME_KEYS = frozenset({"seq", "time", "focus"})  # change without the world changing
@@ -100,9 +100,9 @@ class StateJudge:
                                                               "needs the episode's sandbox"),))
         try:
             settle(sandbox, apps=checked_apps(task), timeout=self.settle_timeout, quiet=self.quiet)
-            success, score, evidence = evaluate(task, sandbox)
-            grounding = (trajectory_grounding(task, trajectory, sandbox.app_state().get("apps", {}),
-                                              self.grounding_sigma) if task.oracle else None)
+            probes = Probes(sandbox)
+            success, score, evidence = evaluate(task, sandbox, probes=probes)
+            grounding = self._grounding(task, trajectory, probes)
         except SandboxDied:
             raise
         except (SandboxError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -110,3 +110,14 @@ class StateJudge:
                                                       message=f"probing the sandbox failed: "
                                                               f"{type(exc).__name__}: {exc}"),))
         return verdict(success, score, evidence, grounding)
+
+    def _grounding(self, task: Task, trajectory: Trajectory, probes: Probes) -> float | None:
+        """Grounding in the state the checks read (None when the task names no targets or
+        that state cannot be read: the outcome stands either way)."""
+        if not task.oracle:
+            return None
+        try:
+            apps = probes.apps().get("apps", {})
+        except GetterFailed:
+            return None
+        return trajectory_grounding(task, trajectory, apps, self.grounding_sigma)
