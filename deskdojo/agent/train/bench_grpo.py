@@ -132,19 +132,18 @@ def _peak(cuda: bool) -> float:
 
 
 def _device_name(device: Any) -> str:
-    if device.type == "cuda":
-        import torch
-
-        return torch.cuda.get_device_name(device)
     import torch
 
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"{result['model']} on {result['device']}, {result['dtype']}: {result['parameters']:,} parameters, "
           f"{result['trainable_parameters']:,} trained (LoRA r={result['lora_r']}), "
-          f"gradient checkpointing {'on' if result['gradient_checkpointing'] else 'off'}; loaded in {result['load_s']} s")
+          f"gradient checkpointing {'on' if result['gradient_checkpointing'] else 'off'}; "
+          f"loaded in {result['load_s']} s")
     print(f"{result['screen'][0]}x{result['screen'][1]} screenshot: {result['image_tokens']} image tokens, "
           f"prompt {result['prompt_tokens']} tokens; {result['tasks']} task(s) x G={result['group_size']} "
           f"answers of up to {result['max_new_tokens']} tokens")
