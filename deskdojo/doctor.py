@@ -184,6 +184,25 @@ def check_leftovers(engine_ok: bool) -> Check:
     return Check(name, False, f"{len(ids)} container(s) labelled {SANDBOX_LABEL}", "make clean-sandboxes", level="info")
 
 
+DOCKER_ISOLATION = ("no network but loopback, no capabilities, no-new-privileges, read-only root, "
+                    "uid 1000, no host files but its socket folder")
+
+
+def check_isolation(engine_ok: bool) -> list[Check]:
+    """What each provider's sandboxes are fenced by on this machine (the README's table)."""
+    rows = [Check("isolation: docker", engine_ok, DOCKER_ISOLATION if engine_ok
+                  else "unavailable: the docker engine is not reachable", level="info")]
+    try:
+        from deskdojo.vm.xvfb import isolation
+
+        iso = isolation(create_account=False)
+    except Exception as exc:  # the doctor reports; it never crashes on a broken part
+        return rows + [Check("isolation: xvfb", False, f"could not check: {exc}", level="info")]
+    fix = "" if iso.namespaces else f"{_sudo()}apt-get install -y bubblewrap"
+    rows.append(Check("isolation: xvfb", iso.namespaces, iso.describe(), fix, level="optional"))
+    return rows
+
+
 def collect_checks() -> list[Check]:
     """Run every check, in report order."""
     checks = [check_python()]
@@ -192,6 +211,7 @@ def collect_checks() -> list[Check]:
     checks += [check_binary(binary, package) for binary, package in BINARIES.items()]
     engine = check_engine()
     checks += [engine, check_image(engine.ok), check_display(), check_leftovers(engine.ok)]
+    checks += check_isolation(engine.ok)
     return checks
 
 

@@ -46,6 +46,7 @@ print(int(sys.version_info >= (3, 11)), sys.version.split()[0],
 step "Debian packages"
 PACKAGES=(
   xvfb xdotool x11-utils xterm openbox debootstrap
+  bubblewrap # namespaces for the xvfb provider's guests (as root it refuses to start without)
   mousepad   # the real text editor of the text_editor tasks (the image has it too)
   # Qt's xcb platform plugin (PyQt6 panel on a real X display)
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
@@ -113,7 +114,9 @@ else
       dockerd_bin=$(command -v dockerd || echo /usr/sbin/dockerd)
       [[ -x $dockerd_bin ]] || die "dockerd not found; install it: apt-get install -y docker.io"
       info "starting $dockerd_bin (log: $DOCKERD_LOG)"
-      log_lines=$(wc -l <"$DOCKERD_LOG" 2>/dev/null || echo 0)
+      # Lines already there, so that a failure shows only this start's (none on a new machine).
+      log_lines=0
+      [[ -f $DOCKERD_LOG ]] && log_lines=$(wc -l <"$DOCKERD_LOG")
       # Its own session, so that closing this terminal or killing this job leaves it running.
       setsid nohup "$dockerd_bin" >>"$DOCKERD_LOG" 2>&1 </dev/null &
       pid=$!

@@ -20,8 +20,17 @@ class RecordError(DeskdojoError, ValueError):
     """A stored record (task, step, trajectory, verdict) is malformed."""
 
 
+class CurriculumError(DeskdojoError, ValueError):
+    """The curriculum cannot do what was asked: no family, no admissible task, a bad record."""
+
+
 class RunDirError(DeskdojoError):
     """A run directory is missing, locked, or not in the expected format."""
+
+
+class JudgeError(DeskdojoError, RuntimeError):
+    """A judge's own code failed on a task (a bug in a check or the judge, neither the
+    agent's doing nor the sandbox's); the message names the task. Never a score."""
 
 
 class SandboxError(DeskdojoError):
@@ -42,6 +51,11 @@ class SandboxTimeout(SandboxError):
 
 class EngineUnavailable(SandboxError):
     """The container engine (or X server) a provider needs is not reachable."""
+
+
+class SandboxTrustError(SandboxError):
+    """Something a guest can write failed a host-side check (a symlinked socket, a foreign
+    peer, a forged state file): the host refuses to act on it."""
 
 
 class GuestRequestError(SandboxError):

@@ -75,16 +75,15 @@ def start_sandbox(provider: str, screen: tuple[int, int] | None = None) -> Any:
 
 def sandbox_socket(sandbox: Any) -> str | None:
     """The guest socket a live view can open, or None for sandboxes without one (fake, host)."""
-    client = getattr(sandbox, "client", None)
-    return getattr(client, "socket_path", None)
+    return sandbox.control_socket
 
 
 def attach_socket(name: str, socket_path: str) -> Any:
     """A sandbox object for a guest socket another process owns; closing it leaves it running."""
     from deskdojo.vm.client import GuestClient
-    from deskdojo.vm.sandboxes import AttachedSandbox
+    from deskdojo.vm.sandboxes import AttachedSandbox, trust_for_socket
 
-    client = GuestClient(socket_path, timeout=30.0)
+    client = GuestClient(socket_path, timeout=30.0, **trust_for_socket(socket_path))
     screen = tuple(client.health()["screen"])
     return AttachedSandbox(name, client, screen)
 

@@ -1,7 +1,8 @@
 """Live frames off the UI thread: raw BGRX screenshots from a guest socket, as QImages.
 
 The panel opens its own ``GuestClient`` per sandbox socket (never going through the
-training process). Each fetch runs on a QThreadPool worker, converts the X server's
+training process), with the checks the sandbox's host record asks for
+(``vm.sandboxes.trust_for_socket``). Each fetch runs on a QThreadPool worker, converts the X server's
 BGRX bytes to a QImage without a per-pixel copy (BGRX in memory is Qt's RGB32 on a
 little-endian machine), scales it to the size the view asks for, and hands it to the
 UI thread through a queued signal. At most one fetch per sandbox is in flight, so a
@@ -19,6 +20,7 @@ from PyQt6.QtGui import QImage
 
 from deskdojo.core.errors import DeskdojoError
 from deskdojo.vm.client import GuestClient
+from deskdojo.vm.sandboxes import trust_for_socket
 
 
 class LiveClient(GuestClient):
@@ -79,7 +81,8 @@ class FrameGrabber(QObject):
         with self._lock:
             client = self._clients.get(socket_path)
             if client is None:
-                client = self._clients[socket_path] = LiveClient(socket_path, timeout=self.timeout)
+                client = self._clients[socket_path] = LiveClient(socket_path, timeout=self.timeout,
+                                                                 **trust_for_socket(socket_path))
             return client
 
     def _fetch(self, key: str, socket_path: str, size: QSize | None) -> None:

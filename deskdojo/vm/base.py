@@ -7,11 +7,9 @@ files); ``GuestSandbox`` talks to the guest control server that docker and xvfb 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import secrets
 import time
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from deskdojo.core.actions import Action, action_from_dict, describe, off_screen_error
@@ -104,6 +102,10 @@ class GuestSandbox(ClosesOnExit):
         self._last_error: str | None = None
         self._closed = False
         self._dead_reason: str | None = None
+
+    @property
+    def control_socket(self) -> str | None:
+        return self.client.socket_path
 
     # --- the step loop -------------------------------------------------------
 
@@ -242,18 +244,7 @@ class GuestSandbox(ClosesOnExit):
             raise SandboxDied(f"sandbox {self.name} died: {exc}") from exc
 
 
-# --- per-sandbox folders on the host ------------------------------------------------
-
-
-def sandboxes_root() -> Path:
-    """``/tmp/deskdojo-<uid>``: private to this user; each sandbox gets a folder in it.
-
-    Kept short because a unix socket path is limited to 107 bytes.
-    """
-
-    root = Path(os.environ.get("DESKDOJO_SOCKET_ROOT") or f"/tmp/deskdojo-{os.getuid()}")
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return root
+# --- names ----------------------------------------------------------------------
 
 
 def new_sandbox_name(prefix: str = "dojo") -> str:

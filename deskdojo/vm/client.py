@@ -15,13 +15,17 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from deskdojo.core.actions import Action, Wait, action_to_dict
-from deskdojo.core.errors import GuestRequestError, SandboxDied, SandboxError, SandboxTimeout
+from deskdojo.core.errors import (
+    GuestRequestError, SandboxDied, SandboxError, SandboxTimeout, SandboxTrustError,
+)
 from deskdojo.core.protocols import ActResult, ExecResult
 from deskdojo.core.types import Window
+from deskdojo.vm.folders import PeerCheck, check_socket_path, peer_credentials
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,18 +51,49 @@ def bgrx_to_rgb(buffer: bytes, width: int, height: int) -> "np.ndarray":
     return rgb
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTPConnection over a unix socket (no TCP_NODELAY: it is not a TCP socket)."""
+def _connect_unix(sock: socket.socket, path: str, timeout: float) -> None:
+    """Connect, waiting up to ``timeout`` s for room in the server's listen queue.
 
-    def __init__(self, socket_path: str, timeout: float) -> None:
+    With a timeout set, a unix-socket connect fails at once with EAGAIN while the
+    queue is full (a burst of connections the server has not accepted yet); it does
+    not wait as a TCP connect would.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the listen queue of {path} stayed full for {timeout:g} s") from None
+            time.sleep(0.005)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTPConnection over a unix socket (no TCP_NODELAY: it is not a TCP socket).
+
+    With ``socket_owner``, the path must be a real socket of that uid before connecting;
+    with ``peer_check``, the process that accepted must pass it before a byte is sent."""
+
+    def __init__(self, socket_path: str, timeout: float, *, socket_owner: int | None = None,
+                 peer_check: PeerCheck | None = None) -> None:
         super().__init__("localhost", timeout=timeout)
         self.socket_path = socket_path
+        self.socket_owner = socket_owner
+        self.peer_check = peer_check
 
     def connect(self) -> None:
+        if self.socket_owner is not None:
+            check_socket_path(Path(self.socket_path), self.socket_owner)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
-            sock.connect(self.socket_path)
+            _connect_unix(sock, self.socket_path, self.timeout)
+            if self.peer_check is not None:
+                pid, uid = peer_credentials(sock)
+                reason = self.peer_check(pid, uid)
+                if reason is not None:
+                    raise SandboxTrustError(f"refusing the guest server at {self.socket_path}: {reason}")
         except BaseException:
             sock.close()
             raise
@@ -78,9 +113,12 @@ class _Response:
 class GuestClient:
     """Talks to one sandbox's guest server at ``socket_path``. Thread-safe (one request at a time)."""
 
-    def __init__(self, socket_path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, socket_path: str | os.PathLike[str], *, timeout: float = 30.0,
+                 socket_owner: int | None = None, peer_check: PeerCheck | None = None) -> None:
         self.socket_path = os.fspath(socket_path)
         self.timeout = timeout
+        self.socket_owner = socket_owner
+        self.peer_check = peer_check
         self._lock = threading.Lock()
         self._connection: _UnixHTTPConnection | None = None
         self._used = False  # whether the open connection has already carried a request
@@ -113,10 +151,15 @@ class GuestClient:
         with self._lock:
             for attempt in (1, 2):
                 if self._connection is None:
-                    self._connection = _UnixHTTPConnection(self.socket_path, timeout)
+                    self._connection = _UnixHTTPConnection(self.socket_path, timeout,
+                                                           socket_owner=self.socket_owner,
+                                                           peer_check=self.peer_check)
                     self._used = False
                     try:
                         self._connection.connect()
+                    except SandboxTrustError:
+                        self._drop()
+                        raise
                     except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as error:
                         self._drop()
                         raise self._died("is not reachable", error) from None

@@ -15,9 +15,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from deskdojo.core.errors import EngineUnavailable, SandboxError, SandboxStartError
-from deskdojo.vm.base import GuestSandbox, new_sandbox_name, sandboxes_root
+from deskdojo.core.errors import EngineUnavailable, SandboxError, SandboxStartError, SandboxTrustError
+from deskdojo.vm.base import GuestSandbox, new_sandbox_name
 from deskdojo.vm.config import SandboxConfig
+from deskdojo.vm.folders import (
+    SOCKET_FOLDER, SOCKET_NAME, SandboxState, check_name, container_peer, make_sandbox_folder,
+    process_token, read_state, remove_sandbox_folder, sandbox_folder, write_state,
+)
 
 LABEL = "deskdojo"
 OWNER_LABEL = "deskdojo.owner"
@@ -65,15 +69,6 @@ def engine_available() -> bool:
         return False
 
 
-def process_token(pid: int) -> str | None:
-    """``pid:starttime`` — names a process without being fooled by PID reuse."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return f"{pid}:{fields[19]}"
-    except (OSError, IndexError):
-        return None
-
-
 def _owner_alive(owner: str) -> bool:
     if owner == PERSISTENT_OWNER:
         return True
@@ -100,8 +95,7 @@ def reap_orphans() -> list[str]:
     orphans = [row for row in labelled_containers() if not _owner_alive(row["owner"])]
     if orphans:
         docker("rm", "-f", *(row["id"] for row in orphans), check=False)
-        for row in orphans:
-            shutil.rmtree(sandboxes_root() / row["name"], ignore_errors=True)
+        _remove_folders(row["name"] for row in orphans)
     return [row["name"] for row in orphans]
 
 
@@ -111,19 +105,27 @@ def remove_all(*, include_persistent: bool = True) -> list[str]:
             if include_persistent or r["owner"] != PERSISTENT_OWNER]
     if rows:
         docker("rm", "-f", *(r["id"] for r in rows), check=False)
-        for row in rows:
-            shutil.rmtree(sandboxes_root() / row["name"], ignore_errors=True)
+        _remove_folders(r["name"] for r in rows)
     return [r["name"] for r in rows]
 
 
+def _remove_folders(names) -> None:
+    for name in names:
+        try:
+            remove_sandbox_folder(name)
+        except SandboxError:
+            pass  # a container name that is no sandbox name has no folder of ours
+
+
 class DockerSandbox(GuestSandbox):
-    """A sandbox in a container; closing it removes the container and its socket folder."""
+    """A sandbox in a container; closing it removes the container and its folder."""
 
     def __init__(self, name: str, container_id: str, socket_dir: Path, client,
                  screen_size: tuple[int, int]):
         super().__init__(name, client, screen_size)
         self.container_id = container_id
         self.socket_dir = socket_dir
+        self.folder = socket_dir.parent
 
     def _is_running(self) -> bool:
         proc = docker("inspect", "-f", "{{.State.Running}}", self.container_id,
@@ -132,7 +134,7 @@ class DockerSandbox(GuestSandbox):
 
     def _stop(self) -> None:
         docker("rm", "-f", self.container_id, check=False, timeout=30)
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        remove_sandbox_folder(self.name)
 
     def kill(self) -> None:
         """Kill the container abruptly, as a crash would (for fault tests)."""
@@ -187,13 +189,12 @@ class DockerProvider:
         return args
 
     def start(self, name: str | None = None, *, persistent: bool = False) -> DockerSandbox:
-        from deskdojo.vm.client import GuestClient
-
         if not self._reaped:
             reap_orphans()
             self._reaped = True
-        name = name or new_sandbox_name()
-        socket_dir = sandboxes_root() / name
+        name = check_name(name or new_sandbox_name())
+        folder = make_sandbox_folder(name)
+        socket_dir = folder / SOCKET_FOLDER  # the only host path the guest sees
         socket_dir.mkdir(mode=0o700)
         if os.getuid() == 0:
             os.chown(socket_dir, GUEST_UID, GUEST_UID)
@@ -202,11 +203,14 @@ class DockerProvider:
         try:
             container_id = docker(*self.run_args(name, socket_dir, persistent=persistent),
                                   timeout=60).stdout.strip()
+            write_state(folder, SandboxState(name=name, provider="docker", guest_uid=GUEST_UID,
+                                             container_id=container_id))
         except BaseException:
-            shutil.rmtree(socket_dir, ignore_errors=True)
+            remove_sandbox_folder(name)
             raise
-        client = GuestClient(socket_dir / "control.sock", timeout=self.config.request_timeout_s)
-        sandbox = DockerSandbox(name, container_id, socket_dir, client, self.config.screen)
+        sandbox = DockerSandbox(name, container_id, socket_dir,
+                                docker_client(socket_dir, container_id, self.config.request_timeout_s),
+                                self.config.screen)
         try:
             self._wait_ready(sandbox)
         except BaseException:
@@ -216,26 +220,24 @@ class DockerProvider:
 
     def attach(self, name: str) -> DockerSandbox:
         """Connect to a running sandbox by name (one started by `deskdojo sandbox up`)."""
-        from deskdojo.vm.client import GuestClient
-
-        proc = docker("inspect", "-f", "{{.Id}}", name, check=False)
-        if proc.returncode != 0:
-            raise SandboxError(f"no sandbox named {name!r} — list them with `deskdojo sandbox list`")
-        socket_dir = sandboxes_root() / name
-        client = GuestClient(socket_dir / "control.sock", timeout=self.config.request_timeout_s)
+        state = read_state(name)
+        if state.provider != "docker" or not state.container_id:
+            raise SandboxError(f"sandbox {name!r} is not a docker sandbox")
+        socket_dir = sandbox_folder(name) / SOCKET_FOLDER
+        client = docker_client(socket_dir, state.container_id, self.config.request_timeout_s)
         health = client.health()
-        sandbox = DockerSandbox(name, proc.stdout.strip(), socket_dir, client,
-                                tuple(health["screen"]))
-        return sandbox
+        return DockerSandbox(name, state.container_id, socket_dir, client, tuple(health["screen"]))
 
     def _wait_ready(self, sandbox: DockerSandbox) -> None:
         deadline = time.monotonic() + self.config.start_timeout_s
-        sock = sandbox.socket_dir / "control.sock"
+        sock = sandbox.socket_dir / SOCKET_NAME
         while time.monotonic() < deadline:
             if sock.exists():
                 try:
                     sandbox.client.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
                     return
+                except SandboxTrustError:
+                    raise
                 except SandboxError:
                     pass
             elif not sandbox._is_running():
@@ -245,6 +247,15 @@ class DockerProvider:
             time.sleep(0.01)
         raise SandboxStartError(f"sandbox {sandbox.name} did not answer within "
                                 f"{self.config.start_timeout_s:g} s (see `docker logs {sandbox.name}`)")
+
+
+def docker_client(socket_dir: Path, container_id: str, timeout: float):
+    """A client that connects only to a real socket of the guest's uid, answered by a
+    process inside ``container_id`` (whatever the guest wrote in its socket folder)."""
+    from deskdojo.vm.client import GuestClient
+
+    return GuestClient(socket_dir / SOCKET_NAME, timeout=timeout, socket_owner=GUEST_UID,
+                       peer_check=container_peer(container_id, GUEST_UID))
 
 
 def describe_security(container_id: str) -> dict:

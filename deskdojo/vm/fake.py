@@ -60,6 +60,7 @@ class FakeSandbox(ClosesOnExit):
         height, width = self.frames[0].shape[:2]
         self.screen_size = (width, height)
         self.name = name or new_sandbox_name("fake")
+        self.control_socket: str | None = None  # nothing to watch from another process
         self.actions: list[Action] = []
         self.files: dict[str, bytes] = {}
         self.state: dict[str, Any] = {}

@@ -39,6 +39,7 @@ class HostSandbox(ClosesOnExit):
         from deskdojo.vm.guest.xwindows import WindowLister
 
         self.name = f"host{display}"
+        self.control_socket: str | None = None  # the user's own screen: watched directly
         self.display = display
         self._executor = Executor(display)
         self._grabber = mss.MSS(display=display)

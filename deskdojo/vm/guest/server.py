@@ -3,16 +3,21 @@
 The host drives the sandbox only through these endpoints (all under ``/v1``):
 health, screenshot, act, exec, files, windows, app_state, reset, shutdown, and
 record (while on, every action performed is kept with the screen before it). Every
-error is ``{"error": "..."}`` with a 4xx/5xx status and the server keeps serving.
+error is ``{"error": "..."}`` with a 4xx/5xx status and the server keeps serving;
+the limits below (JSON depth, path length, request deadline, connection count) keep
+bad or half-sent requests from holding threads or ending in a 500.
 Standard library plus what the sandbox image holds (mss, python-xlib).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
+import io
 import json
 import os
 import shutil
+import socket
 import socketserver
 import struct
 import subprocess
@@ -40,7 +45,19 @@ DEFAULT_EXEC_TIMEOUT_S = 30.0
 MAX_EXEC_TIMEOUT_S = 600.0
 DEFAULT_OUTPUT_CAP = 65536
 MAX_OUTPUT_CAP = 1024 * 1024
+# A keep-alive connection may wait this long for its next request. Idle connections
+# are also the first to be closed when MAX_CONNECTIONS are open; the host's client
+# reconnects on its own either way.
 IDLE_CONNECTION_TIMEOUT_S = 600.0
+# From a request's first byte to the last byte of its body: a client that sends part of
+# a request and stops holds a thread this long at most (a 16 MB upload takes < 0.1 s).
+REQUEST_READ_TIMEOUT_S = 5.0
+RESPONSE_WRITE_TIMEOUT_S = 60.0  # a client that stops reading a reply is dropped after this
+# One thread per connection: this bounds them well under the sandbox's pids limit (512).
+MAX_CONNECTIONS = 64
+MAX_JSON_DEPTH = 64  # bodies and app state files; json recurses once per level
+MAX_PATH_BYTES = 4095  # Linux PATH_MAX (4096) less the terminating NUL
+MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 MAX_RECORDED_ACTIONS = 500  # ~50 kB of PNG each: a bound on the server's memory
 
@@ -224,6 +241,62 @@ def _number(where: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
+def parse_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that refuses nesting deeper than ``max_depth`` with a ValueError.
+
+    The decoder recurses once per level: ``"[" * 100000`` would otherwise end in a
+    RecursionError, and a value just under that depth fails again when it is sent back.
+    """
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"it nests deeper than {max_depth} levels (the guest's JSON depth limit)") from None
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise ValueError(f"it nests {depth} levels deep; the guest's JSON depth limit is {max_depth}")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return value
+
+
+def check_path_length(path: str) -> None:
+    """Refuse a path the kernel would refuse with ENAMETOOLONG, naming the limit it breaks."""
+    encoded = os.fsencode(path)
+    if len(encoded) > MAX_PATH_BYTES:
+        raise HttpError(400, f"the path is {len(encoded)} bytes; paths in the sandbox are at most "
+                             f"{MAX_PATH_BYTES} bytes (PATH_MAX)")
+    for name in encoded.split(b"/"):
+        if len(name) > MAX_NAME_BYTES:
+            shown = os.fsdecode(name[:40])
+            raise HttpError(400, f"the name {shown!r}... is {len(name)} bytes; one name in a path is at "
+                                 f"most {MAX_NAME_BYTES} bytes (NAME_MAX)")
+
+
+def file_error(path: str, error: OSError, doing: str) -> HttpError:
+    """The HttpError for an OSError from reading or writing ``path``; re-raises what no client caused."""
+    code = error.errno
+    if code == errno.ENOENT:
+        return HttpError(404, f"no such file in the sandbox: {path}")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return HttpError(403, f"the sandbox user may not {doing} {path}")
+    if code == errno.EISDIR:
+        return HttpError(400, f"{path} is a directory; give a file path (list folders with exec ['ls', ...])")
+    if code == errno.ENOTDIR:
+        return HttpError(400, f"a parent of {path} is a file, not a directory")
+    if code == errno.ENAMETOOLONG:
+        return HttpError(400, f"{path[:80]}... is too long once its links are followed; paths are at most "
+                              f"{MAX_PATH_BYTES} bytes and names {MAX_NAME_BYTES} bytes")
+    if code == errno.ELOOP:
+        return HttpError(400, f"{path} goes through too many symbolic links")
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return HttpError(507, f"no space left in the sandbox to {doing} {path}")
+    if code == errno.EFBIG:
+        return HttpError(413, f"{path} would be larger than the sandbox allows")
+    raise error
+
+
 class GuestService:
     """The endpoints' behaviour, independent of HTTP."""
 
@@ -343,6 +416,7 @@ class GuestService:
             raw = self._allowed_roots[0] + raw[1:]
         if not raw.startswith("/") or "\0" in raw:
             raise HttpError(400, f"files needs ?path=<absolute path or ~/path>, got {raw!r}")
+        check_path_length(raw)
         real = os.path.realpath(raw)
         if not any(real == root or real.startswith(root + os.sep) for root in self._allowed_roots):
             raise HttpError(403, f"{raw!r} resolves to {real!r}, outside the sandbox's home "
@@ -359,12 +433,8 @@ class GuestService:
                     raise HttpError(413, f"{path} is {size} bytes; files over {MAX_FILE_BYTES} bytes "
                                          f"cannot be read through the guest server")
                 return handle.read()
-        except FileNotFoundError:
-            raise HttpError(404, f"no such file in the sandbox: {path}") from None
-        except IsADirectoryError:
-            raise HttpError(400, f"{path} is a directory; list it with exec ['ls', ...]") from None
-        except PermissionError:
-            raise HttpError(403, f"the sandbox user may not read {path}") from None
+        except OSError as error:
+            raise file_error(path, error, "read") from None
 
     def write_file(self, query: Mapping[str, list[str]], data: bytes) -> dict[str, Any]:
         path = self._sandbox_path(query)
@@ -382,10 +452,8 @@ class GuestService:
             except BaseException:
                 os.unlink(temporary)
                 raise
-        except PermissionError:
-            raise HttpError(403, f"the sandbox user may not write {path}") from None
-        except NotADirectoryError:
-            raise HttpError(400, f"a parent of {path} is a file, not a directory") from None
+        except OSError as error:
+            raise file_error(path, error, "write") from None
         return {"ok": True, "bytes": len(data)}
 
     # windows and app state
@@ -406,7 +474,7 @@ class GuestService:
             app = name[: -len(".json")]
             try:
                 with open(os.path.join(self.config.state_dir, name), "rb") as handle:
-                    apps[app] = json.loads(handle.read())
+                    apps[app] = parse_json(handle.read())
             except (OSError, ValueError) as error:
                 errors[app] = f"{name}: {error}"
         return {"apps": apps, "errors": errors}
@@ -479,13 +547,97 @@ def restore_home(home: Path, pristine: Path, *, keep: Sequence[Path] = ()) -> No
 _Route = Callable[["GuestRequestHandler", Mapping[str, list[str]], bytes], None]
 
 
+class _ClientReader(io.RawIOBase):
+    """A connection's read side with one deadline for a whole request.
+
+    A socket timeout bounds each recv, so a client sending a byte every few seconds
+    would never trip it; here each recv gets only what is left of the deadline. With
+    no deadline set (between requests) a recv waits up to ``idle_timeout`` seconds.
+    """
+
+    def __init__(self, sock: socket.socket, idle_timeout: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self.idle_timeout = idle_timeout
+        self.deadline: float | None = None
+        self.expired = False
+        self.ended = False  # the client closed its side (so a request read so far is cut short)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            timeout = self.idle_timeout
+        else:
+            timeout = self.deadline - time.monotonic()
+            if timeout <= 0:
+                self.expired = True
+                raise TimeoutError("the request was not complete in time")
+        self._sock.settimeout(timeout)
+        try:
+            count = self._sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = self.deadline is not None
+            raise
+        self.ended = self.ended or count == 0
+        return count
+
+
+class _ClientGone(ConnectionError):
+    """A reply could not be written: the client closed the connection or stopped reading."""
+
+
 class GuestRequestHandler(BaseHTTPRequestHandler):
-    """Routes ``/v1/...`` requests to the GuestService; every reply has a Content-Length."""
+    """Routes ``/v1/...`` requests to the GuestService; every reply has a Content-Length.
+
+    A connection waits for its next request up to the server's idle timeout; once a
+    request's first byte arrives, the rest of it (headers and body) must follow within
+    the request timeout or the client gets a 408 and the connection closes.
+    """
 
     protocol_version = "HTTP/1.1"
     server_version = "deskdojo-guest/1"
-    timeout = IDLE_CONNECTION_TIMEOUT_S
     server: GuestHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own reader; it would keep the socket open after close()
+        self._reader = _ClientReader(self.connection, self.server.idle_timeout_s)
+        self.rfile = io.BufferedReader(self._reader)
+        self._dispatched = False
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError) as error:  # the client left or stopped reading
+            self.close_connection = True
+            self.log_message("connection dropped: %s", error)
+
+    def handle_one_request(self) -> None:
+        reader = self._reader
+        reader.deadline, reader.expired, self._dispatched = None, False, False
+        self.server.note_waiting(self.connection, True)
+        try:
+            if not self.rfile.peek(1):  # the client closed an idle connection
+                self.close_connection = True
+                return
+        except TimeoutError:
+            self.log_message("closing a connection idle for %g s", reader.idle_timeout)
+            self.close_connection = True
+            return
+        reader.deadline = time.monotonic() + self.server.request_timeout_s
+        self.command = self.request_version = self.requestline = ""  # until parse_request sets them
+        super().handle_one_request()  # a timeout in the request line or headers: logged, closed
+        if reader.expired and not self._dispatched:
+            self._begin_reply()
+            self.send_error(408, f"the request line and headers did not arrive within "
+                                 f"{self.server.request_timeout_s:g} s")
+
+    def _begin_reply(self) -> None:
+        """The request has been read: no longer a candidate for eviction; writes get their own timeout."""
+        self.server.note_waiting(self.connection, False)
+        self.connection.settimeout(self.server.write_timeout_s)
 
     # unix sockets have no client address; the base class assumes a TCP (host, port)
     def address_string(self) -> str:
@@ -516,9 +668,12 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError as error:  # a broken pipe, or the write timeout
+            raise _ClientGone(f"{type(error).__name__}: {error}") from None
 
     def send_json(self, status: int, payload: Any, *, close: bool = False) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json", close=close)
@@ -538,16 +693,27 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
         if length > limit:  # refused before reading a byte of it
             raise HttpError(413, f"the body is {length} bytes; this endpoint takes at most {limit} "
                                  f"bytes", close=True)
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise HttpError(408, f"the body ({length} bytes promised) did not arrive within "
+                                 f"{self.server.request_timeout_s:g} s of the request", close=True) from None
         if len(body) < length:
             raise HttpError(400, "the connection closed before the whole body arrived", close=True)
         return body
 
     def _dispatch(self, method: str) -> None:
+        self._dispatched = True
+        if self._reader.ended:  # the headers ended with the connection, not a blank line
+            self.close_connection = True
+            return
         url = urlsplit(self.path)
         try:
             limit = MAX_FILE_BYTES if (method, url.path) == ("PUT", "/v1/files") else MAX_JSON_BYTES
-            body = self._read_body(limit)
+            try:
+                body = self._read_body(limit)
+            finally:
+                self._begin_reply()
             routes = ROUTES.get(url.path)
             if routes is None:
                 raise HttpError(404, f"no endpoint {method} {url.path}; the guest serves "
@@ -558,6 +724,8 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
             route(self, parse_qs(url.query), body)
         except HttpError as error:
             self.send_json(error.status, {"error": error.message, **error.extra}, close=error.close)
+        except _ClientGone:
+            raise
         except Exception as error:  # noqa: BLE001 - one bad request must not stop the server
             traceback.print_exc()
             self.send_json(500, {"error": f"the guest server failed on {method} {url.path}: "
@@ -581,7 +749,7 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
         if not body:
             return {}
         try:
-            return json.loads(body)
+            return parse_json(body)
         except ValueError as error:
             raise HttpError(400, f"the body is not valid JSON: {error}") from None
 
@@ -657,20 +825,86 @@ ROUTES: dict[str, dict[str, _Route]] = {
 
 
 class GuestHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """One thread per connection; connections persist (HTTP/1.1 keep-alive)."""
+    """One thread per connection; connections persist (HTTP/1.1 keep-alive).
+
+    At most ``max_connections`` at once, so held connections cannot use up the
+    sandbox's pids: when full, a new connection closes the one that has waited
+    longest on its client (idle, or sending a request); if every connection is busy
+    running a request, the new one gets a 503 and is closed.
+    """
 
     daemon_threads = True
     block_on_close = False
+    # A full listen queue fails a connect with a timeout set (the host's client) at once
+    # with EAGAIN; the default of 5 fills up under a burst of connections.
+    request_queue_size = 256
 
-    def __init__(self, socket_path: Path, service: GuestService, *, verbose: bool = False) -> None:
+    def __init__(self, socket_path: Path, service: GuestService, *, verbose: bool = False,
+                 idle_timeout_s: float = IDLE_CONNECTION_TIMEOUT_S,
+                 request_timeout_s: float = REQUEST_READ_TIMEOUT_S,
+                 write_timeout_s: float = RESPONSE_WRITE_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.socket_path = Path(socket_path)
         self.service = service
         self.verbose = verbose
+        self.idle_timeout_s, self.request_timeout_s = idle_timeout_s, request_timeout_s
+        self.write_timeout_s, self.max_connections = write_timeout_s, max_connections
+        self._connections_lock = threading.Lock()
+        self._open = 0
+        self._waiting: dict[socket.socket, float] = {}  # connections blocked on their client: since
         if self.socket_path.is_socket():
             self.socket_path.unlink()  # left by a previous boot in the same folder
         super().__init__(str(self.socket_path), GuestRequestHandler)
         # The host connects as another user (root, or the docker host's uid).
         os.chmod(self.socket_path, 0o666)
+
+    def note_waiting(self, connection: socket.socket, waiting: bool) -> None:
+        with self._connections_lock:
+            if waiting:
+                self._waiting[connection] = time.monotonic()
+            else:
+                self._waiting.pop(connection, None)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            victim = None
+            if self._open >= self.max_connections:
+                victim = min(self._waiting, key=self._waiting.__getitem__, default=None)
+                if victim is None:
+                    self._refuse(request)
+                    return
+                del self._waiting[victim]
+            self._open += 1
+        if victim is not None:
+            try:
+                victim.shutdown(socket.SHUT_RDWR)  # its thread reads EOF and ends
+            except OSError:
+                pass
+        super().process_request(request, client_address)
+
+    def _refuse(self, request: socket.socket) -> None:
+        body = json.dumps({"error": f"the guest server is running {self.max_connections} requests "
+                                    f"at once, its limit; retry when one has finished"}).encode()
+        try:
+            request.settimeout(1.0)
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._open -= 1
+                self._waiting.pop(request, None)
+
+    def connection_counts(self) -> dict[str, int]:
+        """Open connections and how many of them wait on their client (for tests and logs)."""
+        with self._connections_lock:
+            return {"open": self._open, "waiting": len(self._waiting)}
 
     def server_close(self) -> None:
         super().server_close()
