@@ -10,8 +10,11 @@ PYTEST_ARGS ?=
 run: setup
 	$(VENV)/bin/deskdojo run
 
+# The layers first (DESIGN.md's import arrows, [tool.importlinter] in pyproject.toml),
+# then the tests, with the 15 slowest listed.
 test: setup
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 setup:
 	@bash scripts/setup.sh

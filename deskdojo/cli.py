@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -240,15 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screen", default=None, help="screen size WxH")
     p.add_argument("--out", default=None, help="output folder (default runs/demo-<time>)")
     p.set_defaults(fn=cmd_demo)
-    add_parse_parser(sub)
-    from deskdojo.curriculum.cli import add_tasks_parser
+    add_parse_parser(sub, bench)
+    from deskdojo.commands.tasks import add_tasks_parser
     add_tasks_parser(sub)
     from deskdojo.evolve.cli import add_evolve_parser
 
     add_evolve_parser(sub, bench)
     from deskdojo.agent.train.cli import add_sft_parser
-    add_sft_parser(sub, bench)
-    from deskdojo.agent.cli import add_agent_parsers
+    add_sft_parser(sub)
+    from deskdojo.commands.bench_grpo import add_bench_grpo_parser
+    from deskdojo.commands.bench_sft import add_bench_sft_parser
+    from deskdojo.commands.demos import add_agent_parsers
+    add_bench_sft_parser(bench)
+    add_bench_grpo_parser(bench)
     add_agent_parsers(sub, bench)
     add_panel_parser(sub)
     return parser
@@ -258,13 +263,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _sigterm_to_keyboard_interrupt()
     try:
-        return int(args.fn(args) or 0)
+        code = int(args.fn(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, where it is caught, not at exit
+        return code
     except DeskdojoError as exc:
         print(f"deskdojo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("deskdojo: interrupted; sandboxes closed", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `deskdojo ... | head` closed the pipe: stop quietly
+        _stdout_to_devnull()
+        return 1
+
+
+def _stdout_to_devnull() -> None:
+    """The Python docs' recipe for EPIPE: point stdout at devnull so the flush at exit
+    does not raise a second BrokenPipeError."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (captured in tests)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

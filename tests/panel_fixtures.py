@@ -146,4 +146,6 @@ def metrics_line(iteration: int) -> dict:
             "adv_mean_abs": 0.4, "loss": 1.0 / (1 + iteration), "kl": 0.001 * iteration,
             "entropy": 2.0 - 0.05 * iteration, "clip_frac": 0.1, "tokens_per_s": 900.0,
             "env_steps_per_s": 12.0 + iteration % 3,
-            "time_split": {"rollout": 20.0, "judge": 2.0, "train": 8.0}}
+            "time_split": {"rollout": 20.0, "judge": 2.0, "train": 8.0},
+            "replayed": iteration % 2, "retired": int(iteration == 4), "admitted": 2, "rejected": int(iteration == 1),
+            "errors": 2 if iteration == 4 else 0}

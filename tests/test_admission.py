@@ -11,6 +11,7 @@ from deskdojo.core.errors import SandboxDied
 from deskdojo.core.types import Check, Locator, OracleStep, SetupStep, Task
 from deskdojo.curriculum.admission import REASONS, AdmissionLog, AdmissionResult, admit
 from deskdojo.curriculum.families.base import launch
+from deskdojo.world_model.judge import StateJudge
 
 SETUP = (launch("buttons", {"seed": 5, "labels": ["pepper", "salt", "cumin"]}),)
 CLICK_PEPPER = (OracleStep(Click(0, 0), at=Locator("buttons", path="widgets.button:pepper")),)
@@ -28,7 +29,7 @@ def clicks(label: str, count: int) -> Check:
 
 @pytest.mark.display
 def test_a_good_task_is_admitted_with_full_oracle_and_zero_noop_scores(box):
-    result = admit(task((clicks("pepper", 1), clicks("salt", 0))), box)
+    result = admit(task((clicks("pepper", 1), clicks("salt", 0))), box, StateJudge())
     assert result.admitted and result.reason is None, result.detail
     assert (result.oracle_score, result.noop_score) == (1.0, 0.5)  # salt stays 0 either way
     assert result.seconds > 0
@@ -36,14 +37,14 @@ def test_a_good_task_is_admitted_with_full_oracle_and_zero_noop_scores(box):
 
 @pytest.mark.display
 def test_a_task_that_passes_when_nothing_is_done_is_rejected(box):
-    result = admit(task((clicks("salt", 0),)), box)
+    result = admit(task((clicks("salt", 0),)), box, StateJudge())
     assert (result.admitted, result.reason) == (False, "noop_passed")
     assert (result.oracle_score, result.noop_score) == (1.0, 1.0)
 
 
 @pytest.mark.display
 def test_a_task_whose_oracle_fails_its_checks_is_rejected(box):
-    result = admit(task((clicks("salt", 1),)), box)
+    result = admit(task((clicks("salt", 1),)), box, StateJudge())
     assert (result.admitted, result.reason, result.oracle_score) == (False, "oracle_failed", 0.0)
     assert "clicks.salt" in result.detail and "observed 0" in result.detail
 
@@ -51,7 +52,7 @@ def test_a_task_whose_oracle_fails_its_checks_is_rejected(box):
 @pytest.mark.display
 def test_an_oracle_step_that_cannot_resolve_is_an_oracle_error(box):
     lost = (OracleStep(Click(0, 0), at=Locator("buttons", path="widgets.button:saffron"), timeout=0.5),)
-    result = admit(task((clicks("pepper", 1),), oracle=lost), box)
+    result = admit(task((clicks("pepper", 1),), oracle=lost), box, StateJudge())
     assert (result.admitted, result.reason, result.oracle_score) == (False, "oracle_error", None)
     assert "saffron" in result.detail
 
@@ -59,12 +60,12 @@ def test_an_oracle_step_that_cannot_resolve_is_an_oracle_error(box):
 @pytest.mark.display
 def test_a_setup_that_fails_is_rejected_as_setup_failed(box):
     broken = (SetupStep("run", {"argv": ["false"]}),)
-    result = admit(task((clicks("pepper", 1),), setup=broken), box)
+    result = admit(task((clicks("pepper", 1),), setup=broken), box, StateJudge())
     assert (result.admitted, result.reason) == (False, "setup_failed")
 
 
 def test_a_task_without_checks_is_rejected_before_touching_a_sandbox():
-    result = admit(task(()), sandbox=None)
+    result = admit(task(()), None, StateJudge())
     assert (result.admitted, result.reason) == (False, "no_checks")
 
 
@@ -74,7 +75,7 @@ class DyingSandbox:
 
 
 def test_a_dead_sandbox_is_a_reason_not_an_exception():
-    result = admit(task((clicks("pepper", 1),)), DyingSandbox())
+    result = admit(task((clicks("pepper", 1),)), DyingSandbox(), StateJudge())
     assert (result.admitted, result.reason) == (False, "sandbox_died")
     assert "container exited" in result.detail
     assert set(REASONS) >= {"setup_failed", "oracle_error", "oracle_failed", "noop_passed",

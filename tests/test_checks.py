@@ -11,7 +11,8 @@ import pytest
 from deskdojo.core.errors import GuestRequestError, RecordError, SandboxDied, SandboxError
 from deskdojo.core.protocols import ExecResult
 from deskdojo.core.types import Check, Task, Window
-from deskdojo.world_model.checks import GETTERS, METRICS, evaluate, run_check, validate_checks, Probes
+from deskdojo.core.checks import validate_checks
+from deskdojo.world_model.checks import GETTERS, METRICS, evaluate, run_check, Probes
 
 
 class StubSandbox:
@@ -98,17 +99,19 @@ def test_windows_and_command_getters():
     assert not passed and "did not finish" in message
 
 
-def test_a_failing_state_endpoint_is_evidence_not_an_exception():
-    sandbox = StubSandbox(state_error=SandboxError("the guest server failed GET /v1/app_state (500)"))
+def test_a_refused_state_request_is_evidence_but_a_failing_sandbox_propagates():
+    sandbox = StubSandbox(state_error=GuestRequestError("GET /v1/app_state: state folder unreadable", 403))
     passed, score, _, message = one(check(path="clicks.pepper", expected=1), sandbox)
-    assert (passed, score) == (False, 0.0) and "500" in message and "app state endpoint" in message
-
-
-def test_a_dead_sandbox_propagates():
-    sandbox = StubSandbox(state_error=SandboxDied("gone"))
+    assert (passed, score) == (False, 0.0) and "unreadable" in message and "app state endpoint" in message
     task = Task(id="t", instruction="x", family="f", checks=(check(path="last", expected="pepper"),))
-    with pytest.raises(SandboxDied):
-        evaluate(task, sandbox)
+    for error in (SandboxError("the guest server failed GET /v1/app_state (500)"), SandboxDied("gone")):
+        with pytest.raises(type(error)):  # infrastructure: never a score
+            evaluate(task, StubSandbox(state_error=error))
+
+
+def test_a_bug_in_a_check_is_raised_not_scored():
+    with pytest.raises(RecordError, match="unknown metric"):  # a check that skipped validation
+        one(check(metric="equal", path="last", expected="pepper"))
 
 
 # --- metrics ---------------------------------------------------------------------

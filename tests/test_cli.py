@@ -88,6 +88,8 @@ def test_bench_env_json_has_the_documented_keys():
         assert key in result, key
     assert result["provider"] == "xvfb" and set(result["steps_per_s"]) == {"1", "2"}
     assert all(result[k] > 0 for k in ("cold_start_s", "step_ms", "floor_step_ms"))
+    # action and step time the action path, not the guest's wait between two clicks
+    assert result["action_ms"] < result["click_gap_ms"] / 2 < result["back_to_back_click_ms"]
 
 
 @pytest.mark.display

@@ -57,6 +57,10 @@ class Bandit:
         self.seed = seed
         self._act_calls = 0
         self.greedy = False
+        self.history_k = 1
+
+    def set_greedy(self, greedy: bool) -> None:
+        self.greedy = greedy
 
     def rng_state(self) -> int:
         return self._act_calls
@@ -137,11 +141,8 @@ def toy_parts(config: EvolveConfig, run: RunDir, *, judge_delay: float = 0.0) ->
     trainer = GRPOTrainer(GRPOConfig.from_dict(config.grpo_settings()), policy.token_logprobs,
                           policy.model.parameters())
 
-    def set_greedy(greedy: bool) -> None:
-        policy.greedy = greedy
-
     pool = SandboxPool(SandboxConfig(provider="fake", screen=SCREEN), config.sandboxes).start()
-    return Parts(learner=GRPOLearner(policy, trainer, set_greedy=set_greedy), judge=ArmJudge(judge_delay),
+    return Parts(learner=GRPOLearner(policy, trainer, module=policy.model), judge=ArmJudge(judge_delay),
                  plan=SourcePlan(ListTaskSource(toy_tasks()), heldout=toy_tasks(2, Split.HELDOUT)),
                  pool=pool, rollout=rollout, rollout_config=RolloutConfig(max_steps=3))
 
@@ -205,7 +206,7 @@ def test_toy_evolve_learns_and_writes_the_run_directory(tmp_path: Path):
     assert [m["iteration"] for m in lines] == [1, 2, 3, 4, 5, 6]
     for line in lines:
         assert tuple(line) == METRIC_KEYS
-        assert set(line["time_split"]) == {"rollout", "judge", "train"}
+        assert set(line["time_split"]) == {"rollout", "judge", "train", "admission"}
     assert lines[-1]["env_steps"] == 6 * 2 * 4 * 2  # iterations x tasks x G x (click, done)
     assert [m["heldout_success"] is not None for m in lines] == [False, True, False, True, False, True]
     assert lines[0]["success_by_family"]["toy"].keys() <= {"0", "1"}
@@ -394,7 +395,7 @@ def test_smoke_evolve_two_iterations_on_real_xvfb_sandboxes(tmp_path: Path, caps
     assert lines[-1]["env_steps"] == sum(
         len((p / "steps.jsonl").read_text().splitlines())
         for p in (run_dir / "trajectories").iterdir() if p.name.startswith("it"))
-    assert all(set(m["time_split"]) == {"rollout", "judge", "train"} and m["time_split"]["rollout"] > 0
+    assert all(set(m["time_split"]) == {"rollout", "judge", "train", "admission"} and m["time_split"]["rollout"] > 0
                for m in lines)
     verdicts = list(JsonlFile(run_dir / "verdicts.jsonl").read())
     assert {v["judge_id"] for v in verdicts} == {"state"}  # the executable checks judged, not a fake
@@ -433,6 +434,7 @@ def test_a_dead_sandbox_gives_an_error_trajectory_and_is_replaced(tmp_path: Path
     judged = {v["trajectory_id"] for v in JsonlFile(run_dir / "verdicts.jsonl").read()}
     assert judged == set(ends) - {"it00002-t00-g00"}  # the error is never scored
     assert [m["env_steps"] for m in metrics_of(run_dir)] == [16, 16 + 14, 16 + 14 + 16]
+    assert [m["errors"] for m in metrics_of(run_dir)] == [0, 1, 0]  # counted, where the panel reads it
 
 
 def test_sigterm_stops_cleanly_and_keeps_the_last_iteration(tmp_path: Path):

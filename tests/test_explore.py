@@ -11,8 +11,10 @@ import pytest
 
 from deskdojo.core.types import Provenance
 from deskdojo.curriculum.admission import admit
+from deskdojo.commands.tasks import explore_command
 from deskdojo.curriculum.explore import (Change, Entry, Guidebook, Probe, checks_for, describe_path, diff,
-                                         explore_app, explore_command, propose_from_guidebook)
+                                         explore_app, propose_from_guidebook)
+from deskdojo.world_model.judge import StateJudge
 
 BUTTONS = {"seed": 1, "labels": ["Apple", "Pear", "Plum"], "columns": 3}
 MENUS = {"seed": 2, "tree": {"File": ["Open", "Close"], "Edit": ["Copy", {"Transform": ["Rotate", "Flip"]}]}}
@@ -38,7 +40,7 @@ def test_exploring_buttons_finds_every_button_and_its_counter(box, buttons_book)
     assert len(tasks) == 3 and len({t.id for t in tasks}) == 3
     assert all(t.provenance is Provenance.EXPLORATION and t.family == "explore_buttons" for t in tasks)
     assert propose_from_guidebook(book, n=10, seed=0) == tasks  # deterministic
-    result = admit(tasks[0], box)
+    result = admit(tasks[0], box, StateJudge())
     assert result.admitted, f"{tasks[0].id}: {result.reason}: {result.detail}"
 
 
@@ -56,7 +58,7 @@ def test_exploring_menus_finds_a_command_inside_a_submenu_and_its_task_is_admitt
     tasks = {t.instruction: t for t in propose_from_guidebook(book, n=10, seed=3)}
     task = tasks["Choose Edit > Transform > Rotate from the menus."]
     assert task.level == 2 and [s.at.menu for s in task.oracle[:3]] == ["Edit", "Transform", "Rotate"]
-    result = admit(task, box)
+    result = admit(task, box, StateJudge())
     assert result.admitted, f"{task.id}: {result.reason}: {result.detail}"
 
 

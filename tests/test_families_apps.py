@@ -16,6 +16,7 @@ from deskdojo.core.types import Task
 from deskdojo.curriculum.families import get_family
 from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE, is_heldout_word
 from deskdojo.curriculum.families.vocab import CITIES, COLORS, NAMES, NOUNS, VERBS
+from deskdojo.world_model.judge import StateJudge
 
 FAMILY_NAMES = ("menu_command", "confirm_dialog", "set_slider", "drag_drop", "scroll_find", "switch_tab")
 CASES = [(name, level) for name in FAMILY_NAMES for level in range(get_family(name).levels)]
@@ -66,7 +67,7 @@ def test_each_level_is_admitted_for_train_and_heldout(box, name, level):
     family = get_family(name)
     for seed, split in ((TRAIN_SEED, "train"), (HELDOUT_SEED, "heldout")):
         task = family.generate(level, seed, split)
-        result = admit(task, box)
+        result = admit(task, box, StateJudge())
         assert result.admitted, f"{task.id} rejected ({result.reason}): {result.detail}"
         assert result.oracle_score == 1.0 and result.noop_score < 1.0
 

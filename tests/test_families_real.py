@@ -18,6 +18,7 @@ from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE, is_heldout_word
 from deskdojo.curriculum.families.vocab import CITIES, COLORS, NAMES, NOUNS
 from deskdojo.vm.config import SandboxConfig
 from deskdojo.vm.pool import make_provider
+from deskdojo.world_model.judge import StateJudge
 
 FAMILY_NAMES = ("terminal", "text_editor", "editor_save", "multiwindow", "form_then_save")
 CASES = [(name, level) for name in FAMILY_NAMES for level in range(get_family(name).levels)]
@@ -34,7 +35,7 @@ def seed_for(name: str, level: int) -> tuple[int, Split]:
 def test_every_level_is_admitted_in_a_real_sandbox(box, name, level):
     seed, split = seed_for(name, level)
     task = get_family(name).generate(level, seed, split)
-    result = admit(task, box)
+    result = admit(task, box, StateJudge())
     assert result.admitted, f"{task.id}: {result.reason}: {result.detail}"
     assert result.oracle_score == 1.0 and result.noop_score is not None and result.noop_score < 1.0
 
@@ -45,10 +46,10 @@ def test_terminal_tasks_pass_admission_in_the_docker_image():
     try:
         for level in (2, 4):
             task = get_family("terminal").generate(level, 41 + level, Split.TRAIN)
-            result = admit(task, sandbox)
+            result = admit(task, sandbox, StateJudge())
             assert result.admitted, f"{task.id}: {result.reason}: {result.detail}"
         task = get_family("text_editor").generate(3, 43, Split.TRAIN)  # mousepad's Save As dialog
-        result = admit(task, sandbox)
+        result = admit(task, sandbox, StateJudge())
         assert result.admitted, f"{task.id}: {result.reason}: {result.detail}"
     finally:
         sandbox.close()

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from deskdojo.core.actions import Click, Drag, Key, Move
-from deskdojo.core.errors import RecordError, SandboxError
+from deskdojo.core.errors import GuestRequestError, RecordError
 from deskdojo.core.oracle import locate, locate_box
 from deskdojo.core.records import from_json, to_json
 from deskdojo.core.types import Check, Locator, OracleStep, Step, Task, Trajectory, Verdict
@@ -117,7 +117,8 @@ def test_the_judge_grounds_clicks_against_a_real_practice_app(box):
 
 
 class StateOnce:
-    """A sandbox stand-in that counts app-state reads and can refuse them."""
+    """A sandbox stand-in that counts app-state reads and can refuse them (a 4xx: the guest
+    answered; a sandbox that does not answer is an error episode, see test_judge)."""
 
     def __init__(self, apps: dict, *, readable: bool = True):
         self.apps, self.readable, self.reads = apps, readable, 0
@@ -125,7 +126,7 @@ class StateOnce:
     def app_state(self) -> dict:
         self.reads += 1
         if not self.readable:
-            raise SandboxError("the app state endpoint is down")
+            raise GuestRequestError("GET /v1/app_state: the state folder is not readable", 403)
         return {"apps": self.apps}
 
     def windows(self) -> list:

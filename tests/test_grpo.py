@@ -155,7 +155,8 @@ def test_constant_and_global_normalisers():
                             negative_imitation=not pg)
     samples = [sample(3, True), sample(1, True), sample(5, False)]
     assert loss_normaliser(GRPOConfig(normaliser="global"), samples) == 4.0  # imitation-only tokens excluded
-    assert loss_normaliser(GRPOConfig(normaliser="constant", max_new_tokens=5, group_size=2), samples) == 10.0
+    # constant: max_new_tokens x policy-gradient samples, whatever the group size
+    assert loss_normaliser(GRPOConfig(normaliser="constant", max_new_tokens=5, group_size=8), samples) == 10.0
 
 
 def test_k3_kl_to_the_reference():
@@ -263,15 +264,40 @@ def test_success_replay_injects_into_all_fail_groups_and_serialises():
     assert build_samples([failing], config, None).samples == ()  # without replay: dropped
 
     restored = SuccessReplay.from_dict(json.loads(json.dumps(replay.to_dict())))
-    trajectory, verdict = restored.sample(task.id)
+    stored_task, trajectory, verdict = restored.sample_for(task)
     assert trajectory.id == "win" and trajectory.steps[0].logprobs == (-3.0,) and verdict.success
-    for i in range(3):  # bounded per task: the oldest success goes
-        replay.add(*make_rollout(task, f"again{i}", ONE_STEP, success=True)[1:])
-    assert len(replay) == 2 and replay.sample(task.id)[0].id == "again2"
-    for i in range(6):  # bounded in tasks: the least recently updated task goes
+    assert stored_task == task
+    for i in range(3):  # bounded per family and level: the oldest success goes
+        replay.add(*make_rollout(task, f"again{i}", ONE_STEP, success=True)[1:], task=task)
+    assert len(replay) == 2 and replay.sample("toy/L0")[0].id == "again2"
+    for i in range(6):  # bounded in keys (here task ids: added without their task): the least recent goes
         replay.add(*make_rollout(make_task(f"u{i % 5}"), f"w{i}", ONE_STEP, success=True)[1:])
-    assert len(replay) == 4 and replay.sample(task.id) is None and replay.sample("u1") is None
+    assert len(replay) == 4 and replay.sample("toy/L0") is None and replay.sample("u1") is None
     assert replay.sample("u0")[0].id == "w5"
+
+
+def test_success_replay_is_keyed_by_family_and_level_so_fresh_seeds_still_get_one():
+    """Generated tasks rarely recur by id: an all-fail group of a NEW seed gets the success
+    of a sibling task (same family and level), trained on that sibling's own prompt; its
+    own success wins when one is stored; another level gets none."""
+    config = GRPOConfig(**NO_SHAPING, neg_imitation_weight=0)
+    replay = SuccessReplay()
+    solved, fresh = make_task("toy-L0-s0", seed=0), make_task("toy-L0-s1", seed=1)
+    harder = Task(id="toy-L1-s2", instruction="do it", family="toy", level=1, seed=2)
+    build_samples([[make_rollout(solved, "win", ONE_STEP, success=True),
+                    make_rollout(solved, "lose", ONE_STEP, success=False)]], config, replay)
+    batch = build_samples([[make_rollout(fresh, f"f{i}", ONE_STEP, success=False) for i in range(3)],
+                           [make_rollout(harder, f"h{i}", ONE_STEP, success=False) for i in range(3)]],
+                          config, replay)
+    assert [g.replayed for g in batch.groups] == [True, False]
+    replayed = [s for s in batch.samples if s.replayed]
+    assert [(s.trajectory.id, s.task.id) for s in replayed] == [("win", solved.id)]  # its own task's prompt
+    build_samples([[make_rollout(fresh, "own", ONE_STEP, success=True),
+                    make_rollout(fresh, "miss", ONE_STEP, success=False)]], config, replay)
+    assert replay.sample_for(fresh)[1].id == "own" and replay.sample_for(solved)[1].id == "win"
+    old_style = SuccessReplay()  # a checkpoint from before keying by family and level
+    old_style.add(*make_rollout(solved, "kept", ONE_STEP, success=True)[1:])
+    assert SuccessReplay.from_dict(old_style.to_dict()).sample_for(solved)[1].id == "kept"
 
 
 # --- the trainer, with a toy policy ---------------------------------------------------
@@ -450,5 +476,144 @@ def test_trainer_state_round_trips_and_doctests_hold():
     assert trainer.last_groups[0].mean_abs_advantage == pytest.approx(4 / 9)
     restored = GRPOTrainer(config, policy.token_logprobs, policy.parameters())
     restored.load_state_dict(trainer.state_dict())
-    assert restored.updates == 1 and restored.replay.sample(task.id)[0].id == "w"
+    assert restored.updates == 1 and restored.replay.sample_for(task)[1].id == "w"
     assert restored.optimizer.state_dict()["state"]  # Adam moments came back
+
+
+# --- numerics and cost of one update (issue 15) -----------------------------------------
+
+
+@pytest.mark.parametrize("padding", [float("-inf"), float("nan")], ids=["-inf", "nan"])
+def test_non_finite_padding_never_reaches_the_loss_or_the_gradient(padding):
+    """A log-prob source may leave -inf (log_softmax of a suppressed token) or NaN past a
+    sample's tokens, in the policy's and in the reference's log-probs: the loss selects
+    those positions away, so loss, gradient and stats are those of zero padding."""
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    old = torch.tensor([[0.5, 0.4, 0.3], [0.6, 1.0, 1.0]]).log()
+    ref = torch.tensor([[0.4, 0.4, 0.4], [0.3, 1.0, 1.0]]).log()
+    config = GRPOConfig(kl_beta=0.1, neg_imitation_weight=0.2)
+    results = []
+    for fill in (0.0, padding):
+        raw = torch.tensor([[0.6, 0.3, 0.2], [0.5, 0.1, 0.1]]).log().requires_grad_(True)
+        logp = torch.where(mask.bool(), raw, fill)
+        loss, stats = grpo_loss(logp, old, mask, torch.tensor([1.0, -1.0]), config=config, normaliser=4.0,
+                                ref_logp=torch.where(mask.bool(), ref, fill),
+                                negative_imitation=torch.tensor([False, True]))
+        loss.backward()
+        results.append((float(loss.detach()), raw.grad.clone(), stats.as_dict()))
+    (loss0, grad0, stats0), (loss1, grad1, stats1) = results
+    assert math.isfinite(loss1) and torch.isfinite(grad1).all()
+    assert loss1 == pytest.approx(loss0) and torch.allclose(grad1, grad0)
+    assert stats1 == pytest.approx(stats0)
+
+    # the same through the trainer, with a policy that pads its rows with the non-finite value
+    policy = ToyPolicy()
+
+    def padded_badly(samples):
+        logp, mask = policy.token_logprobs(samples)
+        return torch.where(mask.bool(), logp, padding), mask
+    task = make_task()
+    group = [make_rollout(task, "long", [((1, 2, 3), (-1.0, -1.2, -1.4))], success=True),
+             make_rollout(task, "short", [((1,), (-1.0,))], success=False)]
+    trainer = GRPOTrainer(GRPOConfig(neg_imitation_weight=0), padded_badly, policy.parameters())
+    stats = trainer.step([group])
+    assert math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"]) and stats["grad_norm"] > 0
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
+
+
+def test_a_ratio_that_underflows_to_zero_gives_no_nan():
+    """exp(logp - old) is exactly 0 in float32 when logp is 150 nats below the sampler's:
+    the ratio cap used to divide by that ratio (0/0 = NaN)."""
+    old = torch.tensor([[-0.1, -0.1]])
+    for advantage in (-1.0, 1.0):
+        logp = torch.tensor([[-150.0, -0.1]], requires_grad=True)
+        assert float(torch.exp(logp.detach() - old)[0, 0]) == 0.0  # it really underflows
+        loss, stats = grpo_loss(logp, old, torch.ones(1, 2), torch.tensor([advantage]),
+                                config=GRPOConfig(ratio_cap=3.0), normaliser=2.0)
+        loss.backward()
+        # token 0, ratio 0: -min(0 * A, clip(0) * A) = 0.8 for A = -1 (clipped: no gradient), 0 for A = +1
+        assert float(loss.detach()) == pytest.approx(((0.8 if advantage < 0 else 0.0) - advantage) / 2)
+        assert logp.grad[0].tolist() == pytest.approx([0.0, -advantage / 2])
+        assert stats.as_dict()["ratio_mean"] == pytest.approx(0.5)
+
+
+def test_reference_log_probs_are_computed_once_per_sample_per_update():
+    """The reference is frozen: two epochs over micro-batches of 3 score each sample
+    under it once (they used to be scored again in every epoch), and without KL only the
+    samples marked for negative imitation are scored."""
+    torch.manual_seed(3)
+    policy = ToyPolicy()
+    torch.nn.init.normal_(policy.linear.weight, std=0.5)
+    reference = copy.deepcopy(policy).requires_grad_(False)
+    scored: list[GRPOSample] = []
+
+    def counting(samples):
+        scored.extend(samples)
+        return reference.token_logprobs(samples)
+    task = make_task(seed=1)
+    group = [make_rollout(task, f"r{i}", [((i % 4,), (math.log(0.25),)), ((1, 2), (-1.0, -1.5))],
+                          success=i % 2 == 0, first_error_step=None if i % 2 == 0 else 1) for i in range(5)]
+    common = dict(epochs=2, micro_batch_size=3, success_replay=False)
+    trainer = GRPOTrainer(GRPOConfig(kl_beta=0.1, neg_imitation_weight=0.2, **common), policy.token_logprobs,
+                          policy.parameters(), reference_logprobs=counting)
+    stats = trainer.step([group])
+    assert stats["samples"] == 10 and len(scored) == 10 and len({id(s) for s in scored}) == 10
+    assert stats["kl"] == pytest.approx(0.0, abs=1e-7) and math.isfinite(stats["loss"])  # starts at the reference
+    scored.clear()
+    trainer = GRPOTrainer(GRPOConfig(kl_beta=0.0, neg_imitation_weight=0.2, **common), policy.token_logprobs,
+                          policy.parameters(), reference_logprobs=counting)
+    stats = trainer.step([group])
+    assert len(scored) == stats["negative_imitation_samples"] == 2 and all(s.negative_imitation for s in scored)
+    assert stats["neg_imitation_loss"] > 0
+
+
+def test_the_constant_normaliser_does_not_grow_with_groups_or_steps():
+    """constant = max_new_tokens x policy-gradient samples: the same group twice, or
+    every step taken twice, gives the gradient of the group once (it used to be
+    max_new_tokens x group_size, so twice the groups gave twice the gradient)."""
+    torch.manual_seed(4)
+    base = ToyPolicy()
+    torch.nn.init.normal_(base.linear.weight, std=0.5)
+    config = GRPOConfig(normaliser="constant", max_new_tokens=4, group_size=2, neg_imitation_weight=0,
+                        success_replay=False, max_grad_norm=0.0)
+
+    def group(task: Task, steps: int = 1):
+        return [make_rollout(task, f"{task.id}{i}", [((i % 4, 1), (-1.2, -1.6))] * steps, success=i % 2 == 0)
+                for i in range(4)]
+
+    def gradient(groups) -> tuple[torch.Tensor, float]:
+        policy = copy.deepcopy(base)
+        stats = GRPOTrainer(config, policy.token_logprobs, policy.parameters()).step(groups)
+        return policy.linear.weight.grad.clone(), stats["normaliser"]
+
+    once, normaliser = gradient([group(make_task("a", seed=1))])
+    twice, normaliser_twice = gradient([group(make_task("a", seed=1)), group(make_task("b", seed=1))])
+    two_steps, normaliser_steps = gradient([group(make_task("a", seed=1), steps=2)])
+    assert (normaliser, normaliser_twice, normaliser_steps) == (4 * 4, 4 * 8, 4 * 8)
+    assert once.abs().sum() > 0
+    assert torch.allclose(once, twice, atol=1e-7) and torch.allclose(once, two_steps, atol=1e-7)
+
+
+def test_each_rollout_is_rewarded_once_per_update(monkeypatch):
+    """build_samples rewarded every rollout twice and the evolve learner a third time
+    for its metrics; now the group summaries carry the advantages the metrics read."""
+    from deskdojo.agent.train import grpo
+    from deskdojo.evolve.parts import GRPOLearner
+
+    rewarded: list[str] = []
+    real = grpo.trajectory_reward
+    monkeypatch.setattr(grpo, "trajectory_reward",
+                        lambda trajectory, verdict, config: rewarded.append(trajectory.id) or
+                        real(trajectory, verdict, config))
+    policy = ToyPolicy()
+    trainer = GRPOTrainer(GRPOConfig(neg_imitation_weight=0, scale_std=True), policy.token_logprobs,
+                          policy.parameters())
+    task = make_task()
+    winning = [make_rollout(task, f"w{i}", ONE_STEP, success=i == 0) for i in range(3)]
+    losing = [make_rollout(task, f"l{i}", ONE_STEP, success=False) for i in range(2)]
+    result = GRPOLearner(policy, trainer, module=policy).update([winning, losing])
+    # the second group failed entirely and got w0 from the replay: rewarded as its member once
+    assert sorted(rewarded) == ["l0", "l1", "w0", "w0", "w1", "w2"]
+    assert result.stats.replayed == 1
+    # its own rollouts' advantages, std-scaled as configured: (1, 0, 0) -> (sqrt 2, -1/sqrt 2, -1/sqrt 2)
+    assert result.advantages == pytest.approx([math.sqrt(2), -1 / math.sqrt(2), -1 / math.sqrt(2), 0.0, 0.0])

@@ -1,5 +1,5 @@
-"""The state judge (step labels, probe failures as evidence) and the world probe's deltas,
-on stubs and on a real xvfb sandbox."""
+"""The state judge (step labels; agent outcomes as evidence, sandbox errors and bugs raised)
+and the world probe's deltas, on stubs and on a real xvfb sandbox."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from deskdojo.core.actions import Click, Type
-from deskdojo.core.errors import SandboxDied, SandboxError
+from deskdojo.core.errors import GuestRequestError, JudgeError, SandboxDied, SandboxError, SandboxTimeout
 from deskdojo.core.oracle import center
 from deskdojo.core.protocols import Judge, WorldProbe
 from deskdojo.core.types import Check, Step, StepLabel, Task, Trajectory
 from deskdojo.curriculum.families.base import launch
+from deskdojo.world_model.checks import GETTERS, METRICS
 from deskdojo.world_model.judge import StateJudge, settle, step_labels
 from deskdojo.world_model.probe import StateProbe, app_delta, without_noise
 
@@ -46,19 +47,58 @@ class BrokenSandbox:
         raise self.error
 
 
-def test_a_failing_probe_is_a_verdict_with_the_error_as_evidence():
+@pytest.mark.parametrize("error", [SandboxError("the guest server failed GET /v1/app_state (500)"),
+                                   SandboxTimeout("no answer within 30 s"), SandboxDied("container exited")],
+                         ids=lambda e: type(e).__name__)
+def test_a_sandbox_that_cannot_be_probed_is_an_error_never_a_score(error: SandboxError):
+    """Infrastructure trouble propagates (the loop ends the episode as ``error``); it used to
+    be a verdict with score 0, i.e. a training failure with a real advantage."""
     judge = StateJudge()
     assert isinstance(judge, Judge) and judge.judge_id == "state"
-    verdict = judge.judge(TASK, trajectory(Step(0, None)), BrokenSandbox(SandboxError("app_state failed (500)")))
-    assert not verdict.success and verdict.score == 0.0
-    assert "500" in verdict.evidence[0].message and verdict.first_error_step == 0
+    with pytest.raises(type(error)) as raised:
+        judge.judge(TASK, trajectory(Step(0, None)), BrokenSandbox(error))
+    assert raised.value is error
     verdict = judge.judge(TASK, trajectory(), None)
     assert not verdict.success and "no sandbox" in verdict.evidence[0].message
 
 
-def test_a_dead_sandbox_propagates_out_of_the_judge():
-    with pytest.raises(SandboxDied):
-        StateJudge().judge(TASK, trajectory(), BrokenSandbox(SandboxDied("container exited")))
+class EmptySandbox:
+    """A sandbox where the agent left nothing: no app published state, no file was written."""
+
+    def app_state(self) -> Any:
+        return {"apps": {}, "errors": {}}
+
+    def read_file(self, path: str) -> bytes:
+        raise GuestRequestError(f"no such file in the sandbox: {path}", 404)
+
+    def windows(self) -> tuple[()]:
+        return ()
+
+
+def test_what_the_agent_left_behind_is_a_failed_check_with_evidence():
+    verdict = StateJudge(settle_timeout=0.05).judge(TASK, trajectory(Step(0, None)), EmptySandbox())
+    assert (verdict.success, verdict.score, verdict.first_error_step) == (False, 0.0, 0)
+    assert [e.passed for e in verdict.evidence] == [False, False]
+    assert "'buttons' has published no state" in verdict.evidence[0].message
+    assert verdict.evidence[1].observed is None and "expected equals" in verdict.evidence[1].message
+
+
+def _broken_getter(probes: Any, args: Any) -> Any:
+    return {"apps": {}}["apps"]["buttons"]  # a KeyError in our own code
+
+
+def _broken_metric(observed: Any, expected: Any, options: Any) -> float:
+    return len(observed) / None  # a TypeError in our own code
+
+
+@pytest.mark.parametrize("table, name, bug, cause", [(GETTERS, "app_state", _broken_getter, KeyError),
+                                                     (METRICS, "equals", _broken_metric, TypeError)])
+def test_a_check_that_crashes_in_our_code_stops_the_run_naming_the_task(monkeypatch, table, name, bug, cause):
+    monkeypatch.setitem(table, name, bug)
+    with pytest.raises(JudgeError, match=r"judging task 'judge-demo' \(trajectory traj\) crashed with "
+                                         + cause.__name__) as raised:
+        StateJudge(settle_timeout=0.05).judge(TASK, trajectory(), EmptySandbox())
+    assert isinstance(raised.value.__cause__, cause)
 
 
 def test_deltas_ignore_geometry_and_runtime_keys_and_name_paths():

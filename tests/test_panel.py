@@ -185,6 +185,11 @@ def test_curves_follow_metrics_as_they_grow(window, fake_run):
     assert held_x == [0.0, 3.0, 6.0, 9.0]  # null where not evaluated
     _, grounding = curves.series("grounding")
     assert list(grounding[:2]) == pytest.approx([0.3, 0.32])
+    _, errors = curves.series("errors")
+    assert len(errors) == ITERATIONS and errors[4] == 2 and sum(errors) == 2  # episodes lost to sandboxes
+    assert "sandbox errors 2" in curves.summary.text()
+    assert list(curves.series("replayed")[1][:3]) == [0, 1, 0] and curves.series("rejected")[1][1] == 1
+    assert curves.series("retired")[1][4] == 1 and "retired" in curves.curves
     JsonlFile(fake_run.path / "metrics.jsonl").append(metrics_line(ITERATIONS))
     window.refresh_data()
     xs, _ = curves.series("loss")

@@ -324,9 +324,10 @@ def test_the_position_code_is_on_for_tiny_and_used_when_acting_and_training(poli
 def test_greedy_mode_and_the_sampling_stream_can_be_saved_and_restored():
     hot = load_policy("tiny", PolicyConfig(temperature=1.5, max_new_tokens=6, seed=5))
     observations = [observation(i) for i in range(2)]
-    with hot.greedy():
-        first = hot.act(observations, [TASK] * 2, [(), ()])
-        again = hot.act(observations, [TASK] * 2, [(), ()])
+    hot.set_greedy(True)
+    first = hot.act(observations, [TASK] * 2, [(), ()])
+    again = hot.act(observations, [TASK] * 2, [(), ()])
+    hot.set_greedy(False)
     assert [d.token_ids for d in first] == [d.token_ids for d in again]  # greedy ignores the stream
     assert hot.config.temperature == 1.5
     state = hot.rng_state()
@@ -352,3 +353,123 @@ def test_configs_are_closed_and_checked():
     assert "visual" in LoraSettings().target_pattern()
     with pytest.raises(ConfigError, match="does not exist"):
         load_policy("/no/such/folder")
+
+
+# --- the log-prob path: gather minus logsumexp, no full-vocabulary copies --------------
+
+
+class FullVocabularyTensors:
+    """Records ``(op, rows)`` for the ops that allocate a fresh tensor of ``rows`` x
+    vocabulary entries (views and in-place results, which share an input's storage, are
+    not counted); ``ops(rows)`` lists those of at least ``rows`` rows."""
+
+    def __init__(self, vocab: int):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+
+        counter = self
+        self.made: list[tuple[str, int]] = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                import torch
+
+                out = func(*args, **(kwargs or {}))
+                inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
+                          if isinstance(t, torch.Tensor)}
+                for t in tree_leaves(out):
+                    if (isinstance(t, torch.Tensor) and t.dim() and t.shape[-1] == vocab
+                            and t.untyped_storage().data_ptr() not in inputs):
+                        counter.made.append((str(func), t.numel() // vocab))
+                return out
+
+        self.mode = Mode()
+
+    def __enter__(self) -> "FullVocabularyTensors":
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.mode.__exit__(*exc)
+
+    def ops(self, rows: int) -> list[str]:
+        return [op for op, n in self.made if n >= rows]
+
+
+def test_logprobs_are_gather_minus_logsumexp_equal_to_log_softmax_with_no_vocabulary_copies():
+    """The recorded (act) and recomputed (token_logprobs) log-probs equal the
+    log_softmax formula they replace, values and gradients, and make no [B, T, V] copy of
+    the logits: acting makes none at all, training only the model's own logits and the
+    gradient for them (log_softmax made 4 in the forward pass and 10 in all)."""
+    import torch
+
+    from deskdojo.agent.model.logprobs import chosen_logprobs
+
+    policy = load_policy("tiny", PolicyConfig(max_new_tokens=10, temperature=0.7, seed=2))
+    vocab = policy.model.get_output_embeddings().weight.shape[0]
+    observations = [observation(i) for i in range(3)]
+    with FullVocabularyTensors(vocab) as acting:
+        decisions = policy.act(observations, [TASK] * 3, [(), (), ()])
+    steps = max(len(d.token_ids) for d in decisions)
+    assert steps >= 2 and acting.ops(3 * steps) == []  # generate's own [3, V] per step only
+    batch = policy.encode_samples([PolicySample((o,), TASK, target_ids=d.token_ids)
+                                   for o, d in zip(observations, decisions)])
+    width = batch.target_ids.shape[1]
+    with FullVocabularyTensors(vocab) as training:
+        logp, mask = policy.token_logprobs(batch)
+        forward = training.ops(3 * width)
+        torch.where(mask, logp, 0.0).sum().backward()
+    everything = training.ops(3 * width)
+    assert forward == ["aten.mm.default"] and len(everything) <= 2, everything  # the logits, their grad
+
+    def log_softmax_way(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        ids = torch.tensor(policy.unsayable_ids)
+        scaled = logits.float().index_fill(-1, ids, float("-inf")) / temperature
+        return torch.log_softmax(scaled, dim=-1).gather(-1, batch.target_ids[..., None]).squeeze(-1)
+
+    with torch.no_grad():
+        logits = policy.model(**batch.inputs, logits_to_keep=width + 1, use_cache=False).logits[:, :-1]
+    assert np.allclose(logp.detach()[mask].numpy(), log_softmax_way(logits, 0.7)[mask].numpy(), atol=1e-5)
+    for i, decision in enumerate(decisions):  # acting recorded the same numbers
+        assert np.allclose(logp.detach()[i, :len(decision.logprobs)].numpy(), decision.logprobs, atol=1e-4)
+    weights = torch.randn(mask.shape, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for way in (lambda x: chosen_logprobs(x, batch.target_ids, temperature=0.7,
+                                          suppressed_ids=policy.unsayable_ids),
+                lambda x: log_softmax_way(x, 0.7)):
+        leaf = logits.clone().requires_grad_(True)
+        (torch.where(mask, way(leaf), 0.0) * weights).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and grads[0].abs().sum() > 0
+    assert torch.isneginf(chosen_logprobs(logits, torch.full_like(batch.target_ids, policy.unsayable_ids[0]),
+                                          suppressed_ids=policy.unsayable_ids)).all()
+
+
+def test_without_lora_the_reference_is_a_frozen_copy_and_kl_settings_are_kept(tmp_path):
+    """vlm_learner used to zero kl_beta and neg_imitation_weight when the policy had no
+    LoRA; now the reference is a frozen copy of the starting weights and the settings hold."""
+    import torch
+
+    from deskdojo.evolve.learner import vlm_learner
+
+    policy = load_policy("tiny", PolicyConfig(max_new_tokens=4))
+    batch = policy.encode_samples([PolicySample((observation(0),), TASK, target_text="click <x3> <y4>")])
+    with pytest.raises(ConfigError, match="keep_frozen_reference"):
+        with policy.reference():
+            pass
+    said: list[str] = []
+    learner = vlm_learner(policy, {"kl_beta": 0.05, "neg_imitation_weight": 0.3}, tmp_path, log=said.append)
+    assert learner.trainer.config.kl_beta == 0.05 and learner.trainer.config.neg_imitation_weight == 0.3
+    assert learner.trainer.reference_logprobs is not None
+    assert len(said) == 1 and "frozen copy" in said[0] and "GiB" in said[0]
+    with torch.no_grad():
+        start, _ = policy.token_logprobs(batch)
+        for parameter in policy.trainable_parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+        trained, _ = policy.token_logprobs(batch)
+        with policy.reference():
+            reference, _ = policy.token_logprobs(batch)
+        after, _ = policy.token_logprobs(batch)
+    assert not torch.allclose(start, trained, atol=1e-4)
+    assert torch.equal(reference, start) and torch.equal(after, trained)
+    assert not any(p.requires_grad for p in policy._frozen_reference.parameters())

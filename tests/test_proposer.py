@@ -15,7 +15,8 @@ from deskdojo.curriculum.explore import Change, Entry, Guidebook, Probe, Route
 from deskdojo.curriculum.proposer import ModelProposer, build_prompt, json_values, parse_proposals
 from deskdojo.vm.config import SandboxConfig
 from deskdojo.vm.pool import make_provider
-from deskdojo.world_model.checks import validate_checks
+from deskdojo.core.checks import validate_checks
+from deskdojo.world_model.judge import StateJudge
 
 PEAR = {"instruction": "Click the \"Pear\" button.", "level": 0,
         "checks": [{"getter": "app_state", "metric": "equals",
@@ -120,7 +121,7 @@ def test_a_proposed_task_with_checks_passes_admission():
     (task,) = result.for_admission
     sandbox = make_provider(SandboxConfig(provider="xvfb")).start()
     try:
-        outcome = admit(task, sandbox)
+        outcome = admit(task, sandbox, StateJudge())
     finally:
         sandbox.close()
     assert outcome.admitted, f"{outcome.reason}: {outcome.detail}"

@@ -19,7 +19,7 @@ from deskdojo.agent.rollout import STOPPED_MESSAGE, RolloutConfig, RolloutStats,
 from deskdojo.core.actions import Click, Done, Fail, Wait
 from deskdojo.core.errors import ConfigError
 from deskdojo.core.fakes import WAITING, ScriptedPolicy
-from deskdojo.core.protocols import Decision
+from deskdojo.core.protocols import Decision, DeterministicPolicy
 from deskdojo.core.rundir import RunDir, read_trajectory
 from deskdojo.core.types import EndReason, Locator, Observation, OracleStep, Task
 from deskdojo.vm.fake import FakeSandbox, synthetic_frames
@@ -35,7 +35,7 @@ def fakes(n: int) -> list[FakeSandbox]:
     return [FakeSandbox(synthetic_frames(64, 48), name=f"fake-{i}") for i in range(n)]
 
 
-class PerSlotPolicy:
+class PerSlotPolicy(DeterministicPolicy):
     """Plays ``scripts[slot]``, telling slots apart by task id; records every batch."""
 
     policy_id = "per-slot"
@@ -166,11 +166,11 @@ def test_killed_mid_episode_leaves_readable_steps(tmp_path: Path) -> None:
         import sys, time
         from deskdojo.agent.rollout import rollout
         from deskdojo.core.actions import Click
-        from deskdojo.core.protocols import Decision
+        from deskdojo.core.protocols import Decision, DeterministicPolicy
         from deskdojo.core.types import Task
         from deskdojo.vm.fake import FakeSandbox, synthetic_frames
 
-        class Slow:
+        class Slow(DeterministicPolicy):
             policy_id = "slow"
             def act(self, observations, tasks, histories):
                 if len(histories[0]) == 3:

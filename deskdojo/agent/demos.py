@@ -61,7 +61,10 @@ def read_task(demo_dir: str | os.PathLike[str]) -> Task:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON ({exc.msg})") from None
-    return from_json(Task, data, where=str(path))
+    try:
+        return from_json(Task, data)
+    except RecordError as exc:  # the file, then the field: `task.json: Task.level: ...`
+        raise RecordError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +80,66 @@ class Demo:
         return self.path.name
 
 
-def load_demo(demo_dir: str | os.PathLike[str]) -> Demo:
-    """Read a demo folder; a missing task, header or frame is a RecordError naming it."""
+def load_demo(demo_dir: str | os.PathLike[str], *, check_frames: bool = True) -> Demo:
+    """Read a demo folder, checked before anything acts on it: a missing, empty or cut-off
+    ``steps.jsonl``, steps out of order, and a frame that is missing, lies outside the
+    folder or (``check_frames``) is not a readable PNG are RecordErrors naming the file."""
     folder = Path(demo_dir)
     if not folder.is_dir():
         raise RecordError(f"no demo folder {folder}")
     task = read_task(folder)
     if not (folder / "trajectory.json").exists():
         raise RecordError(f"{folder} has no trajectory.json: the recording was not finished")
+    steps_file = folder / "steps.jsonl"
+    if not steps_file.is_file():
+        raise RecordError(f"{steps_file}: missing; a demo needs one step per line — record it again")
+    body = steps_file.read_bytes()
+    if not body.strip():
+        raise RecordError(f"{steps_file}: empty, the demo has no steps — record it again")
+    if not body.endswith(b"\n"):
+        raise RecordError(f"{steps_file}: the last line is cut off (the file was truncated); "
+                          f"record the demo again or delete that line")
     trajectory = read_trajectory(folder)
-    for step in trajectory.steps:
-        if step.frame is not None and not (folder / step.frame).exists():
-            raise RecordError(f"{folder}: step {step.index} names frame {step.frame}, which is missing")
+    for position, step in enumerate(trajectory.steps):
+        if step.index != position:
+            raise RecordError(f"{steps_file}: step {position} has index {step.index}; "
+                              f"steps are missing or out of order — record the demo again")
+        if step.frame is not None:
+            frame = demo_frame(folder, step)
+            if check_frames:
+                check_png(frame, f"step {step.index}")
     return Demo(folder, task, trajectory)
+
+
+def demo_frame(folder: Path, step: Step) -> Path:
+    """The path of ``step``'s frame (``frames/NNNN.png`` when it names none), refused
+    unless it is a file inside ``folder``: no absolute paths, ``..`` or symlinks out."""
+    name = step.frame if step.frame is not None else f"frames/{step.index:04d}.png"
+    where = f"{folder / 'steps.jsonl'}: step {step.index}: frame {name!r}"
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts or "\\" in name:
+        raise RecordError(f"{where} must be a path inside the demo folder, like frames/0000.png")
+    path = folder / name
+    if not path.exists():
+        raise RecordError(f"{where} is missing")
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise RecordError(f"{where} is a link that leads out of the demo folder; refused")
+    if not path.is_file():
+        raise RecordError(f"{where} is not a file")
+    return path
+
+
+def check_png(path: Path, what: str) -> None:
+    """Refuse an image file that does not decode (truncated, not an image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = "not an image" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise RecordError(f"{path} ({what}) is not a readable PNG: {reason}; record the demo again "
+                          f"or replace the file") from None
 
 
 def list_demos(demos_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -100,7 +150,7 @@ def list_demos(demos_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         return rows
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
-            demo = load_demo(folder)
+            demo = load_demo(folder, check_frames=False)  # a listing stays quick; a use checks them
         except RecordError as exc:
             rows.append({"id": folder.name, "error": str(exc)})
             continue
@@ -164,7 +214,7 @@ class DemoRecorder:
         return result
 
     def _settled_png(self) -> bytes:
-        from deskdojo.agent.rollout import encode_png
+        from deskdojo.perception.png import encode_png
 
         if self.settle_s <= 0:
             return self.sandbox.screenshot_png()
@@ -276,10 +326,23 @@ def export_demo(demo_dir: str | os.PathLike[str], out: str | os.PathLike[str], f
     if out.exists() and any(out.iterdir()):
         raise RecordError(f"{out} exists and is not empty; export into a new folder")
     if format == "jsonl":
-        shutil.copytree(demo.path, out, dirs_exist_ok=True)
+        _copy_demo(demo, out)
         return out
     _export_osworld(demo, out)
     return out
+
+
+def _copy_demo(demo: Demo, out: Path) -> None:
+    """Copy what the demo consists of (checked by ``load_demo``), and nothing else: a
+    stray link in the folder is never followed into the copy."""
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    for name in (TASK_FILE, "trajectory.json", "steps.jsonl"):
+        shutil.copyfile(demo.path / name, out / name)
+    for step in demo.trajectory.steps:
+        if step.frame is not None:
+            target = out / step.frame
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(demo_frame(demo.path, step), target)
 
 
 def _export_osworld(demo: Demo, out: Path) -> None:
@@ -353,7 +416,13 @@ def import_demo(path: str | os.PathLike[str], demos_dir: str | os.PathLike[str],
         final = Path(demos_dir) / demo_id
         if final.exists():
             raise RecordError(f"a demo named {demo_id!r} already exists in {demos_dir}; pick another name")
-        shutil.copytree(demo.path, final)
+        folder = Path(demos_dir) / f".importing-{secrets.token_hex(4)}"
+        try:
+            _copy_demo(demo, folder)
+            os.rename(folder, final)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return final
     return _import_osworld(source, demos_dir, demo_id, task)
 
@@ -363,16 +432,17 @@ def _import_osworld(source: Path, demos_dir: str | os.PathLike[str], demo_id: st
 
     if task is None:
         task = read_task(source) if (source / TASK_FILE).exists() else _stub_task(source, demo_id)
-    entries = list(JsonlFile(source / OSWORLD_TRAJ).read())
+    entries = _read_traj(source / OSWORLD_TRAJ)
     if not entries:
         raise RecordError(f"{source / OSWORLD_TRAJ} has no steps")
     shots = [_screenshot(source, entry, line) for line, entry in enumerate(entries, start=1)]
-    sized = next((s for s in [source / OSWORLD_INITIAL, *shots] if s is not None and s.exists()), None)
+    initial = source / OSWORLD_INITIAL
+    before: Path | None = _beside_traj(source, initial, "the first screen") if initial.exists() else None
+    sized = next((s for s in [before, *shots] if s is not None), None)
     screen = _png_size(sized) if sized is not None else (1920, 1080)
     fmt = PyAutoGUIFormat()
     steps: list[tuple[Action, bytes | None]] = []
     texts: list[str] = []
-    before: Path | None = source / OSWORLD_INITIAL if (source / OSWORLD_INITIAL).exists() else None
     for line, (entry, after) in enumerate(zip(entries, shots), start=1):
         code = entry.get("action")
         if isinstance(code, dict):  # some agents log {"action_type", "command", ...}
@@ -403,7 +473,32 @@ def _screenshot(source: Path, entry: Any, line: int) -> Path | None:
         raise RecordError(f"{source / OSWORLD_TRAJ}:{line}: screenshot_file must be a file name "
                           f"beside traj.jsonl, got {name!r}")
     path = source / name
-    return path if path.exists() else None
+    if not path.exists():
+        return None
+    return _beside_traj(source, path, f"{OSWORLD_TRAJ} line {line}")
+
+
+def _beside_traj(source: Path, path: Path, what: str) -> Path:
+    """``path``, once it is a readable PNG inside ``source`` (a link out is refused)."""
+    if not path.resolve().is_relative_to(source.resolve()) or not path.is_file():
+        raise RecordError(f"{path} ({what}) is a link out of {source} or not a file; refused")
+    check_png(path, what)
+    return path
+
+
+def _read_traj(path: Path) -> list[Any]:
+    """The lines of an OSWorld ``traj.jsonl``; a last line without its newline is kept
+    when it is whole JSON and refused when it is cut off."""
+    entries: list[Any] = list(JsonlFile(path).read())
+    body = path.read_bytes()
+    tail = body[body.rfind(b"\n") + 1:]
+    if tail.strip():
+        try:
+            entries.append(json.loads(tail))
+        except json.JSONDecodeError:
+            raise RecordError(f"{path}: the last line is cut off (the file was truncated); "
+                              f"delete that line or export the trajectory again") from None
+    return entries
 
 
 def _stub_task(source: Path, demo_id: str) -> Task:
@@ -418,5 +513,6 @@ def _check_format(format: str) -> None:
         raise RecordError(f"demo format {format!r} is not one of: {', '.join(FORMATS)}")
 
 
-__all__ = ["Demo", "DemoRecorder", "FORMATS", "check_demo_id", "demo_from_recording", "detect_format",
-           "export_demo", "import_demo", "list_demos", "load_demo", "read_task", "record_oracle_demos"]
+__all__ = ["Demo", "DemoRecorder", "FORMATS", "check_demo_id", "check_png", "demo_frame", "demo_from_recording",
+           "detect_format", "export_demo", "import_demo", "list_demos", "load_demo", "read_task",
+           "record_oracle_demos"]

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from deskdojo.core.actions import Action
+from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
@@ -56,14 +57,6 @@ VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision
 placeholder of an image when the answer is fed back for training."""
 HISTORY_TEXT_STEPS = 8
 """At most this many earlier actions are written into the prompt."""
-
-
-def _closed_from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{what} has no key {key!r} (known: {', '.join(sorted(known))})")
-    return cls(**data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +80,7 @@ class LoraSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LoraSettings":
-        return _closed_from_dict(cls, data, "LoRA settings")
+        return closed_from_dict(cls, data, "LoRA settings")
 
     def target_pattern(self) -> str:
         """A peft ``target_modules`` regex: the named linears anywhere except under ``visual``."""
@@ -157,7 +150,7 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PolicyConfig":
-        return _closed_from_dict(cls, data, "policy config")
+        return closed_from_dict(cls, data, "policy config")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -245,7 +238,8 @@ class VLMPolicy:
         self.unsayable_ids = tuple(sorted(vocab[token] for token in VISION_TOKENS if token in vocab))
         self.pad_token_id = tokenizer.pad_token_id
         self._act_calls = 0
-        self._greedy: bool | None = None
+        self._greedy = False
+        self._frozen_reference: Any = None
 
     @property
     def max_new_tokens(self) -> int:
@@ -255,6 +249,11 @@ class VLMPolicy:
     @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
+
+    @property
+    def history_k(self) -> int:
+        """Screens per prompt: the rollout hands ``act`` windows this long (the Policy protocol)."""
+        return self.config.history_k
 
     # --- prompts ------------------------------------------------------------------
 
@@ -337,8 +336,7 @@ class VLMPolicy:
         windows = [(o,) if isinstance(o, Observation) else tuple(o) for o in observations]
         prompts = [self._prompt(w, t, h) for w, t, h in zip(windows, tasks, histories)]
         inputs = self.model_inputs([p.text for p in prompts], [p.images for p in prompts]).to(self.device)
-        temperature = self.config.temperature if self._greedy is None else (0.0 if self._greedy else
-                                                                           self.config.temperature)
+        temperature = 0.0 if self._greedy else self.config.temperature
         generator_seed = hash((self.config.seed, self._act_calls)) & 0x7FFF_FFFF
         self._act_calls += 1
         cpu_only = [] if self.device.type == "cpu" else None
@@ -351,10 +349,13 @@ class VLMPolicy:
                 pad_token_id=self.pad_token_id, suppress_tokens=list(self.unsayable_ids) or None,
                 output_logits=True, return_dict_in_generate=True)
         generated = out.sequences[:, inputs["input_ids"].shape[1]:]
-        logits = self._sayable(torch.stack(out.logits, dim=1).float())  # [B, T, V] raw logits
-        logprobs = torch.log_softmax(logits / (temperature if temperature > 0 else 1.0), dim=-1)
-        chosen = logprobs.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
-        return [self._decision(generated[i].tolist(), chosen[i].tolist(), prompts[i])
+        # one step's raw [B, V] logits at a time (its rows as one chunk): never a [B, T, V] copy
+        chosen = torch.stack([self._chosen_logprobs(step_logits[None], generated[None, :, t],
+                                                    temperature if temperature > 0 else 1.0)[0]
+                              for t, step_logits in enumerate(out.logits)], dim=1)
+        scored_at = temperature if temperature > 0 else 1.0  # the T of the log-probs, stored with each step
+        return [dataclasses.replace(self._decision(generated[i].tolist(), chosen[i].tolist(), prompts[i]),
+                                    temperature=scored_at)
                 for i in range(len(prompts))]
 
     def _decision(self, ids: list[int], logprobs: list[float], prompt: _Prompt) -> Decision:
@@ -437,19 +438,19 @@ class VLMPolicy:
         target_len = batch.target_ids.shape[1]
         with self._checkpointing_modules_training(torch.is_grad_enabled()):
             out = self.model(**batch.inputs, logits_to_keep=target_len + 1, use_cache=False)
-        logits = self._sayable(out.logits[:, :-1].float() / temperature)
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.target_ids.unsqueeze(-1)).squeeze(-1)
+        # the whole output, not [:, :-1]: its last position (past the targets) gets no gradient
+        logp = self._chosen_logprobs(out.logits, batch.target_ids, temperature)
+        del out  # the log-prob function keeps the logits it needs for the backward pass
         return torch.where(batch.target_mask, logp, 0.0), batch.target_mask
 
-    def _sayable(self, logits: Any) -> Any:
-        """``logits`` with the unsayable tokens at -inf: the distribution ``generate``
-        samples from (``suppress_tokens``), so recorded and recomputed log-probs agree."""
-        if not self.unsayable_ids:
-            return logits
-        import torch
+    def _chosen_logprobs(self, logits: Any, token_ids: Any, temperature: float) -> Any:
+        """``log_softmax(logits / T)[token]`` with the unsayable tokens at -inf: the
+        distribution ``generate`` samples from (``suppress_tokens``). ``act`` and
+        ``token_logprobs`` both come here, so recorded and recomputed log-probs agree in
+        method; gather minus a chunked logsumexp, never a full-vocabulary copy."""
+        from deskdojo.agent.model.logprobs import chosen_logprobs
 
-        ids = torch.tensor(self.unsayable_ids, device=logits.device)
-        return logits.index_fill(-1, ids, float("-inf"))
+        return chosen_logprobs(logits, token_ids, temperature=temperature, suppressed_ids=self.unsayable_ids)
 
     # --- LoRA ---------------------------------------------------------------------
 
@@ -515,6 +516,35 @@ class VLMPolicy:
         with self.model.disable_adapter():
             yield
 
+    def keep_frozen_reference(self) -> int:
+        """Keep a frozen copy of the current weights as the reference policy, for training
+        without LoRA (where there are no adapters to switch off). It costs a second copy of
+        the weights on the same device: cheap for ``tiny``, about +7 GiB for Qwen2.5-VL-3B in bf16.
+        Returns the copy's size in bytes."""
+        import copy
+
+        if self.lora is not None:
+            raise ConfigError("a LoRA policy's reference is its base (adapters off): no frozen copy needed")
+        self._frozen_reference = copy.deepcopy(self.model).requires_grad_(False)
+        return sum(p.numel() * p.element_size() for p in self._frozen_reference.parameters())
+
+    @contextlib.contextmanager
+    def reference(self) -> Iterator[None]:
+        """Within the block the policy scores as the reference policy: the LoRA adapters
+        switched off, or, without LoRA, the copy :meth:`keep_frozen_reference` kept."""
+        if self.lora is not None:
+            with self.model.disable_adapter():
+                yield
+            return
+        if self._frozen_reference is None:
+            raise ConfigError("this policy has no LoRA adapters and no frozen reference: call "
+                              "keep_frozen_reference() first (it doubles the weights' memory)")
+        trained, self.model = self.model, self._frozen_reference
+        try:
+            yield
+        finally:
+            self.model = trained
+
     def trainable_parameters(self) -> list[Any]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
@@ -525,21 +555,11 @@ class VLMPolicy:
 
     # --- decoding mode and the sampling stream ------------------------------------
 
-    @contextlib.contextmanager
-    def greedy(self, on: bool = True) -> Iterator["VLMPolicy"]:
-        """Within the block, ``act`` decodes greedily (``on``) or samples at the configured
-        temperature (``on=False``); the mode before the block comes back after it. Log-probs
-        of greedy decisions are those of temperature 1, as for ``temperature=0``."""
-        before = self._greedy
+    def set_greedy(self, on: bool) -> None:
+        """Decode greedily (True) or at ``config.temperature`` (False, the default; a
+        temperature of 0 is greedy too). Log-probs of greedy decisions are those of
+        temperature 1."""
         self._greedy = bool(on)
-        try:
-            yield self
-        finally:
-            self._greedy = before
-
-    def set_greedy(self, on: bool | None) -> None:
-        """Decode greedily (True), sample (False), or follow ``config.temperature`` (None)."""
-        self._greedy = None if on is None else bool(on)
 
     def rng_state(self) -> dict[str, int]:
         """Where the sampling stream stands (JSON-able): restore it with :meth:`set_rng_state`."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from deskdojo.core.actions import Done, Fail
+from deskdojo.core.errors import RecordError
 from deskdojo.core.protocols import Judge
 from deskdojo.core.records import to_json
 from deskdojo.core.types import Verdict
@@ -60,31 +61,33 @@ class ReplayReport:
         return to_json(self)
 
 
-def replay(demo_dir: str | os.PathLike[str], sandbox: Any, *, judge: Judge | None = None,
+def replay(demo_dir: Any, sandbox: Any, *, judge: Judge | None = None,
            until_diverge: bool = False, threshold: float | None = None,
            on_step: Callable[[int, Any, Any, float], Any] | None = None,
            settle_timeout_s: float = SETTLE_TIMEOUT_S) -> ReplayReport:
     """Reset ``sandbox`` to the demo's task, re-perform its actions and compare screens.
+
+    ``demo_dir`` is a demo folder or a ``Demo`` already loaded (and so checked).
 
     ``threshold`` is the least SSIM that counts as the same screen (default
     ``DEFAULT_MIN_STRUCTURE``). ``until_diverge`` stops at the first divergent step.
     ``on_step(index, recorded_rgb, live_rgb, similarity)`` is called for every compared
     step (the panel draws the two frames side by side).
     """
-    from deskdojo.agent.demos import load_demo
+    from deskdojo.agent.demos import Demo, load_demo
     from deskdojo.perception.change import frame_similarity
     from deskdojo.perception.stable import wait_for_stable_screen
 
     threshold = DEFAULT_MIN_STRUCTURE if threshold is None else float(threshold)
     started = time.monotonic()
-    demo = load_demo(demo_dir)
+    demo = demo_dir if isinstance(demo_dir, Demo) else load_demo(demo_dir)
     sandbox.reset(demo.task)
     compared: list[ReplayStep] = []
     first_divergent: int | None = None
     stopped_early = False
     for step in demo.trajectory.steps:
         if step.frame is not None:
-            recorded = _read_rgb(demo.path / step.frame)
+            recorded = _read_rgb(demo.path / step.frame, f"step {step.index}")
             live, _waited, _stable = wait_for_stable_screen(lambda: sandbox.observe().screenshot,
                                                             timeout_s=settle_timeout_s)
             similarity = frame_similarity(recorded, live)
@@ -110,12 +113,16 @@ def replay(demo_dir: str | os.PathLike[str], sandbox: Any, *, judge: Judge | Non
                         seconds=round(time.monotonic() - started, 3))
 
 
-def _read_rgb(path: os.PathLike[str]) -> Any:
+def _read_rgb(path: os.PathLike[str], what: str) -> Any:
     import numpy as np
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = "not an image" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise RecordError(f"{path} ({what}) is not a readable PNG: {reason}") from None
 
 
 def describe_report(report: ReplayReport) -> str:

@@ -26,7 +26,7 @@ from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.errors import ConfigError, SandboxError
 from deskdojo.core.protocols import Decision, Policy, WorldProbe
 from deskdojo.core.rundir import RunDir, TrajectoryWriter
-from deskdojo.core.types import EndReason, Observation, Step, Task, Trajectory
+from deskdojo.core.types import EndReason, Observation, PromptInputs, Step, Task, Trajectory
 
 STOPPED_MESSAGE = "stopped by request before the episode ended"
 
@@ -109,6 +109,7 @@ class _Episode:
     writer: TrajectoryWriter
     cap: int
     observation: Observation | None = None
+    window: list[tuple[Observation, str | None]] = field(default_factory=list)  # (shown, its frame), oldest first
     snapshot: Mapping[str, Any] | None = None
     history: list[Decision] = field(default_factory=list)
     started: float = 0.0
@@ -174,6 +175,7 @@ def _writer_factory(target: RunDir | WriterFactory | str | os.PathLike[str]) -> 
 def _step_loop(policy: Policy, episodes: list[_Episode], pool: ThreadPoolExecutor, config: RolloutConfig,
                probe: WorldProbe | None, on_step: Callable[[int, Task, Step], Any] | None,
                stop: Callable[[], bool] | None, stats: RolloutStats) -> None:
+    history_k = max(1, policy.history_k)
     while True:
         for episode in _running(episodes):
             if len(episode.history) >= episode.cap:
@@ -188,7 +190,7 @@ def _step_loop(policy: Policy, episodes: list[_Episode], pool: ThreadPoolExecuto
                 _finish(episode, EndReason.ERROR, STOPPED_MESSAGE)
             return
         started = time.perf_counter()
-        decisions = policy.act([e.observation for e in running], [e.task for e in running],
+        decisions = policy.act([_shown(e, history_k) for e in running], [e.task for e in running],
                                [list(e.history) for e in running])
         stats.generate.append(time.perf_counter() - started)
         if len(decisions) != len(running):
@@ -204,6 +206,15 @@ def _step_loop(policy: Policy, episodes: list[_Episode], pool: ThreadPoolExecuto
                     on_step(episode.slot, episode.task, step)
             if episode.end is not None and episode.trajectory is None:
                 _finish(episode, episode.end, episode.error)
+
+
+def _shown(episode: _Episode, history_k: int) -> Observation | tuple[Observation, ...]:
+    """What the policy gets for ``episode``: the current Observation, or (``history_k`` > 1)
+    the window of the last ``history_k``, oldest first; ``_play`` records its frames."""
+    del episode.window[:max(0, len(episode.window) - (history_k - 1))]
+    if history_k == 1:
+        return episode.observation  # type: ignore[return-value]
+    return tuple(o for o, _ in episode.window) + (episode.observation,)  # type: ignore[operator]
 
 
 def _running(episodes: list[_Episode]) -> list[_Episode]:
@@ -231,6 +242,7 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
     index = len(episode.history)
     started_at = time.time()
     started = time.perf_counter()
+    seen = episode.observation  # what the policy decided on (its error line, its frame)
     try:
         writing = time.perf_counter()
         frame = _write_frame(episode.writer, index, episode.observation)
@@ -254,10 +266,15 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
     except SandboxError as exc:
         episode.end, episode.error = EndReason.ERROR, f"sandbox failed at step {index}: {exc}"
         return None
+    prompt = PromptInputs(window=tuple(f for _, f in episode.window if f is not None)
+                          + ((frame,) if frame is not None else ()),
+                          error=seen.action_error if seen is not None else None,
+                          temperature=decision.temperature)
+    episode.window.append((seen, frame))  # type: ignore[arg-type]
     step = Step(index=index, action=action, frame=frame, model_text=decision.text,
                 token_ids=tuple(decision.token_ids), logprobs=tuple(decision.logprobs),
                 action_error=error, started_at=started_at, duration_s=time.perf_counter() - started,
-                delta=dict(delta) if delta is not None else None)
+                delta=dict(delta) if delta is not None else None, prompt=prompt)
     appending = time.perf_counter()
     episode.writer.append_step(step)
     stats.write.append(writing + time.perf_counter() - appending)
@@ -289,21 +306,9 @@ def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats) -> Observ
 def _write_frame(writer: TrajectoryWriter, index: int, observation: Observation | None) -> str | None:
     if observation is None:
         return None
+    from deskdojo.perception.png import encode_png
+
     return writer.write_frame(index, encode_png(observation.screenshot))
-
-
-def encode_png(rgb: Any) -> bytes:
-    """An (H, W, 3) RGB array as PNG bytes. No row filters and zlib level 1: UI screens are
-    long runs of one colour, and this is 8 ms at 1024x768 where OpenCV's defaults take 38."""
-    import cv2
-
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
-    if not ok:
-        raise SandboxError("could not encode a screenshot as PNG")
-    return data.tobytes()
 
 
 def _timed(samples: list[float], fn: Callable[..., Any], *args: Any) -> Any:

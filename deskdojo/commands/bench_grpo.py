@@ -33,7 +33,8 @@ def run_grpo_bench(*, config_path: str | None = None, overrides: Mapping[str, An
     from deskdojo.agent.train.sft import click_target_frame, click_target_task
     from deskdojo.core.errors import ConfigError
     from deskdojo.core.types import Observation
-    from deskdojo.evolve.build import policy_config, quiet_libraries
+    from deskdojo.agent.model.loading import quiet_libraries
+    from deskdojo.evolve.build import policy_config
     from deskdojo.evolve.config import load_config
 
     if tasks < 1 or repeats < 1:

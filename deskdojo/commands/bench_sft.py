@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-HELDOUT_SEED = 1_000_000
 DEFAULT_FAMILIES = ("click_button", "toggle_choices")
 
 
@@ -62,12 +61,15 @@ def heldout_success(policy: Any, tasks: Sequence[Any], pool: Any, run_dir: Path,
     sandboxes = list(pool)
     successes: list[bool] = []
     config = RolloutConfig(max_steps=max_steps)
-    with policy.greedy():
+    policy.set_greedy(True)
+    try:
         for start in range(0, len(tasks), len(sandboxes)):
             chunk = list(tasks[start:start + len(sandboxes)])
             trajectories = rollout(policy, chunk, sandboxes[:len(chunk)], run_dir, config=config)
             successes += [judge.judge(task, trajectory, sandbox).success
                           for task, trajectory, sandbox in zip(chunk, trajectories, sandboxes)]
+    finally:
+        policy.set_greedy(False)
     return successes
 
 
@@ -77,13 +79,14 @@ def run_sft_bench(config: SFTBenchConfig, *, log: Callable[[str], None] = print)
     from deskdojo.agent.policy import PolicyConfig, load_policy
     from deskdojo.agent.train.sft import SFTConfig, read_demos, sft
     from deskdojo.curriculum.families import get_family
+    from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
     from deskdojo.vm.config import SandboxConfig
     from deskdojo.vm.pool import SandboxPool
 
     root = Path(config.out) if config.out else Path(tempfile.mkdtemp(prefix="deskdojo-bench-sft-"))
     families = [get_family(name) for name in config.families]
     train = [f.generate(config.level, seed, "train") for f in families for seed in range(config.demos)]
-    heldout = {f.name: [f.generate(config.level, HELDOUT_SEED + i, "heldout") for i in range(config.heldout)]
+    heldout = {f.name: [f.generate(config.level, HELDOUT_SEED_BASE + i, "heldout") for i in range(config.heldout)]
                for f in families}
     result: dict[str, Any] = {"config": {**{k: getattr(config, k) for k in config.__slots__},
                                          "families": list(config.families)}}

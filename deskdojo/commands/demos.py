@@ -26,12 +26,21 @@ def load_task(spec: str) -> Any:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise RecordError(f"{path}: not valid JSON ({exc.msg})") from None
-        return from_json(Task, data, where=str(path))
+        where = "Task"
+        if isinstance(data, list):  # a task file may hold a list (docs/tasks.md); one is needed here
+            if len(data) != 1:
+                raise RecordError(f"{path}: holds a list of {len(data)} tasks; this command takes one: "
+                                  f"put it in a file of its own or give a family task id")
+            data, where = data[0], "tasks[0]"
+        try:
+            return from_json(Task, data, where=where)
+        except RecordError as exc:  # the file, then the field: `t.json: Task.level: ...`
+            raise RecordError(f"{path}: {exc}") from None
     match = _FAMILY_TASK_ID.match(spec)
     if match is None:
         raise RecordError(f"--task {spec!r} is neither a task JSON file nor a family task id "
                           f"like buttons-L0-train-3 (<family>-L<level>-<split>-<seed>)")
-    from deskdojo.curriculum.families import get_family  # lazy: agent does not import curriculum
+    from deskdojo.curriculum.families import get_family
 
     try:
         family = get_family(match["family"])
@@ -145,11 +154,13 @@ def _state_judge() -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from deskdojo.agent.demos import load_demo
     from deskdojo.agent.replay import describe_report, replay
 
+    demo = load_demo(args.demo)  # a bad demo is refused before a sandbox starts
     judge = None if args.no_judge else _state_judge()
     with _start_sandbox(args.provider) as sandbox:
-        report = replay(args.demo, sandbox, judge=judge, until_diverge=args.until_diverge,
+        report = replay(demo, sandbox, judge=judge, until_diverge=args.until_diverge,
                         threshold=args.threshold)
     print(json.dumps(report.to_json(), indent=1) if args.json else describe_report(report))
     return 1 if report.diverged else 0
@@ -159,7 +170,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_rollout(args: argparse.Namespace) -> int:
-    from deskdojo.agent.bench import print_rollout_table, run_rollout_bench
+    from deskdojo.commands.bench_rollout import print_rollout_table, run_rollout_bench
     from deskdojo.vm.config import parse_screen
 
     counts = [int(c) for c in args.sandboxes.split(",") if c.strip()]

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from deskdojo.core.errors import DeskdojoError
 from deskdojo.core.types import Split
@@ -73,9 +73,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if match:
         task = _generate(match["family"], int(match["level"]), int(match["seed"]), match["split"])
     elif Path(args.id).exists():
-        from deskdojo.curriculum.spec import load_task
+        from deskdojo.curriculum.spec import load_tasks
 
-        task = load_task(args.id)
+        for task in load_tasks(args.id):  # a file may hold a list of tasks (docs/tasks.md)
+            _print_task(task, args.json)
+        return 0
     else:
         raise DeskdojoError(f"{args.id!r} is neither a task id like click_button-L2-train-17 "
                             f"nor a task file")
@@ -111,6 +113,7 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     from deskdojo.curriculum.families import all_families
     from deskdojo.vm.config import SandboxConfig
     from deskdojo.vm.pool import SandboxPool
+    from deskdojo.world_model.judge import StateJudge
 
     families = all_families()
     plan = spread(args.n, families, only_family=args.family, only_level=args.level, seed=args.seed)
@@ -136,7 +139,7 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
                 task = None
             else:
                 try:
-                    result = admit(task, pool[index])
+                    result = admit(task, pool[index], StateJudge())
                 except Exception as exc:  # invalid checks, a judge bug: counted, not fatal
                     result = AdmissionResult(task.id, False, "admit_error", None, None,
                                              round(time.monotonic() - started, 3), f"{type(exc).__name__}: {exc}")
@@ -200,13 +203,63 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if summary["admitted"] == summary["sampled"] else 3
 
 
-def cmd_explore(args: argparse.Namespace) -> int:
-    from deskdojo.curriculum.explore import explore_command
-
-    return int(explore_command(args) or 0)
+# --- tasks explore ---------------------------------------------------------------------
 
 
-# --- wiring --------------------------------------------------------------------------
+def explore_command(args: Any) -> int:
+    """``deskdojo tasks explore APP``: explore, propose, admit; print a summary; write the
+    guidebook and the admitted tasks to ``--out``. (Wiring: imports the sandbox provider
+    and the judge when it runs.)"""
+    from deskdojo.core.records import to_json
+    from deskdojo.curriculum.admission import admit
+    from deskdojo.curriculum.explore import explore_app, propose_from_guidebook
+    from deskdojo.vm.config import SandboxConfig
+    from deskdojo.vm.pool import make_provider
+    from deskdojo.world_model.judge import StateJudge
+
+    provider = make_provider(SandboxConfig(provider=getattr(args, "provider", None) or "xvfb"))
+    sandbox = provider.start()
+    try:
+        guidebook = explore_app(args.app, sandbox, max_depth=args.max_depth, max_actions=args.max_actions)
+        proposed = propose_from_guidebook(guidebook, n=len(guidebook.state_changing), seed=0)
+        judge = StateJudge()
+        results = [(task, admit(task, sandbox, judge)) for task in proposed]
+    finally:
+        sandbox.close()
+    admitted = [task for task, result in results if result.admitted]
+    summary = {**guidebook.summary(), "tasks_proposed": len(proposed), "tasks_admitted": len(admitted),
+               "rejected": {task.id: result.reason for task, result in results if not result.admitted}}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        guidebook.save(out / f"guidebook-{args.app}.json")
+        with open(out / f"tasks-{args.app}.jsonl", "w") as handle:
+            for task in admitted:
+                handle.write(json.dumps(to_json(task), sort_keys=True) + "\n")
+        summary["out"] = str(out)
+    if args.json:
+        print(json.dumps(summary, indent=1, sort_keys=True))
+    else:
+        _print_summary(summary, guidebook.state_changing)
+    return 0
+
+
+def _print_summary(summary: Mapping[str, Any], changing: Iterable[Any]) -> None:
+    print(f"explored {summary['app']}: {summary['widgets_seen']} widgets seen, {summary['screens']} screens, "
+          f"{summary['actions_tried']} actions tried (+{summary['navigation_clicks']} navigation clicks, "
+          f"{summary['resets']} resets, {summary['seconds']} s, stopped: {summary['stopped_by']})")
+    print(f"state-changing actions: {summary['state_changing']}")
+    for entry in changing:
+        changed = ", ".join(".".join(c.path) for c in entry.changes[:3])
+        print(f"  {' > '.join(p.label for p in entry.path):50} -> {changed}")
+    print(f"tasks proposed: {summary['tasks_proposed']}, admitted: {summary['tasks_admitted']}")
+    for task_id, reason in summary["rejected"].items():
+        print(f"  rejected {task_id}: {reason}")
+    if "out" in summary:
+        print(f"wrote the guidebook and admitted tasks to {summary['out']}")
+
+
+# --- the parser ------------------------------------------------------------------------
 
 
 def add_tasks_parser(subparsers: Any) -> None:
@@ -250,4 +303,4 @@ def add_tasks_parser(subparsers: Any) -> None:
     p.add_argument("--max-actions", type=int, default=60, help="how many actions to try in all")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", default=None, help="folder for the guidebook and the admitted tasks")
-    p.set_defaults(fn=cmd_explore)
+    p.set_defaults(fn=explore_command)

@@ -13,7 +13,7 @@ from deskdojo.core.protocols import (
     ActResult, Decision, ExecResult, Judge, Policy, Sandbox, TaskSource, WorldProbe,
 )
 from deskdojo.core.types import (
-    Check, CheckEvidence, EndReason, Locator, Observation, OracleStep, Provenance, SetupStep,
+    Check, CheckEvidence, EndReason, Locator, Observation, OracleStep, PromptInputs, Provenance, SetupStep,
     Split, StateCondition, Step, StepLabel, Task, Trajectory, Verdict, Window,
 )
 
@@ -21,7 +21,7 @@ __all__ = [
     "ACTION_TYPES", "Action", "ActResult", "ActionError", "Check", "CheckEvidence", "Click",
     "ConfigError", "Decision", "DeskdojoError", "Done", "Drag", "EndReason",
     "EngineUnavailable", "ExecResult", "Fail", "GuestRequestError", "Judge", "Key", "Locator", "Move",
-    "Observation", "OracleStep", "Policy", "Provenance", "RecordError", "RunDirError", "Sandbox",
+    "Observation", "OracleStep", "Policy", "PromptInputs", "Provenance", "RecordError", "RunDirError", "Sandbox",
     "SandboxDied", "SandboxError", "SandboxStartError", "SandboxTimeout", "Scroll",
     "SetupStep", "Split", "StateCondition", "Step", "StepLabel", "Task", "TaskSource", "Trajectory", "Type",
     "Verdict", "Wait", "Window", "WorldProbe", "action_from_dict", "action_to_dict", "describe",

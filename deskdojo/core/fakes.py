@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from deskdojo.core.actions import Action, Wait, action_to_dict
-from deskdojo.core.protocols import Decision, Sandbox
+from deskdojo.core.protocols import Decision, DeterministicPolicy, Sandbox
 from deskdojo.core.oracle import resolve
 from deskdojo.core.types import Observation, OracleStep, Task, Trajectory, Verdict
 
@@ -16,7 +16,7 @@ from deskdojo.core.types import Observation, OracleStep, Task, Trajectory, Verdi
 WAITING = "oracle: waiting:"  # marks decisions that wait for app state (not script steps)
 
 
-class ScriptedPolicy:
+class ScriptedPolicy(DeterministicPolicy):
     """Plays a fixed list of actions, or the task's oracle when none is given (oracle steps
     with locators resolve against the Observation's ``app_state`` when it carries one)."""
 
@@ -24,10 +24,12 @@ class ScriptedPolicy:
         self.actions = tuple(actions) if actions is not None else None
         self.policy_id = policy_id
 
-    def act(self, observations: Sequence[Observation], tasks: Sequence[Task],
+    def act(self, observations: Sequence[Observation | Sequence[Observation]], tasks: Sequence[Task],
             histories: Sequence[Sequence[Decision]]) -> list[Decision]:
         decisions = []
         for observation, task, history in zip(observations, tasks, histories):
+            if not isinstance(observation, Observation):  # a window, oldest first: act on the newest
+                observation = observation[-1]
             script = self.actions if self.actions is not None else task.oracle
             done = sum(1 for d in history if not d.text.startswith(WAITING))
             if done >= len(script):
@@ -77,3 +79,9 @@ class ListTaskSource:
 
     def update(self, verdicts: Sequence[Verdict]) -> None:
         self.verdicts.extend(verdicts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cursor": self.cursor}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.cursor = int(state["cursor"]) % len(self.tasks)

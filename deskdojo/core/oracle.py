@@ -18,6 +18,8 @@ from deskdojo.core.errors import DeskdojoError
 from deskdojo.core.types import Locator, OracleStep, StateCondition, Task
 
 POLL_S = 0.03
+RUNTIME_KEYS = frozenset({"seq", "time", "focus"})
+"""Keys of a published app state that change on every write, without the world changing."""
 
 
 class OracleError(DeskdojoError):

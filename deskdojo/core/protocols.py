@@ -1,6 +1,6 @@
 """The interfaces between the parts. Each has a fake in the package and a contract test.
 
-Lifecycle of a Sandbox (the contract ``tests/contract_sandbox.py`` checks):
+Lifecycle of a Sandbox (the contract ``tests/test_sandbox_contract.py`` checks):
 
 * a provider returns a sandbox that is already started and answers ``observe()``;
 * ``reset(task)`` restores the pristine desktop, runs the task's setup steps and
@@ -52,6 +52,7 @@ class Sandbox(Protocol):
 
     name: str
     screen_size: tuple[int, int]
+    control_socket: str | None  # where a viewer (the panel) can watch it; None: nowhere
 
     def reset(self, task: Task | None = None) -> Observation: ...
     def observe(self) -> Observation: ...
@@ -69,28 +70,68 @@ class Sandbox(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One policy output: the raw text, its tokens and sampling log-probs, the parsed action."""
+    """One policy output: the raw text, its tokens and sampling log-probs, the parsed action.
+    ``temperature`` is the T the log-probs are ``log_softmax(logits / T)`` of (1 when
+    decoding greedily); the rollout stores it so training scores the tokens the same way."""
 
     text: str
     action: Action | None
     token_ids: tuple[int, ...] = ()
     logprobs: tuple[float, ...] = ()
     parse_error: str | None = None
+    temperature: float | None = None
 
 
 @runtime_checkable
 class Policy(Protocol):
-    """Maps observations to decisions, for a batch of sandboxes at once."""
+    """Maps observations to decisions, for a batch of sandboxes at once.
+
+    * ``act`` returns one Decision per observation, in order; an answer that does not
+      parse is a Decision with ``action=None`` and ``parse_error``, never an exception.
+    * ``history_k``: how many screens a prompt shows. With ``history_k`` > 1 the rollout
+      hands, per sandbox, a window of the last ``history_k`` Observations (oldest first,
+      fewer at the start of an episode) instead of the current Observation.
+    * ``set_greedy(True)`` switches to greedy decoding (held-out evaluation),
+      ``set_greedy(False)`` back to the policy's own sampling.
+    * ``rng_state()`` is where the sampling stream stands (picklable);
+      ``set_rng_state(state)`` continues it, so a resumed run samples what it would have.
+
+    ``tests/test_policy_contract.py`` checks this for every implementation.
+    """
 
     policy_id: str
+    history_k: int
 
-    def act(self, observations: Sequence[Observation], tasks: Sequence[Task],
+    def act(self, observations: Sequence[Observation | Sequence[Observation]], tasks: Sequence[Task],
             histories: Sequence[Sequence[Decision]]) -> list[Decision]: ...
+    def set_greedy(self, greedy: bool) -> None: ...
+    def rng_state(self) -> Any: ...
+    def set_rng_state(self, state: Any) -> None: ...
+
+
+class DeterministicPolicy:
+    """The Policy members a policy that never samples has: one screen per prompt, greedy
+    by nature, no random stream to save (scripted and replay policies, test doubles)."""
+
+    history_k = 1
+
+    def set_greedy(self, greedy: bool) -> None:
+        pass
+
+    def rng_state(self) -> Any:
+        return None
+
+    def set_rng_state(self, state: Any) -> None:
+        pass
 
 
 @runtime_checkable
 class Judge(Protocol):
-    """Decides what a trajectory achieved. ``sandbox`` is there to probe final state."""
+    """Decides what a trajectory achieved. ``sandbox`` is there to probe final state.
+
+    What the agent left behind is a Verdict (failed checks carry evidence). A sandbox that
+    cannot be probed raises ``SandboxError`` (the episode is an error, never scored); the
+    judge's own bugs raise ``JudgeError`` naming the task."""
 
     judge_id: str
 
@@ -99,10 +140,24 @@ class Judge(Protocol):
 
 @runtime_checkable
 class TaskSource(Protocol):
-    """Proposes tasks and learns from verdicts (the curriculum)."""
+    """Proposes tasks and learns from verdicts (the curriculum). ``state_dict`` is what a
+    checkpoint keeps (JSON-able); ``load_state_dict`` continues from it."""
 
     def propose(self, n: int) -> list[Task]: ...
     def update(self, verdicts: Sequence[Verdict]) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Pool(Protocol):
+    """N sandboxes by slot. ``check_health`` replaces the dead ones (their episodes were
+    errors already) and returns the slots it replaced; ``close`` ends them all."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> Sandbox: ...
+    def check_health(self) -> list[int]: ...
+    def close(self) -> None: ...
 
 
 @runtime_checkable

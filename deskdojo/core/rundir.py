@@ -97,6 +97,11 @@ class JsonlFile:
 
     def read(self) -> Iterator[dict[str, Any]]:
         """Every complete record. A malformed complete line is an error naming file:line."""
+        for _number, value in self.read_numbered():
+            yield value
+
+    def read_numbered(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(line number, record)`` for every complete record, as ``read`` checks them."""
         if not self.path.exists():
             return
         with open(self.path, "rb") as f:
@@ -114,11 +119,17 @@ class JsonlFile:
                                   f"the file is corrupt beyond a torn last line") from None
             if not isinstance(value, dict):
                 raise RecordError(f"{self.path}:{number}: expected a JSON object")
-            yield value
+            yield number, value
 
     def read_as(self, cls: type[T]) -> list[T]:
-        return [from_json(cls, value, where=f"{self.path.name}[{i}]")
-                for i, value in enumerate(self.read())]
+        """Every complete record as ``cls``; errors name ``file:line: Class.field``."""
+        records = []
+        for number, value in self.read_numbered():
+            try:
+                records.append(from_json(cls, value))
+            except RecordError as exc:
+                raise RecordError(f"{self.path}:{number}: {exc}") from None
+        return records
 
 
 class TrajectoryWriter:
@@ -168,8 +179,13 @@ def read_trajectory(folder: str | os.PathLike[str]) -> Trajectory:
             header = json.loads(header_path.read_text())
         except json.JSONDecodeError as exc:
             raise RecordError(f"{header_path}: not valid JSON ({exc.msg})") from None
+        if not isinstance(header, dict):
+            raise RecordError(f"{header_path}: expected a JSON object, got {type(header).__name__}")
         header["steps"] = []
-        base = from_json(Trajectory, header, where=str(header_path))
+        try:
+            base = from_json(Trajectory, header)
+        except RecordError as exc:  # the file, then the field
+            raise RecordError(f"{header_path}: {exc}") from None
         return Trajectory(id=base.id, task_id=base.task_id, steps=steps, end=base.end,
                           policy_id=base.policy_id, error=base.error)
     return Trajectory(id=folder.name, task_id="", steps=steps, end=None)
@@ -203,7 +219,15 @@ class RunDir:
         return run
 
     def config(self) -> dict[str, Any]:
-        data = json.loads((self.path / "config.json").read_text())
+        path = self.path / "config.json"
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{path}: not valid JSON ({exc}); the run's config is damaged "
+                              f"(an evolve run keeps a copy in config.yaml)") from None
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise RunDirError(f"{path}: expected an object with a 'config' mapping; the run's config "
+                              f"is damaged (an evolve run keeps a copy in config.yaml)")
         if data.get("format_version") != RUN_FORMAT_VERSION:
             raise RunDirError(f"{self.path}: run format {data.get('format_version')} is not "
                               f"supported (this deskdojo reads {RUN_FORMAT_VERSION})")

@@ -14,7 +14,7 @@ from deskdojo.core.actions import Action
 from deskdojo.core.errors import RecordError
 
 TASK_FORMAT_VERSION = 1
-TRAJECTORY_FORMAT_VERSION = 1
+TRAJECTORY_FORMAT_VERSION = 2  # 2: steps record what the policy's prompt was built from (Step.prompt)
 VERDICT_FORMAT_VERSION = 1
 
 
@@ -88,12 +88,35 @@ class SetupStep:
     args: Mapping[str, Any] = field(default_factory=dict)
 
     KINDS = ("launch", "write_file", "run", "wait")
+    # kind -> (required args, optional args); checked here so a bad task file fails when
+    # it is loaded, not in a sandbox (an argv string would run letter by letter)
+    ARGS = {"launch": (("argv",), ("wait_window", "timeout")), "run": (("argv",), ("timeout",)),
+            "write_file": (("path",), ("content", "content_b64")), "wait": ((), ("seconds",))}
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise RecordError(f"SetupStep.kind {self.kind!r} is not one of: {', '.join(self.KINDS)}")
         if not isinstance(self.args, Mapping):
             raise RecordError("SetupStep.args must be an object")
+        required, optional = self.ARGS[self.kind]
+        for key in self.args:
+            if key not in required + optional:
+                raise RecordError(f"args: a {self.kind} step has no argument {key!r} "
+                                  f"(known: {', '.join(required + optional)})")
+        for key in required:
+            if key not in self.args:
+                raise RecordError(f"args.{key} is required for a {self.kind} step")
+        argv = self.args.get("argv", ["-"])
+        if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
+            raise RecordError(f"args.argv must be a non-empty list of strings, one per argument "
+                              f"(e.g. [\"mkdir\", \"-p\", \"notes\"]), got {argv!r}")
+        for key in ("path", "content", "content_b64", "wait_window"):
+            if key in self.args and not isinstance(self.args[key], str):
+                raise RecordError(f"args.{key} must be a string, got {self.args[key]!r}")
+        for key in ("timeout", "seconds"):
+            value = self.args.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise RecordError(f"args.{key} must be a number of seconds >= 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +235,30 @@ class EndReason(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class PromptInputs:
+    """What a step's prompt was built from, besides the task and the earlier decisions, so
+    training rebuilds the prompt that acted bit for bit: the frames of the observation
+    window (oldest first, the step's own frame last; paths relative to the trajectory
+    folder), the error line exactly as the policy's Observation carried it, and the
+    temperature T the stored log-probs are ``log_softmax(logits / T)`` of (1 for greedy)."""
+
+    window: tuple[str, ...] = ()
+    error: str | None = None
+    temperature: float | None = None  # None: the policy did not say (its own T applies)
+
+    def __post_init__(self) -> None:
+        if self.temperature is not None and not self.temperature > 0:
+            raise RecordError(f"PromptInputs.temperature must be > 0 or null, got {self.temperature}")
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
-    """One decision and its effect. ``action`` is None when the model output did not parse."""
+    """One decision and its effect. ``action`` is None when the model output did not parse.
+
+    ``action_error`` is why THIS step's action was refused; ``prompt`` says what the policy
+    saw before deciding (None in records older than trajectory format 2: the prompt is
+    then rebuilt from the previous step's ``action_error`` and the policy's window size).
+    """
 
     index: int
     action: Action | None
@@ -225,6 +270,7 @@ class Step:
     started_at: float = 0.0
     duration_s: float = 0.0
     delta: Mapping[str, Any] | None = None  # what the action changed (a WorldProbe's delta)
+    prompt: PromptInputs | None = None
 
     def __post_init__(self) -> None:
         if self.index < 0:

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deskdojo.core.checks import validate_checks
 from deskdojo.core.errors import SandboxDied, SandboxError
 from deskdojo.core.oracle import OracleError, run_oracle
+from deskdojo.core.protocols import Judge
 from deskdojo.core.records import to_json
 from deskdojo.core.rundir import JsonlFile
 from deskdojo.core.types import EndReason, Step, Task, Trajectory, Verdict
@@ -46,13 +48,6 @@ class AdmissionResult:
     detail: str = ""
 
 
-def default_judge() -> Any:
-    """The world-state judge (imported here, at call time: the wiring default)."""
-    from deskdojo.world_model.judge import StateJudge
-
-    return StateJudge()
-
-
 def _explain(verdict: Verdict) -> str:
     return "; ".join(f"{e.check}: {e.message or 'passed'} (observed {e.observed!r})"[:300]
                      for e in verdict.evidence)
@@ -67,16 +62,13 @@ def _wait_for_apps(sandbox: Any, task: Task, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def admit(task: Task, sandbox: Any, judge: Any | None = None) -> AdmissionResult:
+def admit(task: Task, sandbox: Any, judge: Judge) -> AdmissionResult:
     """Run ``task``'s oracle and a do-nothing episode in ``sandbox`` and judge both.
 
     Never raises for a broken task or a dead sandbox: the reason says what happened.
     (Checks with unknown getters or metrics raise RecordError: validate tasks when
     they are made or loaded.)
     """
-    from deskdojo.world_model.checks import validate_checks  # see default_judge
-
-    judge = judge or default_judge()
     started = time.monotonic()
     oracle_score: float | None = None
     noop_score: float | None = None
@@ -128,6 +120,13 @@ def admit(task: Task, sandbox: Any, judge: Any | None = None) -> AdmissionResult
     return result(None)
 
 
+def admission_record(task: Task, result: AdmissionResult) -> dict[str, Any]:
+    """One ``tasks.jsonl`` line: the task and how its admission went."""
+    return {"task": to_json(task), "admitted": result.admitted, "reason": result.reason,
+            "time": time.time(), "oracle_score": result.oracle_score,
+            "noop_score": result.noop_score, "seconds": result.seconds, "detail": result.detail}
+
+
 class AdmissionLog:
     """Appends admission results to ``tasks.jsonl`` (in a run folder, or a given .jsonl path)."""
 
@@ -137,10 +136,7 @@ class AdmissionLog:
         self.file = JsonlFile(self.path)
 
     def record(self, task: Task, result: AdmissionResult) -> None:
-        self.file.append({"task": to_json(task), "admitted": result.admitted, "reason": result.reason,
-                          "time": time.time(), "oracle_score": result.oracle_score,
-                          "noop_score": result.noop_score, "seconds": result.seconds,
-                          "detail": result.detail})
+        self.file.append(admission_record(task, result))
 
     def read(self) -> list[dict[str, Any]]:
         return list(self.file.read())

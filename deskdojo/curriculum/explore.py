@@ -36,17 +36,16 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from deskdojo.core.actions import Click, Wait
 from deskdojo.core.errors import DeskdojoError
-from deskdojo.core.oracle import OracleError, locate, resolve_when_ready
+from deskdojo.core.oracle import RUNTIME_KEYS, OracleError, locate, resolve_when_ready
 from deskdojo.core.records import to_json
 from deskdojo.core.types import Check, Locator, OracleStep, Provenance, Split, StateCondition, Task
 from deskdojo.curriculum.families.base import launch
 
 GUIDEBOOK_FORMAT_VERSION = 1
-RUNTIME_KEYS = frozenset({"seq", "time", "focus"})
 NOT_APP_FIELDS = frozenset({"app", "version", "seed", "params", "style", "widgets", "windows", "menubar",
                             "open_menus", "open_popdown", "closed"}) | RUNTIME_KEYS
 GEOMETRY_KEYS = frozenset({"x", "y", "w", "h", "visible", "rows", "kind"})
@@ -582,55 +581,3 @@ def propose_from_guidebook(guidebook: Guidebook, n: int, seed: int = 0) -> list[
             if by_depth[level] and len(chosen) < n:
                 chosen.append(by_depth[level].pop())
     return chosen
-
-
-# --- the command -----------------------------------------------------------------------
-
-
-def explore_command(args: Any) -> int:
-    """``deskdojo tasks explore APP``: explore, propose, admit; print a summary; write the
-    guidebook and the admitted tasks to ``--out``. (Wiring: imports the sandbox provider
-    and the judge when it runs.)"""
-    from deskdojo.curriculum.admission import admit
-    from deskdojo.vm.config import SandboxConfig
-    from deskdojo.vm.pool import make_provider
-
-    provider = make_provider(SandboxConfig(provider=getattr(args, "provider", None) or "xvfb"))
-    sandbox = provider.start()
-    try:
-        guidebook = explore_app(args.app, sandbox, max_depth=args.max_depth, max_actions=args.max_actions)
-        proposed = propose_from_guidebook(guidebook, n=len(guidebook.state_changing), seed=0)
-        results = [(task, admit(task, sandbox)) for task in proposed]
-    finally:
-        sandbox.close()
-    admitted = [task for task, result in results if result.admitted]
-    summary = {**guidebook.summary(), "tasks_proposed": len(proposed), "tasks_admitted": len(admitted),
-               "rejected": {task.id: result.reason for task, result in results if not result.admitted}}
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        guidebook.save(out / f"guidebook-{args.app}.json")
-        with open(out / f"tasks-{args.app}.jsonl", "w") as handle:
-            for task in admitted:
-                handle.write(json.dumps(to_json(task), sort_keys=True) + "\n")
-        summary["out"] = str(out)
-    if args.json:
-        print(json.dumps(summary, indent=1, sort_keys=True))
-    else:
-        _print_summary(summary, guidebook.state_changing)
-    return 0
-
-
-def _print_summary(summary: Mapping[str, Any], changing: Iterable[Entry]) -> None:
-    print(f"explored {summary['app']}: {summary['widgets_seen']} widgets seen, {summary['screens']} screens, "
-          f"{summary['actions_tried']} actions tried (+{summary['navigation_clicks']} navigation clicks, "
-          f"{summary['resets']} resets, {summary['seconds']} s, stopped: {summary['stopped_by']})")
-    print(f"state-changing actions: {summary['state_changing']}")
-    for entry in changing:
-        changed = ", ".join(".".join(c.path) for c in entry.changes[:3])
-        print(f"  {' > '.join(p.label for p in entry.path):50} -> {changed}")
-    print(f"tasks proposed: {summary['tasks_proposed']}, admitted: {summary['tasks_admitted']}")
-    for task_id, reason in summary["rejected"].items():
-        print(f"  rejected {task_id}: {reason}")
-    if "out" in summary:
-        print(f"wrote the guidebook and admitted tasks to {summary['out']}")

@@ -10,7 +10,7 @@ checks are judge-only (a VLM judge must decide them). Provenance is always
 ``model-proposed``: a model cannot claim to be a template.
 
 Curriculum does not import the world model: pass the check validator as ``validate``
-(e.g. ``deskdojo.world_model.checks.validate_checks``).
+(e.g. ``deskdojo.core.checks.validate_checks``).
 """
 
 from __future__ import annotations

@@ -30,13 +30,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from deskdojo.core.configs import closed_from_dict
-from deskdojo.core.errors import ConfigError, DeskdojoError, RecordError
+from deskdojo.core.errors import ConfigError, CurriculumError, RecordError
 
 STATE_FORMAT_VERSION = 1
-
-
-class CurriculumError(DeskdojoError, ValueError):
-    """A result the scheduler must not take: a held-out task, an unknown family or level."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,24 +14,22 @@ import json
 import os
 from pathlib import Path
 
+from deskdojo.core.checks import validate_checks
 from deskdojo.core.errors import RecordError
 from deskdojo.core.records import from_json, to_json
 from deskdojo.core.types import Task
 
 
 def _validate(task: Task, where: str) -> Task:
-    # Check names live with the judge that runs them (world_model); see the report on
-    # moving the registry of names into core.
-    from deskdojo.world_model.checks import validate_checks
-
     validate_checks(task, where)
     return task
 
 
-def task_from_json(data: object, *, source: str) -> Task:
-    """A Task from parsed JSON; errors start with ``source``."""
+def task_from_json(data: object, *, source: str, where: str = "Task") -> Task:
+    """A Task from parsed JSON; errors name the file, then the field:
+    ``{source}: {where}.field: ...``."""
     try:
-        return _validate(from_json(Task, data), "Task")
+        return _validate(from_json(Task, data, where=where), where)
     except RecordError as exc:
         raise RecordError(f"{source}: {exc}") from None
 
@@ -64,7 +62,7 @@ def load_tasks(path: str | os.PathLike[str]) -> list[Task]:
     elif path.suffix == ".json" and path.exists():
         data = _read_json(path)
         if isinstance(data, list):
-            tasks = [task_from_json(item, source=f"{path}[{i}]") for i, item in enumerate(data)]
+            tasks = [task_from_json(item, source=str(path), where=f"tasks[{i}]") for i, item in enumerate(data)]
         else:
             tasks = [task_from_json(data, source=str(path))]
     elif not path.exists():

@@ -32,10 +32,14 @@ def resolve_provider(requested: str, *, log: Callable[[str], None] = print) -> s
 
         if engine_available() and image_present():
             return "docker"
-        log("docker engine or sandbox image not available (build it with `deskdojo image build`): "
-            "using the xvfb provider")
+        reason = "the docker engine or the sandbox image is not available (`make setup` builds both)"
     except SandboxError as exc:
-        log(f"docker not usable ({exc}): using the xvfb provider")
+        reason = f"docker is not usable ({exc})"
+    from deskdojo.vm.xvfb import isolation
+
+    log(f"WARNING: {reason}: falling back to the xvfb provider, which isolates less than docker. "
+        f"Its guests run {isolation(create_account=False).describe()}. "
+        f"Pass --provider xvfb to choose it and silence this warning.")
     return "xvfb"
 
 
@@ -71,9 +75,40 @@ def sandbox_config(config: EvolveConfig, provider: str) -> Any:
     return SandboxConfig.from_dict({**config.sandbox, "provider": provider})
 
 
+def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
+    """Build every part's config from ``config`` the way ``build_parts`` will, so that a bad
+    nested setting (``policy: {tempratur: 0.7}``, ``grpo: {lrr: 1}``) is a ConfigError
+    naming its section before any folder is made or sandbox started. Imports torch (GRPO)."""
+    from deskdojo.agent.rollout import RolloutConfig
+    from deskdojo.agent.train.grpo import GRPOConfig
+    from deskdojo.curriculum.scheduler import SchedulerConfig
+
+    concrete = provider or (config.provider if config.provider != "auto" else "docker")
+    sections: list[tuple[str, Callable[[], Any]]] = [
+        ("curriculum.families", lambda: select_families(config.curriculum.families)),
+        ("curriculum.scheduler", lambda: SchedulerConfig.from_dict({"seed": config.seed,
+                                                                    **config.curriculum.scheduler})),
+        ("rollout", lambda: RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout})),
+        ("sandbox", lambda: sandbox_config(config, concrete)),
+        ("policy", lambda: policy_config(config)),
+        ("grpo", lambda: GRPOConfig.from_dict(config.grpo_settings())),
+    ]
+    if config.sft.enabled:
+        sections.append(("sft.options", lambda: sft_config(config, demos="demos", out="sft", history_k=1)))
+    for section, build in sections:
+        try:
+            build()
+        except ConfigError as exc:
+            message = str(exc)
+            raise ConfigError(message if message.startswith(section) else f"{section}: {message}") from None
+        except (TypeError, ValueError) as exc:  # a value of the wrong type reaching a comparison
+            raise ConfigError(f"{section}: {exc}") from None
+
+
 def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print,
                 provider: str | None = None) -> Parts:
     """Start the sandboxes and build everything else; the pool is closed if building fails."""
+    from deskdojo.agent.model.loading import quiet_libraries
     from deskdojo.agent.rollout import RolloutConfig, rollout
     from deskdojo.vm.pool import SandboxPool
     from deskdojo.world_model.judge import StateJudge
@@ -85,14 +120,17 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
     rollout_config = RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout})
     plan = FamilyPlan(families, sampling=config.sampling, scheduler_settings=config.curriculum.scheduler,
                       seed=config.seed, heldout_levels=config.eval.levels,
-                      heldout_per_level=config.eval.tasks_per_level)
+                      heldout_per_level=config.eval.tasks_per_level,
+                      seeds_per_level=config.curriculum.seeds_per_level)
     log(f"starting {config.sandboxes} {provider} sandboxes; families: {', '.join(families)}")
     pool = SandboxPool(sandbox_config(config, provider), config.sandboxes).start()
+    if config.curriculum.admission and provider != "fake":  # fake sandboxes run no apps to check
+        plan.admit = pool_admission(pool, StateJudge())
     try:
         policy = warm_started_policy(config, run, pool, families, log=log)
         from deskdojo.evolve.learner import vlm_learner
 
-        learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories")
+        learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories", log=log)
         return Parts(learner=learner, plan=plan, judge=StateJudge(), pool=pool, rollout=rollout,
                      rollout_config=rollout_config, probe=StateProbe(files=False))
     except BaseException:
@@ -100,17 +138,20 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
         raise
 
 
-def quiet_libraries() -> None:
-    """No per-shard progress bars or deprecation notes from transformers in the run's
-    terminal: they would break up the progress line."""
-    import os
-    import warnings
+def pool_admission(pool: Any, judge: Any) -> Callable[[Any], Any]:
+    """``admit(task)`` on the pool's first sandbox, run when the plan proposes (between
+    rollouts, so it borrows no sandbox an episode is using). A sandbox that died under
+    it is replaced and the task tried once more; the plan caches results per task."""
+    from deskdojo.curriculum.admission import admit
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
-    from transformers.utils import logging as transformers_logging
+    def admit_task(task: Any) -> Any:
+        result = admit(task, pool[0], judge)
+        if result.reason == "sandbox_died":
+            pool.check_health()
+            result = admit(task, pool[0], judge)
+        return result
 
-    transformers_logging.disable_progress_bar()
+    return admit_task
 
 
 def policy_config(config: EvolveConfig) -> Any:
@@ -147,7 +188,7 @@ def run_sft(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, An
             log: Callable[[str], None] = print) -> Any:
     """Record oracle demos of the easy levels into ``demos/`` and fine-tune on them."""
     from deskdojo.agent.demos import record_oracle_demos
-    from deskdojo.agent.train.sft import SFTConfig, sft
+    from deskdojo.agent.train.sft import sft
     from deskdojo.core.oracle import OracleError
 
     demos = run.path / "demos"
@@ -162,10 +203,16 @@ def run_sft(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, An
         log(f"sft warm start: an oracle failed ({exc}); training on the demos that were recorded")
     if not any(p.is_dir() for p in demos.iterdir()):
         raise ConfigError("no oracle demo could be recorded for the SFT warm start; turn it off with sft.enabled: false")
-    settings = policy_config(config)
     out = run.path / SFT_DIR
-    sft_config = SFTConfig.from_dict({"demos": str(demos), "model": config.model, "out": str(out),
-                                      "steps": config.sft.steps, "seed": config.seed,
-                                      "history_k": settings.history_k, "log_every": 20,
-                                      "checkpoint_every": max(config.sft.steps, 1), **config.sft.options})
-    return sft(sft_config, log=log, resume=(out / "checkpoints").exists())
+    settings = sft_config(config, demos=str(demos), out=str(out), history_k=policy_config(config).history_k)
+    return sft(settings, log=log, resume=(out / "checkpoints").exists())
+
+
+def sft_config(config: EvolveConfig, *, demos: str, out: str, history_k: int) -> Any:
+    """The warm start's SFTConfig: the run's settings, then ``sft.options``."""
+    from deskdojo.agent.train.sft import SFTConfig
+
+    return SFTConfig.from_dict({"demos": demos, "model": config.model, "out": out,
+                                "steps": config.sft.steps, "seed": config.seed,
+                                "history_k": history_k, "log_every": 20,
+                                "checkpoint_every": max(config.sft.steps, 1), **config.sft.options})

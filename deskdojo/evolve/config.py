@@ -91,9 +91,17 @@ class CurriculumSettings:
         "help": "task families to train on (empty: every family whose app is a practice app)"})
     scheduler: Mapping[str, Any] = field(default_factory=dict, metadata={
         "help": "scheduler settings (its own config's keys)"})
+    seeds_per_level: int = field(default=32, metadata={
+        "help": "training tasks per family and level (seeds drawn at random), so tasks recur and a "
+                "mastered one can retire; 0: a fresh seed on every draw"})
+    admission: bool = field(default=True, metadata={
+        "help": "admit each training task before it trains (its oracle passes, doing nothing fails), "
+                "once per task on a pool sandbox; rejections are logged in tasks.jsonl"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", tuple(self.families))
+        if self.seeds_per_level < 0:
+            raise ConfigError(f"curriculum.seeds_per_level must be >= 0, got {self.seeds_per_level}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

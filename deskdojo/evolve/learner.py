@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation
@@ -43,45 +43,81 @@ class StepPrompts:
         return frame
 
     def policy_sample(self, sample: Any) -> Any:
+        """The prompt the step acted on: from its ``Step.prompt`` record (window frames and
+        error line as shown), or, for records older than trajectory format 2, rebuilt
+        from the previous step's refusal and ``history_k`` frames (not always what acted)."""
         from deskdojo.agent.policy import PolicySample
 
         steps = sample.trajectory.steps
+        step = steps[sample.step_index]
         folder = self.root / sample.trajectory.id
+        if step.prompt is not None and step.prompt.window:
+            paths = [folder / name for name in step.prompt.window]
+            errors = [None] * (len(paths) - 1) + [step.prompt.error]  # only the newest screen's is shown
+        else:
+            indexes = range(max(0, sample.step_index - self.history_k + 1), sample.step_index + 1)
+            paths = [folder / (steps[i].frame or f"frames/{i:04d}.png") for i in indexes]
+            errors = [steps[i - 1].action_error if i > 0 else None for i in indexes]
         window = []
-        for index in range(max(0, sample.step_index - self.history_k + 1), sample.step_index + 1):
-            step = steps[index]
-            frame = self._frame(folder / (step.frame or f"frames/{index:04d}.png"))
-            previous_error = steps[index - 1].action_error if index > 0 else None
+        for path, error in zip(paths, errors):
+            frame = self._frame(path)
             window.append(Observation(screenshot=frame, screen_size=(frame.shape[1], frame.shape[0]),
-                                      step=index, action_error=previous_error))
+                                      action_error=error))
         history = tuple(Decision(text=s.model_text, action=s.action, token_ids=tuple(s.token_ids),
                                  logprobs=tuple(s.logprobs)) for s in steps[:sample.step_index])
         return PolicySample(observations=tuple(window), task=sample.task, history=history,
                             target_ids=tuple(sample.token_ids))
 
+    @staticmethod
+    def temperature(sample: Any) -> float | None:
+        """The T the step's stored log-probs were tempered by; None: not recorded."""
+        prompt = sample.trajectory.steps[sample.step_index].prompt
+        return prompt.temperature if prompt is not None else None
 
-def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: Path) -> GRPOLearner:
-    """A GRPOLearner over a VLMPolicy (LoRA on when the policy has adapters)."""
+    def logprobs(self, policy: Any, samples: Sequence[Any]) -> tuple[Any, Any]:
+        """``policy.token_logprobs`` over the samples' rebuilt prompts, each row scored at
+        the temperature it was sampled at (a batch that mixes temperatures, e.g. a replayed
+        success from before a resume that changed it, takes one more forward per extra one)."""
+        temperatures = [self.temperature(s) for s in samples]
+        distinct = list(dict.fromkeys(temperatures))
+        batch = policy.encode_samples([self.policy_sample(s) for s in samples])
+        logp, mask = policy.token_logprobs(batch, temperature=distinct[0])
+        for temperature in distinct[1:]:
+            other, _ = policy.token_logprobs(batch, temperature=temperature)
+            rows = mask.new_tensor([t == temperature for t in temperatures])[:, None]
+            logp = other.where(rows, logp)
+        return logp, mask
+
+
+def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: Path, *,
+                log: Callable[[str], None] | None = None) -> GRPOLearner:
+    """A GRPOLearner over a VLMPolicy (LoRA on when the policy has adapters).
+
+    The reference policy (for ``kl_beta`` and ``neg_imitation_weight``) is the base with
+    the adapters off; without LoRA it is a frozen copy of the weights as they are now
+    (the start of GRPO), which doubles the weights' memory: set both to 0 to avoid it.
+    """
     from deskdojo.agent.train.grpo import GRPOConfig, GRPOTrainer
 
     config = GRPOConfig.from_dict({"max_new_tokens": policy.max_new_tokens, **grpo_settings})
     prompts = StepPrompts(trajectories_root, policy.config.history_k)
 
     def policy_logprobs(samples: Sequence[Any]) -> tuple[Any, Any]:
-        batch = policy.encode_samples([prompts.policy_sample(s) for s in samples])
-        return policy.token_logprobs(batch)
+        return prompts.logprobs(policy, samples)
 
     def reference_logprobs(samples: Sequence[Any]) -> tuple[Any, Any]:
-        batch = policy.encode_samples([prompts.policy_sample(s) for s in samples])
-        with policy.adapters_disabled():
-            return policy.token_logprobs(batch)
+        with policy.reference():
+            return prompts.logprobs(policy, samples)
 
     needs_reference = config.kl_beta > 0 or config.neg_imitation_weight > 0
     if needs_reference and policy.lora is None:
-        # without adapters the "reference" would be the trained policy itself
-        config = config.replace(kl_beta=0.0, neg_imitation_weight=0.0)
-        needs_reference = False
+        # no adapters to switch off: the reference is a frozen copy of the starting weights
+        size = policy.keep_frozen_reference()
+        if log is not None:
+            log(f"grpo: no LoRA, so kl_beta={config.kl_beta} / neg_imitation_weight={config.neg_imitation_weight} "
+                f"score against a frozen copy of the starting weights (+{size / 2**30:.2f} GiB); "
+                f"set both to 0 to skip it")
     trainer = GRPOTrainer(config, policy_logprobs, policy.trainable_parameters(),
                           reference_logprobs=reference_logprobs if needs_reference else None)
-    return GRPOLearner(policy, trainer, set_greedy=policy.set_greedy, module=policy.model,
+    return GRPOLearner(policy, trainer, module=policy.model,
                        save_policy=lambda folder: policy.save(folder))

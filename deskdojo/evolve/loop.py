@@ -204,10 +204,13 @@ class Evolver:
         start_plan = self.parts.plan.state_dict()
         start_rng = rng_states()
         policy = self.parts.learner.policy
-        start_calls = policy.rng_state() if hasattr(policy, "rng_state") else None
+        start_calls = policy.rng_state()
         start_logged = len(self.cursor.logged_task_ids)
         try:
+            t0 = time.monotonic()
             tasks = self.parts.plan.propose(cfg.tasks_per_iteration)
+            admission_s = time.monotonic() - t0  # drawing tasks: admission checks of new ones, mostly
+            admissions = self._log_admissions()
             self._log_tasks(tasks)
             episodes = [(task, f"it{iteration:05d}-t{k:02d}-g{g:02d}")
                         for k, task in enumerate(tasks) for g in range(cfg.group_size)]
@@ -236,7 +239,9 @@ class Evolver:
         timing.train = time.monotonic() - t0
         outcomes = list(update.groups) or [
             GroupOutcome(g[0][0], tuple(v.success for _, _, v in g), 0.0, False) for g in groups]
+        retired_before = len(self.parts.plan.snapshot().get("retired", ()))
         self.parts.plan.record(outcomes, iteration=iteration)
+        retired = len(self.parts.plan.snapshot().get("retired", ())) - retired_before
 
         steps = sum(len(p.trajectory.steps) for p in played)
         self.cursor.iteration = iteration
@@ -259,19 +264,22 @@ class Evolver:
             heldout_success=heldout["success"] if heldout else None,
             success_by_family=success_table((p.task.family, p.task.level, p.verdict.success) for p in valid_played),
             heldout_by_family=heldout["by_family"] if heldout else None,
-            reward_mean=stats.get("reward_mean", mean([p.verdict.score for p in valid_played])),
+            reward_mean=stats.reward_mean if stats.reward_mean is not None else
+            mean([p.verdict.score for p in valid_played]),
             grounding=mean([p.verdict.grounding for p in valid_played if p.verdict.grounding is not None]),
             adv_mean_abs=mean([abs(a) for a in update.advantages]) if update.advantages else
             mean([o.mean_abs_advantage for o in outcomes]),
             adv_std=std(list(update.advantages)),
-            loss=stats.get("loss"), kl=stats.get("kl"), entropy=stats.get("entropy_estimate", stats.get("entropy")),
-            clip_frac=stats.get("clip_fraction", stats.get("clip_frac")),
+            loss=stats.loss, kl=stats.kl, entropy=stats.entropy, clip_frac=stats.clip_fraction,
             tokens_per_s=tokens / timing.rollout if timing.rollout > 0 else None,
             env_steps_per_s=steps / timing.rollout if timing.rollout > 0 else None,
             time_split={"rollout": round(timing.rollout, 3), "judge": round(timing.judge, 3),
-                        "train": round(timing.train, 3)},
-            groups_used=int(stats.get("groups_used", sum(o.used for o in outcomes))),
-            groups_dropped=len(tasks) - int(stats.get("groups_used", sum(o.used for o in outcomes))))
+                        "train": round(timing.train, 3), "admission": round(admission_s, 3)},
+            replayed=stats.replayed, retired=retired,
+            admitted=sum(bool(a["admitted"]) for a in admissions),
+            rejected=sum(not a["admitted"] for a in admissions),
+            groups_used=stats.groups_used, groups_dropped=len(tasks) - stats.groups_used,
+            errors=errors)
         self.run.jsonl("metrics.jsonl").append(line)
         write_atomic(self.run.path / "curriculum.json",
                      json.dumps(self.parts.plan.snapshot(), indent=1).encode(), fsync=False)
@@ -294,6 +302,15 @@ class Evolver:
             return True
         return budget.env_steps is not None and self.cursor.env_steps >= budget.env_steps
 
+    def _log_admissions(self) -> list[dict[str, Any]]:
+        """Write the admission checks the plan ran while proposing to tasks.jsonl (each with
+        its task, so an admitted task is not logged again by ``_log_tasks``)."""
+        records = self.parts.plan.drain_admissions()
+        for record in records:
+            self.run.jsonl("tasks.jsonl").append(record)
+            self.cursor.logged_task_ids.append(record["task"]["id"])
+        return records
+
     def _log_tasks(self, tasks: Sequence[Task]) -> None:
         logged = set(self.cursor.logged_task_ids)
         for task in tasks:
@@ -313,7 +330,7 @@ class Evolver:
         for start in range(0, len(episodes), size):
             batch = episodes[start:start + size]
             sandboxes = [parts.pool[i] for i in range(len(batch))]
-            self._slots = [{"name": getattr(s, "name", f"slot{i}"), "socket": _socket_of(s),
+            self._slots = [{"name": s.name, "socket": s.control_socket,
                             "task_id": t.id, "instruction": t.instruction, "step": 0, "last_action": None,
                             "trajectory": f"trajectories/{tid}"} for i, ((t, tid), s) in enumerate(zip(batch, sandboxes))]
             ids = iter([tid for _, tid in batch])
@@ -326,29 +343,33 @@ class Evolver:
             if self._stop.is_set():
                 return played
             t0 = time.monotonic()
-            verdicts = self._judge_batch([t for t, _ in batch], trajectories, sandboxes)
-            for (task, _), trajectory, verdict in zip(batch, trajectories, verdicts):
+            judged = self._judge_batch([t for t, _ in batch], trajectories, sandboxes)
+            for (task, _), trajectory, (verdict, error) in zip(batch, trajectories, judged):
+                if error is not None:  # the sandbox failed under the judge: the episode is an error
+                    trajectory = self.run.trajectory_writer(trajectory.id, task.id, trajectory.policy_id).finish(
+                        EndReason.ERROR, error=error)
                 if verdict is not None:
                     self.run.jsonl("verdicts.jsonl").append(verdict)
                 played.append(Played(task, trajectory, verdict))
             timing.judge += time.monotonic() - t0
-            check = getattr(parts.pool, "check_health", None)
-            if check is not None:
-                check()  # replace sandboxes that died during the batch
+            parts.pool.check_health()  # replace sandboxes that died during the batch
         return played
 
     def _judge_batch(self, tasks: Sequence[Task], trajectories: Sequence[Trajectory],
-                     sandboxes: Sequence[Any]) -> list[Verdict | None]:
+                     sandboxes: Sequence[Any]) -> list[tuple[Verdict | None, str | None]]:
         """Judge a batch, one thread per sandbox: the state judge mostly waits for each
         sandbox's screen and apps to settle, and those waits overlap. Results keep the
-        batch's order, so verdicts.jsonl does not depend on thread timing."""
-        def judge_one(slot: int) -> Verdict | None:
+        batch's order, so verdicts.jsonl does not depend on thread timing. Each result is
+        (verdict, None), or (None, why) when the sandbox failed under the judge (not the
+        agent's failure: the episode becomes an error); an ``error`` episode is (None, None).
+        Any other exception (a bug in a check: ``JudgeError``) stops the run."""
+        def judge_one(slot: int) -> tuple[Verdict | None, str | None]:
             if trajectories[slot].end is EndReason.ERROR:
-                return None
+                return None, None
             try:
-                return self.parts.judge.judge(tasks[slot], trajectories[slot], sandboxes[slot])
-            except SandboxError:
-                return None  # the sandbox died under the judge: not the agent's failure
+                return self.parts.judge.judge(tasks[slot], trajectories[slot], sandboxes[slot]), None
+            except SandboxError as exc:
+                return None, f"the sandbox failed while the episode was judged: {exc}"
 
         if len(tasks) == 1:
             return [judge_one(0)]
@@ -458,15 +479,6 @@ class Evolver:
         write_checkpoint(self.run, self.cursor, learner=self.parts.learner,
                          plan_state=self.parts.plan.state_dict(), rng=rng_states())
         self._checkpointed = self.cursor.iteration
-
-
-def _socket_of(sandbox: Any) -> str | None:
-    client = getattr(sandbox, "client", None)
-    for name in ("socket_path", "socket", "path"):
-        value = getattr(client, name, None)
-        if isinstance(value, (str, os.PathLike)):
-            return str(value)
-    return None
 
 
 def final_table(result: RunResult) -> str:

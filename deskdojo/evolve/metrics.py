@@ -15,11 +15,16 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 METRIC_KEYS = ("iteration", "time", "wall_s", "env_steps", "train_success", "heldout_success",
                "success_by_family", "heldout_by_family", "reward_mean", "grounding", "adv_mean_abs", "adv_std",
                "loss", "kl", "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "time_split",
-               "groups_used", "groups_dropped")
-"""Exactly the keys of a metrics.jsonl line (the panel reads them)."""
+               "groups_used", "groups_dropped", "errors", "replayed", "retired", "admitted", "rejected")
+"""Exactly the keys of a metrics.jsonl line (the panel reads them). ``errors``: the
+iteration's training episodes that ended as ``error`` (a sandbox died or failed, also
+under the judge); they are in no group and never scored. ``replayed``: all-fail groups
+that got a stored success; ``retired``: tasks newly retired (mastered); ``admitted`` and
+``rejected``: admission checks run while proposing (each task is checked once per run)."""
 
 SCALARS = ("train_success", "heldout_success", "reward_mean", "grounding", "adv_mean_abs", "adv_std", "loss", "kl",
-           "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "groups_used", "groups_dropped")
+           "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "groups_used", "groups_dropped", "errors",
+           "replayed", "retired", "admitted", "rejected")
 
 
 def success_table(results: Iterable[tuple[str, int, bool]]) -> dict[str, dict[str, float]]:
@@ -70,9 +75,9 @@ class TensorBoard:
             return
         if self._writer is None:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from deskdojo.agent.train.tensorboard import summary_writer
 
-                self._writer = SummaryWriter(str(self.folder), purge_step=self.purge_step)
+                self._writer = summary_writer(self.folder, purge_step=self.purge_step)
             except Exception as exc:  # tensorboard missing or broken: metrics.jsonl still has it all
                 print(f"deskdojo: TensorBoard disabled ({exc})", file=sys.stderr)
                 self._failed = True
@@ -154,6 +159,8 @@ class Progress:
         text = (f"[{bar}] {fraction:4.0%} it {line['iteration']:>3}  steps {line['env_steps']:>6}  "
                 f"train {_pct(line.get('train_success'))}  held-out {_pct(held)}  "
                 f"loss {_num(line.get('loss'))}  {line['wall_s']:6.0f}s")
+        if line.get("errors"):  # sandbox trouble is news: say it only when there is some
+            text += f"  errors {line['errors']}"
         if self.tty:
             pad = max(0, self._last_width - len(text))
             self.stream.write("\r" + text + " " * pad)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Mapping, Protocol, Sequence
 
-from deskdojo.core.protocols import Judge, Policy, TaskSource, WorldProbe
+from deskdojo.core.protocols import Judge, Policy, Pool, TaskSource, WorldProbe
 from deskdojo.core.types import Split, Task, Trajectory, Verdict
 
 
@@ -27,10 +27,40 @@ class GroupOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateResult:
-    """One learner update: scalar stats (loss, kl, entropy, clip_frac, ...) and per-group outcomes."""
+class UpdateStats:
+    """What one learner update reports (None where the update took no optimizer step).
+    ``details`` keeps every figure the trainer returned, for logs and tests."""
 
-    stats: Mapping[str, float]
+    groups_used: int = 0
+    replayed: int = 0
+    samples: int = 0
+    skipped: bool = False
+    reward_mean: float | None = None
+    loss: float | None = None
+    kl: float | None = None
+    entropy: float | None = None  # the sampled tokens' -log p: an on-policy entropy estimate
+    clip_fraction: float | None = None
+    ratio_mean: float | None = None
+    details: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_trainer(cls, stats: Mapping[str, float]) -> "UpdateStats":
+        """From ``GRPOTrainer.step``'s dict (its keys are that trainer's names)."""
+        def number(key: str) -> float | None:
+            return float(stats[key]) if key in stats else None
+
+        return cls(groups_used=int(stats.get("groups_used", 0)), replayed=int(stats.get("replayed", 0)),
+                   samples=int(stats.get("samples", 0)), skipped=bool(stats.get("skipped", 0)),
+                   reward_mean=number("reward_mean"), loss=number("loss"), kl=number("kl"),
+                   entropy=number("entropy_estimate"), clip_fraction=number("clip_fraction"),
+                   ratio_mean=number("ratio_mean"), details=dict(stats))
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """One learner update: its stats and per-group outcomes."""
+
+    stats: UpdateStats
     groups: tuple[GroupOutcome, ...]
     advantages: tuple[float, ...] = ()  # every own rollout's advantage, for the spread
 
@@ -62,6 +92,7 @@ class TaskPlan(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
+    def drain_admissions(self) -> list[dict[str, Any]]: ...
 
 
 RolloutFn = Callable[..., list[Trajectory]]
@@ -71,13 +102,12 @@ one task per sandbox, returns one Trajectory per task (``end=error`` for a dead 
 
 @dataclass(slots=True)
 class Parts:
-    """Everything one evolve run uses. ``pool`` is a SandboxPool (or anything with
-    ``__len__``, ``__getitem__``, ``check_health()`` and ``close()``)."""
+    """Everything one evolve run uses."""
 
     learner: Learner
     plan: TaskPlan
     judge: Judge
-    pool: Any
+    pool: Pool
     rollout: RolloutFn
     rollout_config: Any = None
     probe: WorldProbe | None = None
@@ -121,22 +151,12 @@ class SourcePlan:
         return list(self._heldout)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"recorded": list(self._recorded)}
-        if hasattr(self.source, "state_dict"):
-            state["source"] = self.source.state_dict()
-        elif hasattr(self.source, "cursor"):
-            state["source"] = {"cursor": self.source.cursor}
-        return state
+        return {"recorded": list(self._recorded), "source": self.source.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._recorded = list(state.get("recorded", []))
-        source = state.get("source")
-        if source is None:
-            return
-        if hasattr(self.source, "load_state_dict"):
-            self.source.load_state_dict(source)
-        elif hasattr(self.source, "cursor"):
-            self.source.cursor = int(source["cursor"])
+        if state.get("source") is not None:
+            self.source.load_state_dict(state["source"])
 
     def snapshot(self) -> dict[str, Any]:
         families: dict[str, dict[str, Any]] = {}
@@ -149,6 +169,16 @@ class SourcePlan:
             fam["level"] = row["level"]
         return {"families": families, "recent_choices": [], "moves": [], "retired": []}
 
+    def drain_admissions(self) -> list[dict[str, Any]]:
+        return []  # a plain source admits nothing itself
+
+
+MAX_DRAWS = 20
+"""Draws per (family, level) before the plan falls back to a lower level: retired and
+rejected tasks are skipped; past half of them, seeds come from beyond the task pool."""
+TRANSIENT_REJECTIONS = ("sandbox_died",)
+"""Admission outcomes that say nothing about the task: not cached, the task may come back."""
+
 
 class FamilyPlan:
     """Tasks drawn from procedural families, by the curriculum scheduler or uniformly.
@@ -157,12 +187,19 @@ class FamilyPlan:
     each group's success and mean |advantage|. ``sampling="uniform"``: families and levels
     at random (the bench's baseline); a scheduler still records results so curriculum.json
     shows the same table. Held-out tasks come from the families' held-out split.
+
+    ``seeds_per_level`` > 0: each (family, level) trains on that many tasks (seeds drawn at
+    random), so tasks recur: a mastered task can retire and an all-fail group can replay
+    its own earlier success. 0: a fresh seed on every draw. ``admit(task)`` (an
+    ``AdmissionResult``) runs once per task; the result is cached in the plan's state,
+    and what ran since the last call is handed out by ``drain_admissions`` for tasks.jsonl.
     """
 
     def __init__(self, families: Mapping[str, Any], *, sampling: str = "curriculum",
                  scheduler_settings: Mapping[str, Any] | None = None, seed: int = 0,
                  heldout_levels: Sequence[int] = (0, 1), heldout_per_level: int = 2,
-                 admit: Callable[[Task], bool] | None = None):
+                 seeds_per_level: int = 0, admit: Callable[[Task], Any] | None = None):
+        from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
         from deskdojo.curriculum.scheduler import Scheduler, SchedulerConfig
 
         if not families:
@@ -175,23 +212,61 @@ class FamilyPlan:
         self.scheduler = Scheduler({name: fam.levels for name, fam in self.families.items()},
                                    SchedulerConfig.from_dict(settings))
         self.rng = random.Random(f"uniform/{seed}")
+        self.seed_rng = random.Random(f"seeds/{seed}")
         self.next_seed = {name: 0 for name in self.families}
+        self.seeds_per_level = seeds_per_level
         self.admit = admit
-        self._heldout = [fam.generate(level, 1_000_000 + i, Split.HELDOUT)
+        self.admissions: dict[str, dict[str, Any]] = {}  # task id -> {"admitted", "reason"}
+        self._admission_records: list[dict[str, Any]] = []  # tasks.jsonl lines not yet handed out
+        self._heldout = [fam.generate(level, HELDOUT_SEED_BASE + i, Split.HELDOUT)
                          for name, fam in self.families.items()
                          for level in heldout_levels if level < fam.levels
                          for i in range(heldout_per_level)]
 
-    def _draw(self, family: str, level: int) -> Task:
-        for _ in range(20):
-            seed = self.next_seed[family]
-            self.next_seed[family] += 1
-            task = self.families[family].generate(level, seed, Split.TRAIN)
-            if self.scheduler.is_retired(task.id):
-                continue
-            if self.admit is None or self.admit(task):
+    def _seed(self, family: str, draw: int) -> int:
+        if self.seeds_per_level and draw < MAX_DRAWS // 2:
+            return self.seed_rng.randrange(self.seeds_per_level)
+        seed = self.seeds_per_level + self.next_seed[family]  # fresh, past the pool
+        self.next_seed[family] += 1
+        return seed
+
+    def _draw(self, family: str, level: int) -> Task | None:
+        for draw in range(MAX_DRAWS):
+            task = self.families[family].generate(level, self._seed(family, draw), Split.TRAIN)
+            if not self.scheduler.is_retired(task.id) and self._admitted(task):
                 return task
-        return task
+        return None
+
+    def _admitted(self, task: Task) -> bool:
+        if self.admit is None:
+            return True
+        known = self.admissions.get(task.id)
+        if known is None:
+            from deskdojo.curriculum.admission import admission_record
+
+            result = self.admit(task)
+            self._admission_records.append(admission_record(task, result))
+            known = {"admitted": bool(result.admitted), "reason": result.reason}
+            if result.reason not in TRANSIENT_REJECTIONS:
+                self.admissions[task.id] = known
+        return bool(known["admitted"])
+
+    def drain_admissions(self) -> list[dict[str, Any]]:
+        """The admission records (tasks.jsonl lines) of the checks run since the last call."""
+        records, self._admission_records = self._admission_records, []
+        return records
+
+    def _pick_task(self, family: str, level: int) -> Task:
+        for lower in range(level, -1, -1):  # nothing admissible here: an easier level of the family
+            task = self._draw(family, lower)
+            if task is not None:
+                return task
+        from deskdojo.core.errors import ConfigError
+
+        reasons = sorted({str(r.get("reason")) for r in self._admission_records if not r.get("admitted")})
+        raise ConfigError(f"family {family!r}: no admissible training task at levels 0..{level} in "
+                          f"{MAX_DRAWS} draws each (rejections: {', '.join(reasons) or 'none; all retired'}); "
+                          "check the family with `deskdojo tasks check --family " + family + "`")
 
     def propose(self, n: int) -> list[Task]:
         if self.sampling == "uniform":
@@ -202,7 +277,7 @@ class FamilyPlan:
                 picks.append((name, self.rng.randrange(self.families[name].levels)))
         else:
             picks = self.scheduler.choose(n)
-        return [self._draw(family, level) for family, level in picks]
+        return [self._pick_task(family, level) for family, level in picks]
 
     def record(self, outcomes: Sequence[GroupOutcome], *, iteration: int) -> None:
         for o in outcomes:
@@ -216,8 +291,11 @@ class FamilyPlan:
 
     def state_dict(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()
+        seed_version, seed_internal, seed_gauss = self.seed_rng.getstate()
         return {"scheduler": self.scheduler.state_dict(), "next_seed": dict(self.next_seed),
-                "rng": [version, list(internal), gauss]}
+                "rng": [version, list(internal), gauss],
+                "seed_rng": [seed_version, list(seed_internal), seed_gauss],
+                "admissions": {task_id: dict(known) for task_id, known in self.admissions.items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         from deskdojo.curriculum.scheduler import Scheduler
@@ -226,6 +304,11 @@ class FamilyPlan:
         self.next_seed = {str(k): int(v) for k, v in state["next_seed"].items()}
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
+        if "seed_rng" in state:  # absent in states written before task pools
+            seed_version, seed_internal, seed_gauss = state["seed_rng"]
+            self.seed_rng.setstate((seed_version, tuple(seed_internal), seed_gauss))
+        self.admissions = {str(k): dict(v) for k, v in state.get("admissions", {}).items()}
+        self._admission_records = []
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.scheduler.snapshot(), "sampling": self.sampling}
@@ -237,71 +320,47 @@ class FamilyPlan:
 class GRPOLearner:
     """A policy and a ``GRPOTrainer`` (deskdojo.agent.train.grpo) as a Learner.
 
-    ``set_greedy(bool)`` is how evaluation switches decoding (a VLMPolicy's temperature);
-    ``save``/``load`` keep the trainable parameters, the optimizer, the success replay
-    and the policy's sampling-stream position.
+    Evaluation switches decoding with the policy's ``set_greedy``; ``save``/``load`` keep
+    ``module``'s trainable parameters, the optimizer, the success replay and the policy's
+    sampling-stream position.
     """
 
-    def __init__(self, policy: Any, trainer: Any, *, set_greedy: Callable[[bool], None] | None = None,
-                 module: Any = None, save_policy: Callable[[Path], Any] | None = None):
+    def __init__(self, policy: Policy, trainer: Any, *, module: Any,
+                 save_policy: Callable[[Path], Any] | None = None):
         self.policy = policy
         self.trainer = trainer
-        self._set_greedy = set_greedy
-        self.module = module if module is not None else getattr(policy, "model", policy)
+        self.module = module
         self._save_policy = save_policy
 
     def update(self, groups: Sequence[Sequence[Rollout]]) -> UpdateResult:
-        from deskdojo.agent.train.grpo import group_advantages, trajectory_reward
-
-        stats = dict(self.trainer.step(groups))
+        stats = UpdateStats.from_trainer(self.trainer.step(groups))
         by_id = {group[0][0].id: group[0][0] for group in groups if group}
         outcomes = tuple(GroupOutcome(task=by_id[g.task_id], successes=tuple(g.successes),
                                       mean_abs_advantage=float(g.mean_abs_advantage), used=bool(g.used))
                          for g in self.trainer.last_groups)
-        advantages: list[float] = []
-        for group in groups:
-            rewards = [trajectory_reward(t, v, self.trainer.config) for _, t, v in group]
-            advantages.extend(group_advantages(rewards, scale_std=self.trainer.config.scale_std)
-                              or [0.0] * len(rewards))
-        return UpdateResult(stats=stats, groups=outcomes, advantages=tuple(advantages))
+        # the trainer rewarded each rollout once; its group summaries carry the advantages
+        advantages = tuple(a for g in self.trainer.last_groups for a in g.advantages)
+        return UpdateResult(stats=stats, groups=outcomes, advantages=advantages)
 
     @contextlib.contextmanager
     def evaluation(self, greedy: bool) -> Iterator[None]:
-        if self._set_greedy is None:
-            yield
-            return
-        self._set_greedy(greedy)
+        self.policy.set_greedy(greedy)
         try:
             yield
         finally:
-            self._set_greedy(False)
+            self.policy.set_greedy(False)
 
     def save(self, folder: Path) -> None:
-        import torch
+        from deskdojo.agent.train.checkpoint import save_learner
 
-        folder.mkdir(parents=True, exist_ok=True)
-        trainable = {name: p.detach().cpu().clone() for name, p in self.module.named_parameters()
-                     if p.requires_grad}
-        policy_rng = self.policy.rng_state() if hasattr(self.policy, "rng_state") else None
-        torch.save({"trainable": trainable, "trainer": self.trainer.state_dict(), "policy_rng": policy_rng},
-                   folder / "learner.pt")
+        save_learner(folder, self.module, self.trainer.state_dict(), self.policy.rng_state())
         if self._save_policy is not None:
             self._save_policy(folder / "policy")
 
     def load(self, folder: Path) -> None:
-        import torch
+        from deskdojo.agent.train.checkpoint import load_learner
 
-        state = torch.load(folder / "learner.pt", weights_only=False)
-        params = dict(self.module.named_parameters())
-        missing = sorted(set(state["trainable"]) - set(params))
-        if missing:
-            from deskdojo.core.errors import RunDirError
-
-            raise RunDirError(f"checkpoint {folder} holds parameters this policy lacks ({missing[:3]}...): "
-                              "was the run's model or LoRA setting changed?")
-        with torch.no_grad():
-            for name, value in state["trainable"].items():
-                params[name].copy_(value)
-        self.trainer.load_state_dict(state["trainer"])
-        if state.get("policy_rng") is not None and hasattr(self.policy, "set_rng_state"):
-            self.policy.set_rng_state(state["policy_rng"])
+        trainer_state, policy_rng = load_learner(folder, self.module)
+        self.trainer.load_state_dict(trainer_state)
+        if policy_rng is not None:
+            self.policy.set_rng_state(policy_rng)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deskdojo.core.errors import RunDirError
+from deskdojo.core.errors import ConfigError, RunDirError
 from deskdojo.core.rundir import RUN_FORMAT_VERSION, RunDir, write_atomic
 from deskdojo.evolve.config import EvolveConfig, diff_configs, to_yaml
 
@@ -35,7 +35,10 @@ def new_run_dir(runs_root: str | Path = "runs", prefix: str = "evolve") -> Path:
 
 
 def stored_config(run: RunDir) -> EvolveConfig:
-    return EvolveConfig.from_dict(run.config()["config"])
+    try:
+        return EvolveConfig.from_dict(run.config()["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{run.path / 'config.json'}: {exc}") from None
 
 
 def open_or_create_run(path: str | Path, config: EvolveConfig | None, *, resume: bool,
@@ -87,9 +90,18 @@ def run_evolve(config: EvolveConfig | None, run_dir: str | Path, *, resume: bool
     means the stored one; a different one is refused unless ``force``. ``deadline`` (a
     ``time.monotonic()`` value) bounds this session beyond the config's budget; ``progress``
     is the stream of the per-iteration progress line (default stdout)."""
-    from deskdojo.evolve.build import build_parts
+    from deskdojo.evolve.build import build_parts, check_settings
     from deskdojo.evolve.loop import Evolver, final_table
+    from deskdojo.evolve.runstate import check_resumable
 
+    # every input is checked before a folder is made or a sandbox started
+    if config is not None:
+        check_settings(config, provider)
+    if resume:
+        existing = RunDir.open(run_dir)
+        if config is None:
+            check_settings(stored_config(existing), provider)
+        check_resumable(existing)
     run = open_or_create_run(run_dir, config, resume=resume, force=force)
     if resume:
         config = stored_config(run)

@@ -16,10 +16,11 @@ import pickle
 import random
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from deskdojo.core.errors import RecordError, RunDirError
 from deskdojo.core.rundir import JsonlFile, RunDir, write_atomic
 
 HELDOUT_FILE = "heldout.jsonl"
@@ -43,7 +44,28 @@ class Cursor:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Cursor":
+    def from_dict(cls, data: Any, where: str = "cursor") -> "Cursor":
+        """A cursor from its JSON; a missing or wrong field is a RecordError naming it."""
+        if not isinstance(data, dict):
+            raise RecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in known:
+                raise RecordError(f"{where}: unknown field {key!r} (known: {', '.join(known)})")
+        for key, value in data.items():
+            if key == "wall_s":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+                wanted = "a number >= 0"
+            elif key in ("trajectory_ids", "logged_task_ids"):
+                ok, wanted = isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings"
+            elif key == "lines":
+                ok = isinstance(value, dict) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                     for n in value.values())
+                wanted = "an object of line counts"
+            else:
+                ok, wanted = isinstance(value, int) and not isinstance(value, bool) and value >= 0, "an integer >= 0"
+            if not ok:
+                raise RecordError(f"{where}: {key}: expected {wanted}, got {value!r}")
         return cls(**data)
 
 
@@ -70,9 +92,8 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    if "torch" in states:
-        import torch
-
+    torch = sys.modules.get("torch")  # loaded by the policy, which is built before this runs
+    if "torch" in states and torch is not None:
         torch.random.set_rng_state(states["torch"])
 
 
@@ -116,10 +137,68 @@ class Restored:
 
 
 def read_checkpoint(folder: Path) -> Restored:
-    cursor = Cursor.from_dict(json.loads((folder / "cursor.json").read_text()))
-    return Restored(cursor=cursor, plan_state=json.loads((folder / "plan.json").read_text()),
-                    rng=pickle.loads((folder / "rng.pkl").read_bytes()),
-                    learner_folder=folder / "learner", checkpoint=folder)
+    """The checkpoint in ``folder``; a damaged or missing file is a RunDirError that names
+    it and says how to resume from the checkpoint before (nothing is deleted)."""
+    cursor_path = folder / "cursor.json"
+    try:
+        cursor = Cursor.from_dict(_read_json(cursor_path), where=str(cursor_path))
+        plan_state = _read_json(folder / "plan.json")
+        if not isinstance(plan_state, dict):
+            raise RecordError(f"{folder / 'plan.json'}: expected a JSON object, got {type(plan_state).__name__}")
+        rng = _read_rng(folder / "rng.pkl")
+        if not (folder / "learner").is_dir():
+            raise RecordError(f"{folder / 'learner'}: missing")
+    except RecordError as exc:
+        earlier = [p for p in folder.parent.iterdir()
+                   if p.name.isdigit() and p.name < folder.name and (p / "COMPLETE").exists()]
+        advice = (f"move it aside (mv {folder} {folder}.damaged) to resume from the checkpoint before it"
+                  if earlier else "it is the run's only checkpoint: start a new run")
+        raise RunDirError(f"{exc}; checkpoint {folder.name} is damaged: {advice} "
+                          f"(nothing in the run folder was changed)") from None
+    return Restored(cursor=cursor, plan_state=plan_state, rng=rng, learner_folder=folder / "learner",
+                    checkpoint=folder)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if not path.read_bytes().strip():
+            raise RecordError(f"{path}: empty") from None
+        raise RecordError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _read_rng(path: Path) -> dict[str, Any]:
+    try:
+        rng = pickle.loads(path.read_bytes())  # written by this host's own run (checkpoints are not shared)
+    except FileNotFoundError:
+        raise RecordError(f"{path}: missing") from None
+    except Exception as exc:  # unpickling a damaged file raises almost anything
+        raise RecordError(f"{path}: not a saved RNG state ({type(exc).__name__}: {exc})") from None
+    if not isinstance(rng, dict) or not {"python", "numpy"} <= set(rng):
+        raise RecordError(f"{path}: not a saved RNG state (expected python and numpy states)")
+    return rng
+
+
+def check_resumable(run: RunDir) -> None:
+    """Everything a resume reads before its first sandbox starts: the latest checkpoint and
+    every log line. A problem is a RunDirError or RecordError naming the file and line."""
+    checkpoint = run.latest_checkpoint()
+    if checkpoint is not None:
+        read_checkpoint(checkpoint)
+    for name in ("tasks.jsonl", "verdicts.jsonl", "metrics.jsonl", HELDOUT_FILE):
+        path = run.path / name
+        try:
+            for number, record in JsonlFile(path).read_numbered():
+                iteration = record.get("iteration", 0)
+                if name in ("metrics.jsonl", HELDOUT_FILE) and (isinstance(iteration, bool)
+                                                               or not isinstance(iteration, int)):
+                    raise RecordError(f"{path}:{number}: iteration: expected an integer, got {iteration!r}")
+        except RecordError as exc:
+            raise RecordError(f"{exc}; repair or delete that line (keep a copy), then resume "
+                              f"(nothing in the run folder was changed)") from None
 
 
 def discard_uncounted(run: RunDir, cursor: Cursor) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """Training curves from metrics.jsonl: held-out and training success, reward, grounding, loss, KL,
-entropy and env steps/s per iteration. Polling reads only the bytes appended since the
+entropy, env steps/s, episodes lost to sandbox errors, and how the curriculum fed GRPO
+(replayed groups, retired tasks, admission checks) per iteration. Polling reads only the bytes appended since the
 last poll, and curves are redrawn only when lines arrived."""
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ PLOTS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
     ("KL to base", (("kl", "kl", "#30b070"),)),
     ("entropy", (("entropy", "entropy", "#d05a30"),)),
     ("env steps / s", (("env_steps_per_s", "env steps/s", "#2aa8b8"), ("tokens_per_s", "tokens/s ÷ 100", "#999999"))),
+    ("episodes in error (sandbox)", (("errors", "errors", "#c03030"),)),
+    ("replay, retirement, admission (per iteration)", (
+        ("replayed", "replayed groups", "#e0407a"), ("retired", "retired tasks", "#30b070"),
+        ("admitted", "admitted", "#3a9ad9"), ("rejected", "rejected", "#d05a30"))),
 )
 SCALED = {"tokens_per_s": 0.01}
 
@@ -99,6 +104,9 @@ class CurvesView(QWidget):
             value = last.get(key)
             if isinstance(value, (int, float)):
                 parts.append(f"{name} {value:.2f}" if isinstance(value, float) else f"{name} {value}")
+        errors = sum(metric_series(lines, "errors")[1])
+        if errors:  # never scored, so only this says how many episodes the sandboxes cost
+            parts.append(f"sandbox errors {errors:.0f} (last iteration {last.get('errors') or 0})")
         split = last.get("time_split")
         if isinstance(split, dict) and split:
             parts.append("time: " + ", ".join(f"{k} {float(v):.1f}s" for k, v in split.items()

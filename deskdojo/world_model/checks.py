@@ -17,11 +17,14 @@ Options ``strip`` and ``casefold`` normalise strings (also inside lists) before 
 
 A task's score is the weighted mean of its checks' scores with ``combine="all"``
 (success = every check passed) or the best check's score with ``combine="any"``
-(success = one passed). A getter that fails (sandbox error, app not running, missing
-path or file) gives evidence with ``passed=False``, score 0 and the reason in
-``message``; only ``SandboxDied`` propagates (the episode is an infrastructure error).
-Unknown getter, metric or argument names are rejected by ``validate_checks`` when a task
-is loaded, naming the check's index and the known names.
+(success = one passed). What the agent left behind decides a check: a getter that finds
+nothing or is refused by the guest (app not running, missing path or file, a 4xx) and a
+value a metric cannot compare give evidence with ``passed=False``, score 0 and the reason
+in ``message``. Nothing else is swallowed: a ``SandboxError`` (the sandbox died, timed
+out or its server failed) propagates, so the episode is an infrastructure error and never
+a score, and any other exception is a bug in a check (the judge names the task).
+Unknown getter, metric or argument names are rejected by ``core.checks.validate_checks``
+when a task is loaded, naming the check's index and the known names.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import math
 import re
 from typing import Any, Callable, Mapping, Sequence
 
-from deskdojo.core.errors import GuestRequestError, RecordError, SandboxDied, SandboxError
+from deskdojo.core.checks import GETTER_ARGS, METRIC_NAMES, METRIC_OPTIONS, describe_check, validate_check
+from deskdojo.core.errors import GuestRequestError
 from deskdojo.core.oracle import state_path
 from deskdojo.core.types import Check, CheckEvidence, Task
 
@@ -44,6 +48,11 @@ class GetterFailed(Exception):
 
 class Missing(GetterFailed):
     """The thing read does not exist (an ``exists`` check turns this into None)."""
+
+
+class Incomparable(TypeError):
+    """The observed value is not of a kind the metric compares (e.g. a text where a number
+    belongs): the check fails with this message. Any other error in a metric is a bug."""
 
 
 # --- getters ---------------------------------------------------------------------------
@@ -69,13 +78,12 @@ class Probes:
 
 
 def _guarded(what: str, read: Callable[[], Any]) -> Any:
-    """Call ``read``; any failure but a dead sandbox becomes GetterFailed."""
+    """Call ``read``; a request the guest answered and refused (4xx) becomes GetterFailed.
+    Any other SandboxError is the infrastructure's and propagates."""
     try:
         return read()
-    except SandboxDied:
-        raise
-    except (SandboxError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise GetterFailed(f"{what} failed: {type(exc).__name__}: {exc}") from None
+    except GuestRequestError as exc:
+        raise GetterFailed(f"{what} failed: {exc}") from None
 
 
 def get_app_state(probes: Probes, args: Mapping[str, Any]) -> Any:
@@ -100,15 +108,13 @@ def get_file(probes: Probes, args: Mapping[str, Any]) -> str | None:
     path = str(args["path"])
     try:
         data = probes.sandbox.read_file(path)
-    except SandboxDied:
-        raise
     except FileNotFoundError:
         return None
     except GuestRequestError as exc:
         if exc.status == 404:
             return None
         raise GetterFailed(f"reading {path} failed: {exc}") from None
-    except (SandboxError, OSError) as exc:
+    except OSError as exc:  # a provider that reads host-side: a folder or an unreadable file there
         raise GetterFailed(f"reading {path} failed: {type(exc).__name__}: {exc}") from None
     return data.decode("utf-8", errors="replace")
 
@@ -128,12 +134,6 @@ def get_command(probes: Probes, args: Mapping[str, Any]) -> str:
 
 GETTERS: dict[str, Callable[[Probes, Mapping[str, Any]], Any]] = {
     "app_state": get_app_state, "file": get_file, "windows": get_windows, "command": get_command,
-}
-GETTER_ARGS: dict[str, tuple[set[str], set[str]]] = {  # (required, optional)
-    "app_state": ({"app"}, {"path"}),
-    "file": ({"path"}, set()),
-    "windows": (set(), set()),
-    "command": ({"argv"}, {"timeout"}),
 }
 
 
@@ -162,7 +162,7 @@ def _score(passed: bool) -> float:
 def _collection(observed: Any, metric: str) -> Any:
     if isinstance(observed, (str, list, tuple, Mapping)):
         return observed
-    raise TypeError(f"{metric} needs a text, a list or an object to look in, got {_kind(observed)}")
+    raise Incomparable(f"{metric} needs a text, a list or an object to look in, got {_kind(observed)}")
 
 
 def _member(item: Any, container: Any) -> bool:
@@ -189,7 +189,7 @@ def metric_not_contains(observed: Any, expected: Any, options: Mapping[str, Any]
 
 def metric_regex(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
     if observed is None:
-        raise TypeError("regex needs a text, got null")
+        raise Incomparable("regex needs a text, got null")
     text = observed if isinstance(observed, str) else json.dumps(observed)
     flags = re.IGNORECASE if options.get("casefold") else 0
     return _score(re.search(str(expected), text, flags) is not None)
@@ -199,8 +199,8 @@ def metric_approx(observed: Any, expected: Any, options: Mapping[str, Any]) -> f
     tolerance = float(options.get("tolerance", 1e-6))
     try:
         value = float(observed)
-    except (TypeError, ValueError):
-        raise TypeError(f"approx needs a number, got {_kind(observed)}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise Incomparable(f"approx needs a number, got {_kind(observed)}") from None
     return _score(math.isfinite(value) and abs(value - float(expected)) <= tolerance)
 
 
@@ -232,72 +232,15 @@ METRICS: dict[str, Callable[[Any, Any, Mapping[str, Any]], float]] = {
     "not_contains": metric_not_contains, "regex": metric_regex, "approx": metric_approx,
     "includes": metric_includes, "excludes": metric_excludes, "exists": metric_exists,
 }
-METRIC_OPTIONS = {"tolerance", "strip", "casefold"}
+if set(GETTERS) != set(GETTER_ARGS) or set(METRICS) != set(METRIC_NAMES):
+    raise AssertionError("world_model.checks must implement exactly the getters and metrics of core.checks")
 
 
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-# --- validation --------------------------------------------------------------------------
-
-
-def validate_check(check: Check, where: str = "Check") -> None:
-    """RecordError naming ``where.field`` and the known names if ``check`` cannot run."""
-    if check.getter not in GETTERS:
-        raise RecordError(f"{where}.getter: unknown getter {check.getter!r} (known: {', '.join(GETTERS)})")
-    if check.metric not in METRICS:
-        raise RecordError(f"{where}.metric: unknown metric {check.metric!r} (known: {', '.join(METRICS)})")
-    required, optional = GETTER_ARGS[check.getter]
-    known = required | optional | METRIC_OPTIONS
-    for key in check.args:
-        if key not in known:
-            raise RecordError(f"{where}.args: unknown argument {key!r} for getter {check.getter!r} "
-                              f"(known: {', '.join(sorted(known))})")
-    missing = sorted(required - set(check.args))
-    if missing:
-        raise RecordError(f"{where}.args.{missing[0]} is required by getter {check.getter!r}")
-    args = check.args
-    if check.getter == "app_state" and not (isinstance(args["app"], str) and args["app"]):
-        raise RecordError(f"{where}.args.app must be an app name, got {args['app']!r}")
-    if check.getter == "app_state" and "path" in args and not isinstance(args["path"], str):
-        raise RecordError(f"{where}.args.path must be a dotted path string, got {args['path']!r}")
-    if check.getter == "file" and not (isinstance(args["path"], str) and
-                                       (args["path"].startswith("/") or args["path"].startswith("~/"))):
-        raise RecordError(f"{where}.args.path must be absolute or start with ~/, got {args['path']!r}")
-    if check.getter == "command" and not (isinstance(args["argv"], list) and args["argv"]
-                                          and all(isinstance(a, str) for a in args["argv"])):
-        raise RecordError(f"{where}.args.argv must be a non-empty list of strings, got {args['argv']!r}")
-    if "tolerance" in args and (isinstance(args["tolerance"], bool)
-                                or not isinstance(args["tolerance"], (int, float)) or args["tolerance"] < 0):
-        raise RecordError(f"{where}.args.tolerance must be a number >= 0, got {args['tolerance']!r}")
-    if check.metric in ("includes", "excludes") and not (isinstance(check.expected, list) and check.expected):
-        raise RecordError(f"{where}.expected must be a non-empty list for {check.metric}, "
-                          f"got {check.expected!r}")
-    if check.metric == "regex":
-        try:
-            re.compile(str(check.expected))
-        except re.error as exc:
-            raise RecordError(f"{where}.expected: not a valid regex ({exc})") from None
-    if check.metric == "approx" and (isinstance(check.expected, bool)
-                                     or not isinstance(check.expected, (int, float))):
-        raise RecordError(f"{where}.expected must be a number for approx, got {check.expected!r}")
-
-
-def validate_checks(task: Task, where: str = "Task") -> None:
-    """Reject a task whose checks name unknown getters, metrics or arguments."""
-    for index, check in enumerate(task.checks):
-        validate_check(check, f"{where}.checks[{index}]")
-
-
 # --- evaluation ---------------------------------------------------------------------------
-
-
-def describe_check(check: Check) -> str:
-    """A short human-readable name: ``app_state(buttons, clicks.pepper) equals 1``."""
-    shown = [str(v) if not isinstance(v, list) else " ".join(map(str, v))
-             for k, v in check.args.items() if k not in METRIC_OPTIONS]
-    return f"{check.getter}({', '.join(shown)}) {check.metric} {json.dumps(check.expected)}"
 
 
 def _clip(value: Any) -> Any:
@@ -307,7 +250,8 @@ def _clip(value: Any) -> Any:
 
 
 def run_check(check: Check, probes: Probes) -> CheckEvidence:
-    """One check's evidence; never raises but for SandboxDied."""
+    """One check's evidence. Raises SandboxError (infrastructure) and whatever a bug raises
+    (a malformed check is a RecordError), never for what the agent did."""
     name = describe_check(check)
     options = {k: v for k, v in check.args.items() if k in METRIC_OPTIONS}
     try:
@@ -317,12 +261,12 @@ def run_check(check: Check, probes: Probes) -> CheckEvidence:
         if check.metric != "exists":
             return CheckEvidence(check=name, passed=False, score=0.0, message=str(exc))
         observed = None
-    except (GetterFailed, RecordError) as exc:
+    except GetterFailed as exc:
         return CheckEvidence(check=name, passed=False, score=0.0, message=str(exc))
     try:
         score = float(METRICS[check.metric](_normalise(observed, options),
                                             _normalise(check.expected, options), options))
-    except (TypeError, ValueError, re.error) as exc:
+    except Incomparable as exc:
         return CheckEvidence(check=name, passed=False, score=0.0, observed=_clip(observed),
                              message=f"{check.metric}: {exc}")
     score = min(1.0, max(0.0, score))
@@ -346,7 +290,8 @@ def evaluate(task: Task, sandbox: Any, *,
              probes: Probes | None = None) -> tuple[bool, float, tuple[CheckEvidence, ...]]:
     """Run ``task``'s checks against ``sandbox`` now: (success, score, evidence per check).
 
-    A task without checks is never a success. Raises only SandboxDied. Pass ``probes``
+    A task without checks is never a success. Raises SandboxError when the sandbox cannot
+    be read (see ``run_check``). Pass ``probes``
     to read the state again afterwards without another request.
     """
     probes = probes or Probes(sandbox)

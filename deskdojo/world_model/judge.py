@@ -1,9 +1,12 @@
 """The world-state judge: runs a task's executable checks on the sandbox's final state
 and labels each step of the trajectory from the world-state delta its action caused.
 
-A dead sandbox is not the agent's failure: ``SandboxDied`` propagates out of ``judge``
-so the caller ends the episode as ``error`` (excluded from training) instead of scoring
-a failure. Any other probe failure gives a Verdict with the error as evidence.
+Three kinds of outcome stay apart. What the agent left behind (a missing file, an app
+that published no state) is a failed check with evidence. A sandbox that cannot be
+probed is not the agent's failure: ``SandboxError`` propagates out of ``judge`` so the
+caller ends the episode as ``error`` (excluded from training) instead of scoring it.
+Anything else raised while judging is a bug in a check or here: ``JudgeError`` names the
+task and the run stops, rather than scoring a silent zero.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Mapping
 
-from deskdojo.core.errors import SandboxDied, SandboxError
+from deskdojo.core.oracle import RUNTIME_KEYS
+from deskdojo.core.errors import JudgeError, SandboxError
 from deskdojo.core.types import (
     CheckEvidence, StepLabel, Task, Trajectory, Verdict,
 )
 from deskdojo.world_model.checks import GetterFailed, Probes, evaluate
 from deskdojo.world_model.grounding import DEFAULT_SIGMA, trajectory_grounding
 
-RUNTIME_KEYS = frozenset({"seq", "time", "focus"})  # change without the world changing
 SETTLE_TIMEOUT_S = 2.0
 QUIET_S = 0.3  # states unchanged this long count as settled
 POLL_S = 0.05
@@ -103,12 +106,13 @@ class StateJudge:
             probes = Probes(sandbox)
             success, score, evidence = evaluate(task, sandbox, probes=probes)
             grounding = self._grounding(task, trajectory, probes)
-        except SandboxDied:
-            raise
-        except (SandboxError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            return verdict(False, 0.0, (CheckEvidence("probe", False, 0.0,
-                                                      message=f"probing the sandbox failed: "
-                                                              f"{type(exc).__name__}: {exc}"),))
+        except SandboxError:
+            raise  # infrastructure: the caller ends the episode as error, never a score
+        except Exception as exc:
+            raise JudgeError(f"judging task {task.id!r} (trajectory {trajectory.id}) crashed with "
+                             f"{type(exc).__name__}: {exc} — a bug in the task's checks or in the "
+                             f"judge, not the agent's doing; fix the check (validate it with "
+                             f"deskdojo.core.checks.validate_checks) or report it") from exc
         return verdict(success, score, evidence, grounding)
 
     def _grounding(self, task: Task, trajectory: Trajectory, probes: Probes) -> float | None:

@@ -21,8 +21,8 @@ from collections import Counter
 from typing import Any, Mapping
 
 from deskdojo.core.errors import SandboxDied, SandboxError
+from deskdojo.core.oracle import RUNTIME_KEYS
 
-RUNTIME_KEYS = frozenset({"seq", "time", "focus"})
 BOX_KEYS = frozenset({"x", "y", "w", "h"})
 MAX_LIST_DEPTH = 6
 FIND_SCRIPT = ('cd "$HOME" && find . -maxdepth %d \\( -name .deskdojo -o -name .cache \\) -prune '

@@ -222,6 +222,7 @@ def action_summary(kind: str) -> str:
 
 # --- action lists and text ----------------------------------------------------------------
 
+_WORD = re.compile(r"\S+")
 _LABEL = re.compile(r"^\s*(thought|reasoning|reflection|action_summary)\s*:\s*", re.IGNORECASE)
 
 
@@ -244,6 +245,8 @@ def split_action_line(text: str) -> tuple[str | None, str | None, int]:
 
 def split_keys(text: str) -> tuple[str, ...]:
     """``"ctrl+s"`` -> ("ctrl", "s"); a ``+`` key is written ``"ctrl++"`` or ``"+"``."""
+    if text.count("+") > 32:  # a chord of at most 5 keys needs far fewer: don't loop over 64 KB of them
+        raise ParseFailure(f"key: {shorten(text)!r} joins too many keys; a chord has at most 5, as in \"ctrl+s\"")
     parts = text.split("+")
     keys: list[str] = []
     i = 0
@@ -282,5 +285,12 @@ def until_terminal(actions: list[Action]) -> list[Action]:
 
 def shorten(text: str, limit: int = 80) -> str:
     """One line of at most ``limit`` characters, for quoting model output in errors."""
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= limit else one_line[:limit - 3] + "..."
+    words: list[str] = []
+    length = -1
+    for match in _WORD.finditer(text):  # only the first words: the text may be 64 KB of them
+        words.append(match.group()[:limit])
+        length += 1 + match.end() - match.start()
+        if length > limit:
+            break
+    one_line = " ".join(words)
+    return one_line if length <= limit else one_line[:limit - 3] + "..."

@@ -5,17 +5,29 @@ Only literals are understood: strings (single or double quoted, backslash escape
 in JSON and Python), numbers, ``true/false/null`` (and ``True/False/None``), lists
 ``[...]`` and tuples ``(...)``. Nothing is evaluated; anything else is a ``ParseFailure``
 that says where and what.
+
+Linear time in the answer's length, and bounded: tokens are read only as the parser
+needs them (the first mistake ends the read), an answer has at most ``MAX_TOKENS``
+tokens, a string at most ``MAX_STRING_CHARS`` characters, a number ``MAX_NUMBER_CHARS``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from deskdojo.agent.formats.base import ParseFailure
+from deskdojo.core.actions import MAX_TYPE_CHARS
 
 MAX_NESTING = 8
+MAX_TOKENS = 1024
+"""Far more tokens than an answer's actions need (a call has 3 to 20): a token costs
+microseconds in Python, and the 32,000 of 64 KB of ``1,1,1`` cost a quarter second."""
+MAX_STRING_CHARS = MAX_TYPE_CHARS
+"""The longest text any action field holds; a longer string cannot make an action."""
+MAX_NUMBER_CHARS = 64
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -25,6 +37,11 @@ _TOKEN = re.compile(r"""
   | (?P<punct>[()\[\],=])
 """, re.VERBOSE)
 
+_PLAIN_RUN = {'"': re.compile(r'[^"\\]+'), "'": re.compile(r"[^'\\]+"), None: re.compile(r"[^\\]+")}
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_U_ESCAPES = re.compile(r"(?:\\u[0-9a-fA-F]{4})+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPE_DIGITS = {"x": 2, "u": 4, "U": 8}
 _CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0",
                    "\\": "\\", "'": "'", '"': '"', "/": "/", "\n": ""}
@@ -67,19 +84,39 @@ def unescape(body: str) -> str:
 
 def _decode(text: str, start: int, quote: str | None) -> tuple[str, int]:
     out: list[str] = []
+    length = 0  # of the decoded text so far
+    plain_run = _PLAIN_RUN[quote]
+    slow_until = 0
     i = start
     n = len(text)
     while i < n:
+        if length > MAX_STRING_CHARS:
+            raise ParseFailure(f"the string starting at {where(text, max(start - 1, 0))} is longer than "
+                               f"{MAX_STRING_CHARS} characters, more than any action takes")
+        run = plain_run.match(text, i)  # characters that stand for themselves, in one step
+        if run is not None:
+            out.append(run.group())
+            length += run.end() - i
+            i = run.end()
+            continue
         char = text[i]
         if char == quote:
             return "".join(out), i + 1
-        if char != "\\":
-            out.append(char)
-            i += 1
+        escapes = _U_ESCAPES.match(text, i) if i >= slow_until else None
+        if escapes is not None:  # a run of \\uXXXX (emoji come as surrogate pairs), decoded in C
+            decoded = json.loads(f'"{escapes.group()}"')  # pairs surrogates as the loop below does
+            lone = _SURROGATE.search(decoded)  # an error: the loop below says where
+            good = decoded if lone is None else decoded[:lone.start()]
+            out.append(good)
+            length += len(good)
+            i += 6 * (len(good.encode("utf-16-le")) // 2)  # one escape per UTF-16 unit
+            if lone is not None:
+                slow_until = i + 1
             continue
         if i + 1 >= n:
             if quote is None:
                 out.append(char)
+                length += 1
                 i += 1
                 continue
             break
@@ -87,17 +124,17 @@ def _decode(text: str, start: int, quote: str | None) -> tuple[str, int]:
         if esc in _SIMPLE_ESCAPES:
             out.append(_SIMPLE_ESCAPES[esc])
             i += 2
-        elif esc in "uxU":
-            digits = {"x": 2, "u": 4, "U": 8}[esc]
+        elif esc in _ESCAPE_DIGITS:
+            digits = _ESCAPE_DIGITS[esc]
             hex_text = text[i + 2:i + 2 + digits]
-            if len(hex_text) != digits or not all(c in "0123456789abcdefABCDEF" for c in hex_text):
+            if len(hex_text) != digits or not _HEX_DIGITS.issuperset(hex_text):
                 raise ParseFailure(f"bad \\{esc} escape at {where(text, i)}: it needs {digits} hex digits")
             code = int(hex_text, 16)
             i += 2 + digits
             # a JSON surrogate pair (\\ud83d\\ude00) is one character
             if 0xD800 <= code <= 0xDBFF and text[i:i + 2] == "\\u":
                 low_text = text[i + 2:i + 6]
-                if len(low_text) == 4 and all(c in "0123456789abcdefABCDEF" for c in low_text):
+                if len(low_text) == 4 and _HEX_DIGITS.issuperset(low_text):
                     low = int(low_text, 16)
                     if 0xDC00 <= low <= 0xDFFF:
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
@@ -108,14 +145,19 @@ def _decode(text: str, start: int, quote: str | None) -> tuple[str, int]:
         else:  # unknown escapes keep their backslash, as Python does
             out.append("\\" + esc)
             i += 2
+        length += len(out[-1])
     if quote is None:
+        if length > MAX_STRING_CHARS:
+            raise ParseFailure(f"the text is longer than {MAX_STRING_CHARS} characters, more than any action takes")
         return "".join(out), n
     raise ParseFailure(f"unterminated string starting at {where(text, start - 1)}: "
                        f"close it with {quote} (write {quote} inside as \\{quote})")
 
 
-def tokenize(text: str) -> list[Token]:
-    tokens: list[Token] = []
+def iter_tokens(text: str) -> Iterator[Token]:
+    """The tokens of ``text`` one at a time, ending with an ``end`` token; a lexical
+    mistake raises when the reader gets to it."""
+    count = 0
     pos = 0
     n = len(text)
     while pos < n:
@@ -125,33 +167,56 @@ def tokenize(text: str) -> list[Token]:
         kind = match.lastgroup
         if kind == "space":
             pos = match.end()
-        elif kind == "string":
+            continue
+        count += 1
+        if count > MAX_TOKENS:
+            raise ParseFailure(f"the action has more than {MAX_TOKENS} tokens (names, values, brackets); "
+                               "write one short call per action")
+        if kind == "string":
             value, end = read_string(text, pos)
-            tokens.append(Token("string", value, pos))
+            yield Token("string", value, pos)
             pos = end
         elif kind == "number":
             raw = match.group()
+            if len(raw) > MAX_NUMBER_CHARS:
+                raise ParseFailure(f"the number at {where(text, pos)} has {len(raw)} characters; "
+                                   f"numbers have at most {MAX_NUMBER_CHARS}")
             value: Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
-            tokens.append(Token("number", value, pos))
+            yield Token("number", value, pos)
             pos = match.end()
         else:
-            tokens.append(Token(kind, match.group(), pos))
+            yield Token(kind, match.group(), pos)
             pos = match.end()
-    tokens.append(Token("end", None, n))
-    return tokens
+    yield Token("end", None, n)
+
+
+def tokenize(text: str) -> list[Token]:
+    """All the tokens of ``text`` (``iter_tokens`` as a list)."""
+    return list(iter_tokens(text))
 
 
 class _Parser:
     def __init__(self, text: str):
         self.text = text
-        self.tokens = tokenize(text)
+        self._stream = iter_tokens(text)
+        self.tokens: list[Token] = []  # read so far
         self.i = 0
 
+    def ahead(self, k: int) -> Token:
+        """The token ``k`` places after the current one, read from the text on demand
+        (past the end: the end token)."""
+        while len(self.tokens) <= self.i + k:
+            token = next(self._stream, None)
+            if token is None:
+                return self.tokens[-1]
+            self.tokens.append(token)
+        return self.tokens[self.i + k]
+
     def peek(self) -> Token:
-        return self.tokens[self.i]
+        return self.ahead(0)
 
     def take(self) -> Token:
-        token = self.tokens[self.i]
+        token = self.ahead(0)
         self.i += 1
         return token
 
@@ -208,7 +273,7 @@ class _Parser:
             nxt = self.peek()
             if nxt.kind == "end":
                 raise ParseFailure(f"{token.value}( is never closed: end it with ')'")
-            if nxt.kind == "name" and self.tokens[self.i + 1].kind == "punct" and self.tokens[self.i + 1].value == "=":
+            if nxt.kind == "name" and self.ahead(1).kind == "punct" and self.ahead(1).value == "=":
                 key = self.take().value
                 self.take()
                 if key in call.kwargs:

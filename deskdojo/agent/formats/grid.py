@@ -104,7 +104,7 @@ class GridFormat:
             needed = 2 if verb == "drag" else 1
             if len(points) != needed:
                 raise ParseFailure(f"{verb} needs {needed} point{'s' * (needed > 1)} written <xN> <yN>, "
-                                   f"got {len(points)} in {shorten(line)!r}")
+                                   f"got {len(points)}{' or more' * (len(points) > 2)} in {shorten(line)!r}")
             (x, y), *more = points
             if verb == "click":
                 return self._click(x, y, words)
@@ -137,11 +137,14 @@ class GridFormat:
         points = []
         position = 0
         for match in _POINT.finditer(rest):
-            if rest[position:match.start()].strip():
-                break
-            column, row = int(match.group(1)), int(match.group(2))
+            if rest[position:match.start()].strip() or len(points) > 2:
+                break  # no verb takes a third point: the count is wrong already, read no more of them
+            digits = match.group(1), match.group(2)
+            # int() is slow on long digit runs (and refuses 4,300 digits and more): such a cell is off the grid
+            column, row = (int(d) if len(d.lstrip("0")) <= 9 else 10 ** 9 for d in digits)
             if column >= columns or row >= rows:
-                raise ParseFailure(f"{verb}: cell <x{column}> <y{row}> is off the grid; columns are "
+                shown = [d if len(d) <= 12 else d[:9] + "..." for d in digits]
+                raise ParseFailure(f"{verb}: cell <x{shown[0]}> <y{shown[1]}> is off the grid; columns are "
                                    f"<x0>..<x{columns - 1}> and rows <y0>..<y{rows - 1}>")
             points.append(self.cell_centre(column, row, screen=screen))
             position = match.end()
@@ -160,12 +163,12 @@ class GridFormat:
         dx = dy = 0
         if not words:
             raise ParseFailure("scroll needs a direction and wheel clicks, like scroll <x3> <y4> down 3")
-        while words:
-            direction = words.pop(0)
-            if direction not in _DIRECTIONS or not words or not words[0].isdigit():
+        for i in range(0, len(words), 2):  # by index: pop(0) made this quadratic in the word count
+            direction, amount = words[i], words[i + 1] if i + 1 < len(words) else ""
+            if direction not in _DIRECTIONS or not amount.isdigit() or len(amount) > 18:
                 raise ParseFailure(f"scroll: write a direction (up, down, left, right) then wheel clicks "
                                    f"1..{MAX_SCROLL_CLICKS}, like down 3")
-            clicks = int(words.pop(0))
+            clicks = int(amount)
             sx, sy = _DIRECTIONS[direction]
             dx, dy = dx + sx * clicks, dy + sy * clicks
         return Scroll(x, y, dx=dx, dy=dy)

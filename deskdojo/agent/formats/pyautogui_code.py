@@ -33,6 +33,7 @@ the screen when the two differ).
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import re
 import warnings
@@ -46,6 +47,25 @@ from deskdojo.core.actions import (MAX_SCROLL_CLICKS, Action, Click, Done, Drag,
                                    Scroll, Type, Wait, normalize_key)
 
 _PRESS_REPEAT_MAX = 20
+MAX_CODE_TOKENS = 4096
+"""ast.parse costs 1-2 us a token: 64 KB of ``1<1<1...`` took 90 ms. Whitespace runs count
+too; a string counts once however long, so any action's text fits; 4096 is some 400 calls."""
+MAX_ACTIONS = 1024
+"""``press([...], presses=20)`` and typing with keys held make many actions from little
+code (64 KB made 320,000); more than this many in one answer is a parse error."""
+# one token of Python, roughly: every alternative succeeds once it starts (an unclosed
+# string runs to its line's or the text's end), so one pass reads the code in linear time
+_CODE_TOKEN = re.compile(r"""
+    [rRbBuUfF]{0,2}(?: '''(?:[^'\\]|\\.|'(?!''))*+(?:'''|\\?\Z)
+                     | \"\"\"(?:[^"\\]|\\.|"(?!""))*+(?:\"\"\"|\\?\Z)
+                     | '(?:[^'\\\n]|\\.)*+'?
+                     | "(?:[^"\\\n]|\\.)*+"? )
+  | \#[^\n]*+
+  | \w++
+  | \s++
+  | \S
+""", re.VERBOSE | re.DOTALL)
+_CODE_LINE = re.compile(r"\s*(pyautogui\.|time\.|import\s)")
 _SPECIAL = {"DONE": Done(), "FAIL": Fail(reason="FAIL"), "WAIT": Wait()}
 _ALLOWED_IMPORTS = {"pyautogui", "time"}
 _BUTTONS = {"left": "left", "right": "right", "middle": "middle", "primary": "left", "secondary": "right"}
@@ -101,8 +121,8 @@ def extract_code(text: str) -> tuple[str, str | None]:
     lines = text.strip().splitlines()
     if lines and lines[-1].strip().upper() in _SPECIAL:
         return lines[-1].strip(), clean_thought("\n".join(lines[:-1]))
-    for i, line in enumerate(lines):
-        if re.match(r"\s*(pyautogui\.|time\.|import\s)", line):
+    for i, line in enumerate(lines):  # the `in` tests skip the regex on prose lines (a 64 KB answer has thousands)
+        if ("pyautogui." in line or "time." in line or "import" in line) and _CODE_LINE.match(line):
             return "\n".join(lines[i:]), clean_thought("\n".join(lines[:i]))
     return text, None
 
@@ -200,12 +220,17 @@ class PyAutoGUIFormat:
             return [_SPECIAL[code.strip().upper()]]
         if not code.strip():
             raise ParseFailure(f"the code block is empty. {self.expected_form()}")
+        if sum(1 for _ in itertools.islice(_CODE_TOKEN.finditer(code), MAX_CODE_TOKENS + 1)) > MAX_CODE_TOKENS:
+            raise ParseFailure(f"the code has more than {MAX_CODE_TOKENS} names, numbers and symbols; "
+                               f"an answer needs a few calls. {self.expected_form()}")
         try:
             with warnings.catch_warnings():  # "invalid escape sequence" in model strings is not ours to report
                 warnings.simplefilter("ignore")
                 tree = ast.parse(code, mode="exec")
         except SyntaxError as exc:
             raise ParseFailure(f"line {exc.lineno}: not valid Python ({exc.msg}). {self.expected_form()}") from None
+        except (RecursionError, MemoryError):  # what CPython's parser raises on deep nesting
+            raise ParseFailure(f"the code nests too deeply to read. {self.expected_form()}") from None
         state = _State()
         for statement in tree.body:
             line = getattr(statement, "lineno", 0)
@@ -321,6 +346,9 @@ class PyAutoGUIFormat:
         """A key press (or chord), with any keys held by keyDown."""
         if state.pressed_at is not None:
             raise ParseFailure(f"line {line}: only moveTo may come between mouseDown and mouseUp")
+        if len(state.actions) >= MAX_ACTIONS:
+            raise ParseFailure(f"line {line}: the code makes more than {MAX_ACTIONS} actions; "
+                               "an answer should do a few")
         state.actions.append(Key(tuple(state.held_keys) + keys))
         if state.held_keys:
             state.chord_used = True

@@ -184,6 +184,8 @@ class QwenComputerUseFormat:
             return None
         if isinstance(value, str):  # "[100, 200]" or "100,200"
             value = [v for v in re.split(r"[\s,()\[\]]+", value) if v]
+            if len(value) != 2:  # before float(): a 64 KB string may hold 30,000 numbers
+                raise ParseFailure(f"{key} must be [x, y] (two numbers), got {shorten(arguments.get(key))!r}")
             try:
                 value = [float(v) for v in value]
             except ValueError:

@@ -139,3 +139,16 @@ def load_tiny(preset: str, *, seed: int, dtype: str, device: str) -> Loaded:
     model.to(device=device, dtype=torch_dtype(dtype))
     return Loaded(model=model, tokenizer=tokenizer, model_type=TINY_PRESETS[preset], folder=None,
                   image_settings={}, default_pixels=None)
+
+
+def quiet_libraries() -> None:
+    """No per-shard progress bars or deprecation notes from transformers in the run's
+    terminal: they would break up the progress line."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()

@@ -36,15 +36,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0 if result.steps else 1
 
 
-def add_sft_parser(sub: Any, bench: Any = None) -> None:
-    """Add ``sft`` to the ``deskdojo`` command's subparsers and, given the ``bench`` group's
-    subparsers, ``bench sft`` and ``bench grpo`` (imports nothing heavy)."""
-    if bench is not None:
-        from deskdojo.agent.train.bench_grpo import add_bench_grpo_parser
-        from deskdojo.agent.train.bench_sft import add_bench_sft_parser
-
-        add_bench_sft_parser(bench)
-        add_bench_grpo_parser(bench)
+def add_sft_parser(sub: Any) -> None:
+    """Add ``sft`` to the ``deskdojo`` command's subparsers (imports nothing heavy)."""
     p = sub.add_parser("sft", help="fine-tune a policy on demonstrations (full or LoRA), resumable")
     p.add_argument("--demos", default=None, help=_help("demos"))
     p.add_argument("--synthetic", type=int, default=0, metavar="N",

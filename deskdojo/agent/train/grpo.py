@@ -57,8 +57,8 @@ class GRPOConfig:
         "help": "truncated importance weight: a token's ratio weighs at most this much; "
                 "only bites where A < 0, which the clip leaves unbounded (0 disables)"})
     normaliser: str = field(default="constant", metadata={
-        "help": "token-sum divided by: constant (max_new_tokens x group_size) | "
-                "global (policy-gradient tokens in the batch)"})
+        "help": "token-sum divided by: constant (max_new_tokens x policy-gradient samples, i.e. steps, "
+                "in the batch) | global (policy-gradient tokens in the batch)"})
     max_new_tokens: int = field(default=64, metadata={
         "help": "tokens the policy may generate per step; sets the constant normaliser"})
     kl_beta: float = field(default=0.0, metadata={
@@ -68,9 +68,9 @@ class GRPOConfig:
                 "trajectories (SEAgent); 0 disables"})
     success_replay: bool = field(default=True, metadata={
         "help": "inject a stored success into groups that failed entirely (ARPO)"})
-    replay_per_task: int = field(default=4, metadata={"help": "successes kept per task"})
+    replay_per_task: int = field(default=4, metadata={"help": "successes kept per family and level"})
     replay_max_tasks: int = field(default=1024, metadata={
-        "help": "tasks kept in the replay buffer (least recently updated goes first)"})
+        "help": "families x levels kept in the replay buffer (least recently updated goes first)"})
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
@@ -164,14 +164,27 @@ def _has_sampling_logprobs(trajectory: Trajectory) -> bool:
     return bool(steps) and all(len(step.logprobs) == len(step.token_ids) for step in steps)
 
 
-class SuccessReplay:
-    """Per-task buffer of recent successful trajectories (bounded), for all-fail groups.
+def replay_key(task: Task) -> str:
+    """What success replay is keyed by: the task's family and level. Generated tasks rarely
+    recur by id (each draw may be a new seed), but their family and level do.
 
-    When every rollout of a task fails, one stored success of that task joins the group
-    (as ARPO does) so the group still says which way is up. A replayed trajectory keeps
-    the sampling log-probs it was generated with; being off-policy is then handled by
-    the loss itself: its ratio ``exp(logp_new - logp_stored)`` is clipped like any other.
+    >>> replay_key(Task(id="click-3", instruction="Click OK", family="click_button", level=2))
+    'click_button/L2'
+    """
+    return f"{task.family}/L{task.level}"
+
+
+class SuccessReplay:
+    """Buffer of recent successful trajectories per family and level (bounded), for all-fail groups.
+
+    When every rollout of a task fails, a stored success of the same family and level
+    joins the group (as ARPO does with the same task) so the group still says which way
+    is up: the task's own success when one is stored, else the newest of a sibling task.
+    A replayed trajectory trains on its own task's prompt and keeps the sampling
+    log-probs it was generated with; being off-policy is then handled by the loss
+    itself: its ratio ``exp(logp_new - logp_stored)`` is clipped like any other.
     Frames are referenced by path, so the run directory that holds them must persist.
+    Successes added without their task (older checkpoints) are keyed by task id.
     """
 
     def __init__(self, *, per_task: int = 4, max_tasks: int = 1024):
@@ -179,35 +192,52 @@ class SuccessReplay:
             raise ConfigError(f"replay needs per_task >= 1 and max_tasks >= 1, got {per_task}, {max_tasks}")
         self.per_task = per_task
         self.max_tasks = max_tasks
-        self._buffers: OrderedDict[str, deque[tuple[Trajectory, Verdict]]] = OrderedDict()
+        self._buffers: OrderedDict[str, deque[tuple[Task | None, Trajectory, Verdict]]] = OrderedDict()
 
     def __len__(self) -> int:
         return sum(len(buffer) for buffer in self._buffers.values())
 
-    def add(self, trajectory: Trajectory, verdict: Verdict) -> bool:
-        """Store a success; False (not stored) for failures, duplicates, and trajectories
-        without sampling log-probs (they could not be importance-weighted)."""
+    def add(self, trajectory: Trajectory, verdict: Verdict, *, task: Task | None = None) -> bool:
+        """Store a success (under ``replay_key(task)``; without ``task``, under its task id);
+        False (not stored) for failures, duplicates, and trajectories without sampling
+        log-probs (they could not be importance-weighted)."""
         if not verdict.success or not _has_sampling_logprobs(trajectory):
             return False
-        buffer = self._buffers.setdefault(trajectory.task_id, deque(maxlen=self.per_task))
-        if any(stored.id == trajectory.id for stored, _ in buffer):
+        if task is not None and task.id != trajectory.task_id:
+            raise RecordError(f"replay: trajectory {trajectory.id} is of task {trajectory.task_id!r}, not {task.id!r}")
+        key = replay_key(task) if task is not None else trajectory.task_id
+        buffer = self._buffers.setdefault(key, deque(maxlen=self.per_task))
+        if any(stored.id == trajectory.id for _, stored, _ in buffer):
             return False
-        buffer.append((trajectory, verdict))
-        self._buffers.move_to_end(trajectory.task_id)
+        buffer.append((task, trajectory, verdict))
+        self._buffers.move_to_end(key)
         while len(self._buffers) > self.max_tasks:
             self._buffers.popitem(last=False)
         return True
 
-    def sample(self, task_id: str) -> tuple[Trajectory, Verdict] | None:
-        """The most recent stored success of ``task_id`` (deterministic, so resumes agree)."""
-        buffer = self._buffers.get(task_id)
-        return buffer[-1] if buffer else None
+    def sample(self, key: str) -> tuple[Trajectory, Verdict] | None:
+        """The most recent stored success under ``key`` (deterministic, so resumes agree)."""
+        buffer = self._buffers.get(key)
+        return buffer[-1][1:] if buffer else None
+
+    def sample_for(self, task: Task) -> tuple[Task, Trajectory, Verdict] | None:
+        """A success for an all-fail group of ``task``: its own newest, else the newest of
+        its family and level, else one stored by task id; None when there is none."""
+        buffer = self._buffers.get(replay_key(task)) or ()
+        own = [entry for entry in buffer if entry[1].task_id == task.id]
+        if own or buffer:
+            stored_task, trajectory, verdict = (own or list(buffer))[-1]
+            return stored_task or task, trajectory, verdict
+        legacy = self._buffers.get(task.id)
+        return (task, *legacy[-1][1:]) if legacy else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"per_task": self.per_task, "max_tasks": self.max_tasks,
-                "tasks": [{"task_id": task_id,
-                           "entries": [{"trajectory": to_json(t), "verdict": to_json(v)} for t, v in buffer]}
-                          for task_id, buffer in self._buffers.items()]}
+                "tasks": [{"key": key,
+                           "entries": [{"task": to_json(task) if task is not None else None,
+                                        "trajectory": to_json(t), "verdict": to_json(v)}
+                                       for task, t, v in buffer]}
+                          for key, buffer in self._buffers.items()]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SuccessReplay":
@@ -219,9 +249,11 @@ class SuccessReplay:
                               f"SuccessReplay.to_dict()") from None
         for entry_set in tasks:
             for i, entry in enumerate(entry_set["entries"]):
-                where = f"replay[{entry_set['task_id']}][{i}]"
+                where = f"replay[{entry_set.get('key', entry_set.get('task_id'))}][{i}]"
+                task = entry.get("task")
                 replay.add(from_json(Trajectory, entry["trajectory"], where=f"{where}.trajectory"),
-                           from_json(Verdict, entry["verdict"], where=f"{where}.verdict"))
+                           from_json(Verdict, entry["verdict"], where=f"{where}.verdict"),
+                           task=from_json(Task, task, where=f"{where}.task") if task is not None else None)
         return replay
 
 
@@ -273,7 +305,10 @@ class TokenLogProbs(Protocol):
 @dataclass(frozen=True, slots=True)
 class GroupSummary:
     """What one group contributed; ``mean_abs_advantage`` (of the group's own rollouts,
-    replay excluded, never std-scaled) is the curriculum's learning-progress signal."""
+    replay excluded, never std-scaled) is the curriculum's learning-progress signal.
+    ``rewards`` and ``advantages`` are those of the group's own valid rollouts (replay
+    excluded; advantages std-scaled as configured, zeros when the group carries no
+    signal): the loop's metrics read them here instead of rewarding every rollout again."""
 
     task_id: str
     rewards: tuple[float, ...]
@@ -282,6 +317,7 @@ class GroupSummary:
     used: bool
     replayed: bool
     error_excluded: int
+    advantages: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,19 +374,23 @@ def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: G
         if replay is not None and valid:
             if any(r.verdict.success for r in valid):
                 for r in valid:
-                    replay.add(r.trajectory, r.verdict)
-            elif (stored := replay.sample(valid[0].task.id)) is not None:
-                valid.append(Rollout(valid[0].task, *stored, replayed=True))
+                    replay.add(r.trajectory, r.verdict, task=r.task)
+            elif (stored := replay.sample_for(valid[0].task)) is not None:
+                valid.append(Rollout(*stored, replayed=True))
                 replayed = True
 
-        rewards = [trajectory_reward(r.trajectory, r.verdict, config) for r in valid]
+        # each trajectory is rewarded once: only a replayed success (appended last) is new here
+        rewards = own_rewards + [trajectory_reward(r.trajectory, r.verdict, config)
+                                 for r in valid[len(own_rewards):]]
         advantages = group_advantages(rewards, scale_std=config.scale_std)
         summaries.append(GroupSummary(
             task_id=rollouts[0].task.id, rewards=tuple(own_rewards),
             successes=tuple(r.verdict.success for r in valid if not r.replayed),
             mean_abs_advantage=sum(abs(a) for a in own_advantages) / max(1, len(own_advantages)),
             used=advantages is not None, replayed=replayed,
-            error_excluded=len(rollouts) - len([r for r in valid if not r.replayed])))
+            error_excluded=len(rollouts) - len([r for r in valid if not r.replayed]),
+            advantages=tuple(group_advantages(own_rewards, scale_std=True) or [0.0] * len(own_rewards))
+            if config.scale_std else tuple(own_advantages)))
 
         for rollout, advantage in zip(valid, advantages or [0.0] * len(valid)):
             samples.extend(_step_samples(rollout, advantage, advantages is not None, config))
@@ -382,10 +422,25 @@ def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
 
 def loss_normaliser(config: GRPOConfig, samples: Sequence[GRPOSample]) -> float:
     """What the token-sum is divided by. Never a per-sequence mean: that would give the
-    tokens of short answers more weight than those of long ones."""
+    tokens of short answers more weight than those of long ones.
+
+    With N the batch's policy-gradient samples (one per generated step of a trajectory
+    in a used group, replay included), L = ``max_new_tokens`` and n_i the tokens of
+    sample i, the policy term is ``sum_i sum_{t < n_i} loss_it / D`` with::
+
+        constant:  D = L * N           every token weighs 1 / (L N): a sample's share is
+                                       n_i / (L N), whatever the lengths of the others;
+                                       the gradient is a mean over samples, so its scale
+                                       does not grow with the number of groups or steps
+        global:    D = sum_i n_i       every token weighs the same, 1 / (tokens in batch)
+
+    (Dr. GRPO's constant normaliser, with "sequences" = steps.) One group of G one-step
+    rollouts gives D = L * G under ``constant``.
+    """
+    pg_samples = [s for s in samples if s.policy_gradient]
     if config.normaliser == "constant":
-        return float(config.max_new_tokens * config.group_size)
-    return float(max(1, sum(len(s.token_ids) for s in samples if s.policy_gradient)))
+        return float(config.max_new_tokens * max(1, len(pg_samples)))
+    return float(max(1, sum(len(s.token_ids) for s in pg_samples)))
 
 
 # --- the loss ------------------------------------------------------------------------
@@ -410,6 +465,7 @@ class LossStats:
     ratio_sum: float = 0.0
     kl_sum: float = 0.0
     logp_sum: float = 0.0
+    kl_tokens: int = 0  # tokens the KL covers (those with a reference)
 
     def __add__(self, other: "LossStats") -> "LossStats":
         return LossStats(*(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)))
@@ -424,7 +480,7 @@ class LossStats:
             "clip_high_fraction": self.clipped_high / tokens,
             "capped_fraction": self.capped / tokens,
             "ratio_mean": self.ratio_sum / tokens,
-            "kl": self.kl_sum / tokens,
+            "kl": self.kl_sum / max(1, self.kl_tokens),
             # -log p of sampled tokens: an unbiased per-token entropy estimate on-policy
             "entropy_estimate": -self.logp_sum / tokens,
         }
@@ -433,11 +489,13 @@ class LossStats:
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor,
               *, config: GRPOConfig, normaliser: float, policy_gradient: torch.Tensor | None = None,
               ref_logp: torch.Tensor | None = None, negative_imitation: torch.Tensor | None = None,
-              negative_imitation_count: int | None = None) -> tuple[torch.Tensor, LossStats]:
+              negative_imitation_count: int | None = None,
+              reference_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, LossStats]:
     """The GRPO objective for one (micro-)batch, as a loss to minimise.
 
     Shapes: ``logp``, ``old_logp``, ``mask``, ``ref_logp``: [B, T]; ``advantages``,
-    ``policy_gradient``, ``negative_imitation``: [B]. ``old_logp`` are the STORED
+    ``policy_gradient``, ``negative_imitation``, ``reference_rows`` (which rows of
+    ``ref_logp`` hold reference log-probs; default all): [B]. ``old_logp`` are the STORED
     sampling log-probs. Per token, with A the sample's advantage::
 
         ratio     = exp(logp - old_logp)
@@ -448,36 +506,49 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, ad
         imitation = mean over marked samples of -log sigmoid(-sum_t (logp - ref))
         loss      = policy + kl_beta * kl + neg_imitation_weight * imitation
 
+    Positions outside ``mask`` are SELECTED away (``torch.where``) before any arithmetic,
+    never multiplied by 0: a log-prob source may leave -inf or NaN there, and -inf * 0 is
+    NaN in the loss and in the gradient.
+
     Why the cap: where A < 0 the clipped surrogate picks the unclipped ``ratio * A``
     for ratio > 1 + clip_high, so one token the sampler found unlikely (a stale or
     replayed sample, a sampler/trainer numeric mismatch) can dominate the step. Capping
     its importance weight at c keeps its gradient bounded (``c * A * grad logp``) but
     not zero, as truncated importance sampling does. Where A > 0 the clip acts first.
+    It is computed in log space, ``exp(log_ratio - max(0, log_ratio - log c))`` with the
+    subtracted part detached, so a ratio that underflows to 0 stays 0 (no 0/0).
     """
-    logp = logp.float()
-    old_logp = old_logp.to(logp)
-    mask = mask.to(logp)
+    real = mask.to(device=logp.device, dtype=torch.bool)
+    logp = torch.where(real, logp.float(), 0.0)
+    old_logp = torch.where(real, old_logp.to(logp), 0.0)
     advantages = advantages.to(logp)
-    pg_rows = torch.ones_like(advantages) if policy_gradient is None else policy_gradient.to(logp)
-    pg_mask = mask * pg_rows[:, None]
+    pg_rows = (torch.ones_like(advantages, dtype=torch.bool) if policy_gradient is None
+               else policy_gradient.to(device=logp.device, dtype=torch.bool))
+    pg_mask = real & pg_rows[:, None]
     advantage = advantages[:, None]
 
-    ratio = torch.exp(logp - old_logp)
+    log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
     weighted = ratio
     if config.ratio_cap > 0:
-        weighted = ratio * (ratio.detach().clamp(max=config.ratio_cap) / ratio.detach())
+        weighted = torch.exp(log_ratio - (log_ratio.detach() - math.log(config.ratio_cap)).clamp(min=0))
     unclipped = weighted * advantage
     clipped = ratio.clamp(1 - config.clip_low, 1 + config.clip_high) * advantage
     per_token = -torch.minimum(unclipped, clipped)
-    policy_loss = (per_token * pg_mask).sum() / normaliser
+    policy_loss = torch.where(pg_mask, per_token, 0.0).sum() / normaliser
     loss = policy_loss
 
     kl_sum = torch.zeros((), device=logp.device)
     kl_loss = torch.zeros((), device=logp.device)
+    kl_mask = torch.zeros_like(pg_mask)
     if ref_logp is not None:
-        log_ref_ratio = ref_logp.to(logp) - logp
+        has_reference = (torch.ones_like(pg_rows) if reference_rows is None
+                         else reference_rows.to(device=logp.device, dtype=torch.bool))
+        ref_logp = torch.where(real & has_reference[:, None], ref_logp.to(logp), logp.detach())
+        kl_mask = pg_mask & has_reference[:, None]
+        log_ref_ratio = ref_logp - logp
         k3 = torch.exp(log_ref_ratio) - log_ref_ratio - 1
-        kl_sum = (k3 * pg_mask).sum()
+        kl_sum = torch.where(kl_mask, k3, 0.0).sum()
         kl_loss = kl_sum / normaliser
     if config.kl_beta > 0:
         if ref_logp is None:
@@ -488,23 +559,22 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, ad
     if config.neg_imitation_weight > 0 and negative_imitation is not None and bool(negative_imitation.any()):
         if ref_logp is None:
             raise ConfigError("neg_imitation_weight > 0 needs ref_logp (the policy with adapters disabled)")
-        marked = negative_imitation.to(logp)
+        marked = negative_imitation.to(device=logp.device, dtype=torch.bool)
         count = negative_imitation_count if negative_imitation_count is not None else int(marked.sum())
-        sequence_log_ratio = ((logp - ref_logp.to(logp)) * mask).sum(dim=-1)
-        neg_loss = (-F.logsigmoid(-sequence_log_ratio) * marked).sum() / count
+        sequence_log_ratio = (logp - ref_logp).sum(dim=-1)  # both are 0 off the mask
+        neg_loss = torch.where(marked, -F.logsigmoid(-sequence_log_ratio), 0.0).sum() / count
         loss = loss + config.neg_imitation_weight * neg_loss
 
     with torch.no_grad():
-        active = pg_mask > 0
         stats = LossStats(
             loss=float(loss.detach()), policy_loss=float(policy_loss.detach()), kl_loss=float(kl_loss.detach()),
-            neg_imitation_loss=float(neg_loss.detach()), tokens=int(active.sum()),
-            clipped_low=int((active & (advantage < 0) & (ratio < 1 - config.clip_low)).sum()),
-            clipped_high=int((active & (advantage > 0) & (ratio > 1 + config.clip_high)).sum()),
-            capped=int((active & (advantage < 0) & (ratio > config.ratio_cap)).sum())
+            neg_imitation_loss=float(neg_loss.detach()), tokens=int(pg_mask.sum()),
+            clipped_low=int((pg_mask & (advantage < 0) & (ratio < 1 - config.clip_low)).sum()),
+            clipped_high=int((pg_mask & (advantage > 0) & (ratio > 1 + config.clip_high)).sum()),
+            capped=int((pg_mask & (advantage < 0) & (ratio > config.ratio_cap)).sum())
             if config.ratio_cap > 0 else 0,
-            ratio_sum=float((ratio * pg_mask).sum()), kl_sum=float(kl_sum),
-            logp_sum=float((logp.detach() * pg_mask).sum()))
+            ratio_sum=float(torch.where(pg_mask, ratio, 0.0).sum()), kl_sum=float(kl_sum),
+            logp_sum=float(torch.where(pg_mask, logp.detach(), 0.0).sum()), kl_tokens=int(kl_mask.sum()))
     return loss, stats
 
 
@@ -516,13 +586,6 @@ def _padded(rows: Sequence[Sequence[float]], width: int, *, device: torch.device
     for i, row in enumerate(rows):
         out[i, :len(row)] = torch.tensor(row, dtype=torch.float32)
     return out
-
-
-def _fit_width(values: torch.Tensor, width: int) -> torch.Tensor:
-    """Cut or zero-pad [B, T'] to [B, width]; positions past each sample's tokens are masked anyway."""
-    if values.shape[1] >= width:
-        return values[:, :width]
-    return F.pad(values, (0, width - values.shape[1]))
 
 
 def _check_alignment(logp: torch.Tensor, mask: torch.Tensor, samples: Sequence[GRPOSample],
@@ -580,22 +643,46 @@ class GRPOTrainer:
         advantages; ``step`` builds those from judged groups."""
         normaliser = loss_normaliser(self.config, samples)
         imitation_count = sum(s.negative_imitation for s in samples)
+        references = self._reference_rows(samples)
         first: tuple[LossStats, float] | None = None
         for _ in range(self.config.epochs):
-            totals, grad_norm = self._optimizer_step(samples, normaliser, imitation_count)
+            totals, grad_norm = self._optimizer_step(samples, references, normaliser, imitation_count)
             first = first or (totals, grad_norm)
         self.updates += 1
         totals, grad_norm = first
         # the stats are the first pass's: on-policy, comparable across settings of epochs
         return {**totals.as_dict(), "normaliser": normaliser, "grad_norm": grad_norm}
 
-    def _optimizer_step(self, samples: Sequence[GRPOSample], normaliser: float,
-                        imitation_count: int) -> tuple[LossStats, float]:
+    def _reference_rows(self, samples: Sequence[GRPOSample]) -> list[torch.Tensor | None]:
+        """Each sample's reference log-probs (detached, one per token), or None where the
+        loss does not use them. The reference is frozen, so they are computed once per
+        update, in micro-batches of the samples that need them (all when ``kl_beta`` > 0,
+        else those marked for negative imitation), and every epoch reuses them."""
+        rows: list[torch.Tensor | None] = [None] * len(samples)
+        if self.reference_logprobs is None:
+            return rows
+        wanted = [i for i, s in enumerate(samples) if self.config.kl_beta > 0
+                  or (self.config.neg_imitation_weight > 0 and s.negative_imitation)]
+        size = self.config.micro_batch_size
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start:start + size]
+            scored = [samples[i] for i in chunk]
+            with torch.no_grad():
+                ref_logp, ref_mask = self.reference_logprobs(scored)
+            _check_alignment(ref_logp, ref_mask, scored, "reference_logprobs")
+            ref_logp = ref_logp.detach().float()
+            for row, i in enumerate(chunk):
+                rows[i] = ref_logp[row, :len(samples[i].token_ids)].clone()
+        return rows
+
+    def _optimizer_step(self, samples: Sequence[GRPOSample], references: Sequence[torch.Tensor | None],
+                        normaliser: float, imitation_count: int) -> tuple[LossStats, float]:
         self.optimizer.zero_grad(set_to_none=True)
         totals = LossStats()
         size = self.config.micro_batch_size
         for start in range(0, len(samples), size):
-            totals += self._accumulate(samples[start:start + size], normaliser, imitation_count)
+            totals += self._accumulate(samples[start:start + size], references[start:start + size],
+                                       normaliser, imitation_count)
         if self.config.max_grad_norm > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         else:
@@ -604,28 +691,27 @@ class GRPOTrainer:
         self.optimizer.step()
         return totals, float(grad_norm)
 
-    def _accumulate(self, samples: Sequence[GRPOSample], normaliser: float,
-                    imitation_count: int) -> LossStats:
+    def _accumulate(self, samples: Sequence[GRPOSample], references: Sequence[torch.Tensor | None],
+                    normaliser: float, imitation_count: int) -> LossStats:
         """Forward and backward one micro-batch; its gradient adds to the others'."""
         logp, mask = self.policy_logprobs(samples)
         _check_alignment(logp, mask, samples, "policy_logprobs")
         device = logp.device
         negative_imitation = torch.tensor([s.negative_imitation for s in samples], device=device)
-        ref_logp = None
-        wants_reference = self.config.kl_beta > 0 or (
-            self.config.neg_imitation_weight > 0 and bool(negative_imitation.any()))
-        if self.reference_logprobs is not None and wants_reference:
-            with torch.no_grad():
-                ref_logp, ref_mask = self.reference_logprobs(samples)
-            _check_alignment(ref_logp, ref_mask, samples, "reference_logprobs")
-            ref_logp = _fit_width(ref_logp.detach().float(), logp.shape[1]).to(device)
+        ref_logp = reference_rows = None
+        if any(row is not None for row in references):
+            ref_logp = torch.zeros(logp.shape, dtype=torch.float32, device=device)
+            for i, row in enumerate(references):
+                if row is not None:
+                    ref_logp[i, :len(row)] = row.to(device)
+            reference_rows = torch.tensor([row is not None for row in references], device=device)
         loss, stats = grpo_loss(
             logp, _padded([s.old_logprobs for s in samples], logp.shape[1], device=device), mask,
             torch.tensor([s.advantage for s in samples], device=device),
             config=self.config, normaliser=normaliser,
             policy_gradient=torch.tensor([s.policy_gradient for s in samples], device=device),
             ref_logp=ref_logp, negative_imitation=negative_imitation,
-            negative_imitation_count=imitation_count)
+            negative_imitation_count=imitation_count, reference_rows=reference_rows)
         loss.backward()
         return stats
 

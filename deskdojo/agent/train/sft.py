@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from deskdojo.core.errors import ConfigError, RecordError, RunDirError
+from deskdojo.core.errors import ConfigError, RunDirError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
 
@@ -91,6 +91,7 @@ class DemoStep:
     task: Task
     history: tuple[Decision, ...]
     action: Any
+    error: str | None = None  # the error line the newest screen carried (recorded in Step.prompt)
 
 
 @dataclass(slots=True)
@@ -108,29 +109,28 @@ class SFTResult:
 
 
 def read_demos(folder: str | os.PathLike[str], *, history_k: int = 1) -> list[DemoStep]:
-    """Every step with an action, from every demo sub-folder (sorted by name)."""
-    from deskdojo.core.records import from_json
-    from deskdojo.core.rundir import read_trajectory
+    """Every step with an action, from every demo sub-folder (sorted by name; hidden ones,
+    such as an abandoned recording, are skipped). Each demo is checked as ``load_demo``
+    checks it, so a bad file stops SFT before training starts, naming the file."""
+    from deskdojo.agent.demos import check_png, demo_frame, load_demo
 
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"demos folder {root} does not exist")
     examples: list[DemoStep] = []
-    for demo in sorted(p for p in root.iterdir() if p.is_dir()):
-        task_path = demo / "task.json"
-        if not task_path.exists():
-            raise RecordError(f"{demo} has no task.json: a demo is a trajectory folder plus its task")
-        task = from_json(Task, json.loads(task_path.read_text()), where=str(task_path))
-        trajectory = read_trajectory(demo)
+    for folder_path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        demo = load_demo(folder_path)
+        task = demo.task
         history: list[Decision] = []
         frames: list[Path] = []
-        for step in trajectory.steps:
-            frame = demo / (step.frame or f"frames/{step.index:04d}.png")
-            if not frame.exists():
-                raise RecordError(f"{demo}: step {step.index} names frame {frame.name}, which is missing")
+        for step in demo.trajectory.steps:
+            frame = demo_frame(folder_path, step)
+            if step.frame is None:  # load_demo checked the frames that are named
+                check_png(frame, f"step {step.index}")
             frames.append(frame)
             if step.action is not None:
-                examples.append(DemoStep(tuple(frames[-history_k:]), task, tuple(history), step.action))
+                examples.append(DemoStep(tuple(frames[-history_k:]), task, tuple(history), step.action,
+                                         error=step.prompt.error if step.prompt is not None else None))
             history.append(Decision(text=step.model_text, action=step.action))
     if not examples:
         raise ConfigError(f"{root} holds no demonstration steps with actions")
@@ -153,6 +153,8 @@ def to_samples(policy: Any, examples: Sequence[DemoStep]) -> list[Any]:
     samples = []
     for example in examples:
         observations = tuple(load_observation(p) for p in example.frames)
+        if example.error is not None:
+            observations = observations[:-1] + (dataclasses.replace(observations[-1], action_error=example.error),)
         target = policy.render_target(example.action, observations[-1])
         samples.append(PolicySample(observations, example.task, example.history, target_text=target))
     return samples
