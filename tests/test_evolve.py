@@ -47,6 +47,8 @@ class Bandit:
     """Picks one of ARMS click targets per task (one token), then says done. Sampling is
     seeded by (seed, act calls) like the VLM policy, so resumes replay exactly."""
 
+    clicks = 1  # clicks before done
+
     def __init__(self, seed: int = 0):
         import torch
 
@@ -82,7 +84,7 @@ class Bandit:
             logp = torch.log_softmax(self.logits(), dim=-1)
         out = []
         for history in histories:
-            if history:
+            if len(history) >= self.clicks:
                 out.append(Decision(text="done", action=Done()))
                 continue
             arm = int(logp.argmax()) if self.greedy else int(torch.multinomial(logp.exp(), 1, generator=generator))

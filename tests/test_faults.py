@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
-from deskdojo.core.actions import Click, Done
-from deskdojo.core.protocols import Decision
+from deskdojo.core.actions import Click
 from deskdojo.core.rundir import JsonlFile, RunDir
 from deskdojo.core.types import Task
 
@@ -30,22 +29,7 @@ class ClickTwice(Bandit):
     by the rollout (the second click fails); a kill after the second only by the judge
     (``done`` touches no sandbox)."""
 
-    def act(self, observations: Sequence[Any], tasks: Sequence[Task], histories: Sequence[Any]) -> list[Decision]:
-        import torch
-
-        generator = torch.Generator().manual_seed(hash((self.seed, self._act_calls)) & 0x7FFFFFFF)
-        self._act_calls += 1
-        with torch.no_grad():
-            logp = torch.log_softmax(self.logits(), dim=-1)
-        out = []
-        for history in histories:
-            if len(history) >= CLICKS:
-                out.append(Decision(text="done", action=Done()))
-                continue
-            arm = int(torch.multinomial(logp.exp(), 1, generator=generator))
-            out.append(Decision(text=f"arm {arm}", action=Click(arm_x(arm), 20), token_ids=(arm,),
-                                logprobs=(float(logp[arm]),)))
-        return out
+    clicks = CLICKS
 
 
 class ArmStateJudge:
