@@ -113,3 +113,13 @@ def test_bench_parse_prints_json_with_every_format():
         assert len(entry["rows"]) == len(CASES)
         assert entry["worst_ms"] == max(row["max_ms"] for row in entry["rows"])
         assert {"case", "max_ms", "median_ms", "parsed", "pass"} <= set(entry["rows"][0])
+
+
+def test_a_parse_error_never_grows_with_the_answer():
+    """Errors quote the offending value; on a 64 KB answer that must not become a 64 KB
+    error line in the next prompt and in every step record."""
+    from deskdojo.agent.formats.base import MAX_ERROR_CHARS, ParseResult
+
+    long_error = ParseResult(error="not a point: " + "9" * 60_000).error
+    assert len(long_error) < MAX_ERROR_CHARS + 40 and long_error.endswith("(60013 characters)")
+    assert ParseResult(error="short").error == "short"

@@ -20,6 +20,9 @@ from deskdojo.perception.resize import (image_to_screen, relative_to_screen, scr
 MAX_OUTPUT_CHARS = 65536
 """Longer model output is refused unread (a model that rambles this long is broken)."""
 
+MAX_ERROR_CHARS = 500
+"""A parse error longer than this is cut (it is shown to the model and stored per step)."""
+
 COORDINATE_MODES = ("absolute", "relative1000")
 
 
@@ -36,6 +39,13 @@ class ParseResult:
     actions: tuple[Action, ...] = ()
     thought: str | None = None
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        # An error may quote the offending value; it goes into the next prompt and the
+        # step record, so a 64 KB answer must not make a 64 KB error line.
+        if self.error is not None and len(self.error) > MAX_ERROR_CHARS:
+            cut = self.error[:MAX_ERROR_CHARS]
+            object.__setattr__(self, "error", f"{cut}... ({len(self.error)} characters)")
 
     @property
     def ok(self) -> bool:
