@@ -35,43 +35,39 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resolved_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
-    """The run's config (None: resume with the stored one), every part's settings checked
-    (``check_settings``) before anything is made; errors name ``--config``'s file."""
-    from deskdojo.core.errors import ConfigError
-    from deskdojo.evolve.build import check_settings
+    """The run's config (None: resume with the stored one)."""
     from deskdojo.evolve.config import EvolveConfig, load_config, merge, read_config_file
     from deskdojo.evolve.run import open_or_create_run, stored_config
 
     if args.resume and not (args.config or overrides):
         return None
-    base = stored_config(open_or_create_run(args.resume, None, resume=True)).to_dict() if args.resume else {}
-    try:
-        if not args.resume:
-            config = load_config(args.config, overrides)
-        else:
-            if args.config:
-                base = merge(base, read_config_file(args.config))
-            config = EvolveConfig.from_dict(merge(base, overrides))
-        check_settings(config, args.provider if args.provider != "auto" else None)
-        return config
-    except ConfigError as exc:
-        if args.config and not str(exc).startswith(str(args.config)):
-            raise ConfigError(f"{args.config}: {exc}") from None
-        raise
+    if not args.resume:
+        return load_config(args.config, overrides)
+    base = stored_config(open_or_create_run(args.resume, None, resume=True)).to_dict()
+    if args.config:
+        base = merge(base, read_config_file(args.config))
+    return EvolveConfig.from_dict(merge(base, overrides))
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
+    """``run_evolve`` checks every part's settings before it makes a folder or starts a
+    sandbox; a config error names ``--config``'s file."""
+    from deskdojo.core.errors import ConfigError
     from deskdojo.evolve.run import new_run_dir, run_evolve
 
     overrides = _overrides(args)
     if args.resume and (args.run_dir or args.runs_root):
         raise DeskdojoError("--resume names the run folder; drop --run-dir/--runs-root")
-    config = _resolved_config(args, overrides)
-    if args.resume:
-        result = run_evolve(config, args.resume, resume=True, force=args.force)  # refuses a changed config
-    else:
-        run_dir = args.run_dir or new_run_dir(args.runs_root or "runs")
-        result = run_evolve(config, run_dir)
+    try:
+        config = _resolved_config(args, overrides)
+        if args.resume:
+            result = run_evolve(config, args.resume, resume=True, force=args.force)  # refuses a changed config
+        else:
+            result = run_evolve(config, args.run_dir or new_run_dir(args.runs_root or "runs"))
+    except ConfigError as exc:
+        if args.config and not str(exc).startswith(str(args.config)):
+            raise ConfigError(f"{args.config}: {exc}") from None
+        raise
     return 0 if result.state in ("finished", "stopped") else 1
 
 
