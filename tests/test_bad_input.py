@@ -177,7 +177,7 @@ def test_resume_reports_a_corrupt_metrics_line_before_starting_sandboxes(tmp_pat
 @pytest.mark.parametrize("body, needles", [
     ("policy: {tempratur: 0.7}\n", ["policy config has no key 'tempratur'", "temperature"]),
     ("grpo: {lrr: 1}\n", ["grpo config has no key 'lrr'", "lr"]),
-    ("policy: {lora: {rank: 4}}\n", ["policy: LoRA settings has no key 'rank'"]),
+    ("policy: {lora: {rank: 4}}\n", ["policy config.lora has no key 'rank'"]),
     ("rollout: {max_step: 3}\n", ["rollout config has no key 'max_step'"]),
     ("sandbox: {screan: [640, 480]}\n", ["sandbox config has no key 'screan'"]),
     ("sft: {options: {batchsize: 2}}\n", ["sft.options: SFT config has no key 'batchsize'"]),

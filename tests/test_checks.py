@@ -259,7 +259,7 @@ def test_bad_task_files_name_the_file_and_the_field(tmp_path):
     message = _bad_file(tmp_path, lambda d: d["checks"][0].update(metric="equal"))
     assert message.startswith(f"{where}: Task.checks[0].metric: unknown metric 'equal' (known: equals,")
     message = _bad_file(tmp_path, lambda d: d.update(colour="red"))
-    assert message.startswith(f"{where}: Task: unknown field 'colour'")
+    assert message.startswith(f"{where}: Task has no key 'colour'")
     message = _bad_file(tmp_path, lambda d: d.update(level="two"))
     assert message == f"{where}: Task.level: expected an integer, got 'two'"
     message = _bad_file(tmp_path, lambda d: d["checks"][0].update(weight="heavy"))
@@ -281,7 +281,7 @@ def test_a_bad_line_in_a_jsonl_file_is_named_by_its_number(tmp_path):
     path.write_text(json.dumps(to_json(GOOD)) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(RecordError) as err:
         load_tasks(path)
-    assert str(err.value).startswith(f"{path}:2: Task.checks[0]: unknown field 'colour'")
+    assert str(err.value).startswith(f"{path}:2: Task.checks[0] has no key 'colour'")
     path.write_text(json.dumps(to_json(GOOD)) + "\n\n{oops\n")
     with pytest.raises(RecordError, match=r"tasks.jsonl:3: not valid JSON"):
         load_tasks(path)

@@ -35,7 +35,10 @@ def test_every_kind_has_an_example_and_round_trips_through_json():
 @pytest.mark.parametrize("data, message", [
     ({"kind": "teleport"}, "action.kind 'teleport' is not one of"),
     ({"x": 1}, "action.kind None"),
-    ({"kind": "click", "x": 1}, "click.y is required"),
+    ({"kind": "click", "x": 1}, "click needs both x and y"),
+    ({"kind": "click"}, "click needs x and y, or an element id"),
+    ({"kind": "click", "element": -1}, "click.element must be >= 0"),
+    ({"kind": "type", "text": "a", "element": "OK"}, "type.element must be an integer"),
     ({"kind": "click", "x": "1", "y": 2}, "click.x must be an integer"),
     ({"kind": "click", "x": True, "y": 2}, "click.x must be an integer"),
     ({"kind": "click", "x": 1, "y": 2, "button": "side"}, "click.button must be one of"),
@@ -84,7 +87,7 @@ def test_task_round_trips_and_rejects_unknown_or_bad_fields():
     task = _task()
     assert from_json(Task, json.loads(json.dumps(to_json(task)))) == task
     data = to_json(task)
-    with pytest.raises(RecordError, match="unknown field 'colour'"):
+    with pytest.raises(RecordError, match="has no key 'colour'"):
         from_json(Task, {**data, "colour": "red"})
     with pytest.raises(RecordError, match=r"Task\.oracle\[1\]\.action: key\.keys: unknown key"):
         from_json(Task, {**data, "oracle": [data["oracle"][0], {"action": {"kind": "key", "keys": ["nope"]}}]})

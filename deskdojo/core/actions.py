@@ -20,6 +20,7 @@ BUTTONS = ("left", "right", "middle")
 MAX_TYPE_CHARS = 4096
 MAX_WAIT_S = 60.0
 MAX_SCROLL_CLICKS = 50
+MAX_ELEMENT_ID = 100_000
 
 _NAMED_KEYS = frozenset(
     """
@@ -80,19 +81,34 @@ def _check_button(kind: str, value: Any) -> None:
 # --- the actions ---------------------------------------------------------------
 
 
+def _check_target(kind: str, action: Any, *, point_optional: bool = False) -> None:
+    """A pointer target is (x, y), an element id, or both (an element resolved to its centre)."""
+    if action.element is not None:
+        _check_int(kind, "element", action.element, low=0, high=MAX_ELEMENT_ID)
+    has_x, has_y = action.x is not None, action.y is not None
+    if has_x != has_y:
+        raise ActionError(f"{kind} needs both x and y, or neither (with an element)")
+    if has_x:
+        _check_int(kind, "x", action.x)
+        _check_int(kind, "y", action.y)
+    elif action.element is None and not point_optional:
+        raise ActionError(f"{kind} needs x and y, or an element id")
+
+
 @dataclass(frozen=True, slots=True)
 class Click:
-    """Press and release a mouse button ``count`` times at (x, y)."""
+    """Press and release a mouse button ``count`` times at (x, y), or at the centre of
+    ``element`` (an id from the observation's element listing), resolved when it acts."""
 
     kind: ClassVar[str] = "click"
-    x: int
-    y: int
+    x: int | None = None
+    y: int | None = None
     button: str = "left"
     count: int = 1
+    element: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("click", "x", self.x)
-        _check_int("click", "y", self.y)
+        _check_target("click", self)
         _check_button("click", self.button)
         _check_int("click", "count", self.count, low=1, high=3)
 
@@ -148,15 +164,18 @@ class Scroll:
 
 @dataclass(frozen=True, slots=True)
 class Type:
-    """Type text into the focused widget."""
+    """Type text into the focused widget, or into ``element`` (clicked first to focus it)."""
 
     kind: ClassVar[str] = "type"
     text: str
+    element: int | None = None  # click this element first (to focus it), then type
 
     def __post_init__(self) -> None:
         _check_str("type", "text", self.text, max_len=MAX_TYPE_CHARS)
         if not self.text:
             raise ActionError("type.text must not be empty")
+        if self.element is not None:
+            _check_int("type", "element", self.element, low=0, high=MAX_ELEMENT_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +256,14 @@ def is_action(value: Any) -> bool:
 
 
 def action_to_dict(action: Action) -> dict[str, Any]:
-    """The JSON form: ``{"kind": "click", "x": 10, "y": 20, ...}``."""
+    """The JSON form: ``{"kind": "click", "x": 10, "y": 20, ...}``; an unset element is left out."""
     if not is_action(action):
         raise ActionError(f"not an action: {action!r}")
     data: dict[str, Any] = {"kind": action.kind}
     for f in dataclasses.fields(action):
         value = getattr(action, f.name)
+        if f.name in ("element", "x", "y") and value is None:
+            continue  # unset targets are left out: older records stay byte-identical
         data[f.name] = list(value) if isinstance(value, tuple) else value
     return data
 
@@ -273,6 +294,8 @@ def action_points(action: Action) -> list[tuple[int, int]]:
     """Screen points an action touches (for bounds checks and overlays)."""
     if isinstance(action, Drag):
         return [(action.x, action.y), (action.to_x, action.to_y)]
+    if isinstance(action, Click) and action.x is None:
+        return []  # an element not yet resolved to a point
     if isinstance(action, (Click, Move, Scroll)):
         return [(action.x, action.y)]
     return []

@@ -131,6 +131,61 @@ def needs_state(step: OracleStep) -> bool:
     return step.at is not None or step.to is not None or step.wait is not None
 
 
+def without_runtime_keys(state: Any) -> Any:
+    """A published app state without the keys that change on every write."""
+    return {k: v for k, v in state.items() if k not in RUNTIME_KEYS} if isinstance(state, Mapping) else state
+
+
+MISSING = object()
+"""Stands for a key one side of a ``changes`` comparison does not have."""
+
+
+def changes(old: Any, new: Any, *, into_lists: bool = True,
+            path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """Every leaf that differs between two JSON values: ``(key path, old, new)``, where a key
+    only one side has shows ``MISSING`` on the other. Objects are compared key by key (the
+    old one's keys first); lists of equal length item by item when ``into_lists``, else
+    whole. The one state diff: the judge's per-step deltas and exploration both use it."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        found = []
+        for key in old:
+            if key in new:
+                found += changes(old[key], new[key], into_lists=into_lists, path=(*path, str(key)))
+            else:
+                found.append(((*path, str(key)), old[key], MISSING))
+        found += [((*path, str(key)), MISSING, new[key]) for key in new if key not in old]
+        return found
+    if into_lists and isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        found = []
+        for index, (a, b) in enumerate(zip(old, new)):
+            found += changes(a, b, into_lists=into_lists, path=(*path, str(index)))
+        return found
+    return [] if old == new else [(path, old, new)]
+
+
+def wait_until_quiet(read: Callable[[], Any], *, quiet: float, timeout: float,
+                     key: Callable[[Any], Any] = lambda value: value,
+                     ready: Callable[[Any, float], bool] = lambda value, waited: True,
+                     poll: float = POLL_S) -> tuple[Any, bool]:
+    """Poll ``read()`` until ``key`` of what it returns has held still for ``quiet`` seconds
+    while ``ready(value, seconds waited)``, at most ``timeout`` seconds. Returns the last
+    value and whether it settled. The one settle: the judge and exploration both use it."""
+    start = time.monotonic()
+    last, since, value = MISSING, start, None
+    while True:
+        now = time.monotonic()
+        value = read()
+        if ready(value, now - start):
+            current = key(value)
+            if current != last:
+                last, since = current, now
+            elif now - since >= quiet:
+                return value, True
+        if now - start >= timeout:
+            return value, False
+        time.sleep(poll)
+
+
 # --- performing ----------------------------------------------------------------
 
 

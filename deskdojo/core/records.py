@@ -1,19 +1,21 @@
 """Helpers that turn JSON objects into frozen records and back, naming bad fields.
 
 Standard library only. Every stored record (task, step, trajectory, verdict) goes
-through ``from_json`` so a malformed file is rejected with the record, the field and
-what was wrong, never half-loaded.
+through ``from_json`` and every config through ``decode`` (one closed, typed decoder),
+so a malformed file is rejected with the record, the field and what was wrong, never
+half-loaded.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import types
 import typing
 from typing import Any, Mapping, TypeVar
 
-from deskdojo.core.errors import ActionError, RecordError
+from deskdojo.core.errors import ActionError, ConfigError, DeskdojoError, RecordError
 
 T = TypeVar("T")
 
@@ -37,33 +39,49 @@ def to_json(record: Any) -> Any:
 
 
 def from_json(cls: type[T], data: Any, *, where: str | None = None) -> T:
-    """Build ``cls`` from JSON, closed to unknown keys; errors name ``where.field``."""
-    where = where or cls.__name__
+    """Build the record ``cls`` from JSON, closed to unknown keys; errors name ``where.field``."""
+    return decode(cls, data, where=cls.__name__ if where is None else where, error=RecordError)
+
+
+def decode(cls: type[T], data: Any, *, where: str, error: type[DeskdojoError] = RecordError) -> T:
+    """The one closed, typed decoder: records, configs and the run config all come through it.
+
+    ``data`` may hold only ``cls``'s fields; each value is checked against its type hint
+    (numbers, strings, booleans, enums, tuples, nested dataclasses, actions, optionals)
+    and every error is an ``error`` naming ``where.field``. An empty ``where`` names the
+    fields bare (the top of a config file). An instance of ``cls`` passes through.
+    """
+    if isinstance(data, cls):
+        return data
     if not isinstance(data, Mapping):
-        raise RecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        raise error(f"{where or cls.__name__}: expected a mapping of fields, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("json", True)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise RecordError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(fields)})")
+    for key in data:
+        if key not in fields:
+            raise error(f"{where or cls.__name__} has no key {key!r} (known: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise RecordError(f"{where}.{name} is required")
+                raise error(f"{_join(where, name)} is required")
             continue
-        kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
+        kwargs[name] = _convert(hints[name], data[name], _join(where, name), error)
     try:
         return cls(**kwargs)
-    except (RecordError, ActionError) as exc:
-        if where == cls.__name__ or str(exc).startswith(where):
+    except (RecordError, ActionError, ConfigError) as exc:
+        if isinstance(exc, error) and (not where or where == cls.__name__ or str(exc).startswith(where)):
             raise
-        raise RecordError(f"{where}: {exc}") from None  # a nested record: say where it sits
+        raise error(f"{where}: {exc}") from None  # a nested record: say where it sits
     except (TypeError, ValueError) as exc:
-        raise RecordError(f"{where}: {exc}") from None
+        raise error(f"{where or cls.__name__}: {exc}") from None
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _convert(hint: Any, value: Any, where: str, error: type[DeskdojoError]) -> Any:
     from deskdojo.core.actions import Action, action_from_dict
 
     origin = typing.get_origin(hint)
@@ -77,45 +95,50 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         try:
             return action_from_dict(value)
         except ActionError as exc:
-            raise RecordError(f"{where}: {exc}") from None
+            raise error(f"{where}: {exc}") from None
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        last_error: RecordError | None = None
-        for option in non_none:
+        if value is None:
+            if type(None) in args:
+                return None
+            raise error(f"{where} must not be null")
+        last_error: DeskdojoError | None = None
+        for option in (a for a in args if a is not type(None)):
             try:
-                return _convert(option, value, where)
-            except RecordError as exc:
+                return _convert(option, value, where, error)
+            except error as exc:
                 last_error = exc
-        raise last_error or RecordError(f"{where}: unexpected value {value!r}")
+        raise last_error or error(f"{where}: unexpected value {value!r}")
     if origin is tuple:
-        if not isinstance(value, list):
-            raise RecordError(f"{where}: expected a list, got {type(value).__name__}")
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise error(f"{where}: expected a list, got {type(value).__name__}")
         item = args[0] if args else Any
-        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (dict, Mapping, typing.Mapping) or hint is dict:
-        if not isinstance(value, dict):
-            raise RecordError(f"{where}: expected an object, got {type(value).__name__}")
+        return tuple(_convert(item, v, f"{where}[{i}]", error) for i, v in enumerate(value))
+    if origin in (dict, Mapping, typing.Mapping, collections.abc.Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise error(f"{where}: expected an object, got {type(value).__name__}")
         return dict(value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
             return hint(value)
         except ValueError:
             allowed = ", ".join(str(m.value) for m in hint)
-            raise RecordError(f"{where}: {value!r} is not one of: {allowed}") from None
+            raise error(f"{where}: {value!r} is not one of: {allowed}") from None
     if dataclasses.is_dataclass(hint):
-        return from_json(hint, value, where=where)
+        return decode(hint, value, where=where, error=error)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecordError(f"{where}: expected a number, got {value!r}")
+            raise error(f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise RecordError(f"{where}: expected an integer, got {value!r}")
+            raise error(f"{where}: expected an integer, got {value!r}")
         return value
-    if hint in (str, bool):
-        if not isinstance(value, hint):
-            raise RecordError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise error(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise error(f"{where}: expected a string, got {value!r}")
         return value
     return value

@@ -153,6 +153,12 @@ class TrajectoryWriter:
         write_atomic(self.folder / rel, png)
         return rel
 
+    def write_elements(self, index: int, listing_json: bytes) -> str:
+        """The element listing shown with frame ``index``, next to it: ``frames/NNNN.elements.json``."""
+        rel = f"frames/{index:04d}.elements.json"
+        write_atomic(self.folder / rel, listing_json)
+        return rel
+
     def append_step(self, step: Step) -> None:
         self.steps_file.append(step)
 

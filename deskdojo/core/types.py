@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from deskdojo.core.actions import Action
+from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import RecordError
 
 TASK_FORMAT_VERSION = 1
@@ -41,6 +42,7 @@ class Observation:
 
     ``screenshot`` is an (H, W, 3) uint8 RGB array. ``action_error`` carries why the
     previous action was refused or did not parse: model mistakes are observations.
+    ``elements`` is the screen's element listing when the observation mode asks for it.
     """
 
     screenshot: Any
@@ -50,6 +52,7 @@ class Observation:
     app_state: Mapping[str, Any] | None = None
     action_error: str | None = None
     timestamp: float = 0.0
+    elements: ElementList | None = None
 
     def __post_init__(self) -> None:
         shape = getattr(self.screenshot, "shape", None)
@@ -240,11 +243,14 @@ class PromptInputs:
     training rebuilds the prompt that acted bit for bit: the frames of the observation
     window (oldest first, the step's own frame last; paths relative to the trajectory
     folder), the error line exactly as the policy's Observation carried it, and the
-    temperature T the stored log-probs are ``log_softmax(logits / T)`` of (1 for greedy)."""
+    temperature T the stored log-probs are ``log_softmax(logits / T)`` of (1 for greedy).
+    ``elements`` is the element listing the newest frame came with (a JSON file, path
+    relative to the trajectory folder), in observation modes that carry elements."""
 
     window: tuple[str, ...] = ()
     error: str | None = None
     temperature: float | None = None  # None: the policy did not say (its own T applies)
+    elements: str | None = None  # None: no listing was shown (screenshot mode, older records)
 
     def __post_init__(self) -> None:
         if self.temperature is not None and not self.temperature > 0:

@@ -40,7 +40,9 @@ from typing import Any, Mapping, Sequence
 
 from deskdojo.core.actions import Click, Wait
 from deskdojo.core.errors import DeskdojoError
-from deskdojo.core.oracle import RUNTIME_KEYS, OracleError, locate, resolve_when_ready
+from deskdojo.core.oracle import (
+    MISSING, RUNTIME_KEYS, OracleError, changes, locate, resolve_when_ready, wait_until_quiet, without_runtime_keys,
+)
 from deskdojo.core.records import to_json
 from deskdojo.core.types import Check, Locator, OracleStep, Provenance, Split, StateCondition, Task
 from deskdojo.curriculum.families.base import launch
@@ -204,16 +206,15 @@ def flatten(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], A
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[Change, ...]:
-    """The values that differ between two states (widgets that came or went aside)."""
+    """The values that differ between two states (widgets that came or went aside); lists
+    are compared whole, and a key one side lacks reads as None there."""
     old, new = comparable(before), comparable(after)
     common = set(old["widgets"]) & set(new["widgets"])
     old["widgets"] = {w: old["widgets"][w] for w in common}
     new["widgets"] = {w: new["widgets"][w] for w in common}
-    a, b = flatten(old), flatten(new)
-    changed = [path for path in sorted(set(a) | set(b), key=str) if a.get(path) != b.get(path)]
-    # an empty object that gained keys (or lost its last) shows as itself and its new keys: keep the keys
-    containers = {path[:i] for path in changed for i in range(1, len(path))}
-    return tuple(Change(path, a.get(path), b.get(path)) for path in changed if path not in containers)
+    found = [Change(path, None if a is MISSING else a, None if b is MISSING else b)
+             for path, a, b in changes(old, new, into_lists=False)]
+    return tuple(sorted(found, key=lambda change: str(change.path)))
 
 
 def screen_parts(state: Mapping[str, Any]) -> set[str]:
@@ -318,23 +319,13 @@ class _Walker:
 
     def settle(self, since_seq: int | None) -> Mapping[str, Any]:
         """The state once it changed after ``since_seq`` (or FIRST_CHANGE_S passed) and then held still."""
-        start = time.monotonic()
-        last, quiet_since, state = None, start, None
-        while True:
-            now = time.monotonic()
-            state = self.state()
-            if state is not None and (since_seq is None or state.get("seq") != since_seq
-                                      or now - start > FIRST_CHANGE_S):
-                core = {k: v for k, v in state.items() if k not in RUNTIME_KEYS}
-                if core != last:
-                    last, quiet_since = core, now
-                elif now - quiet_since >= QUIET_S:
-                    return state
-            if now - start > SETTLE_LIMIT_S:
-                if state is None:
-                    raise ExploreError(f"{self.app} published no state within {SETTLE_LIMIT_S:g} s")
-                return state
-            time.sleep(0.03)
+        state, _ = wait_until_quiet(
+            self.state, quiet=QUIET_S, timeout=SETTLE_LIMIT_S, key=without_runtime_keys,
+            ready=lambda state, waited: state is not None and (
+                since_seq is None or state.get("seq") != since_seq or waited > FIRST_CHANGE_S))
+        if state is None:
+            raise ExploreError(f"{self.app} published no state within {SETTLE_LIMIT_S:g} s")
+        return state
 
     def click(self, probe: Probe, before: Mapping[str, Any]) -> Mapping[str, Any]:
         action = resolve_when_ready(self.sandbox, dataclasses.replace(probe.step(self.app), timeout=3.0))

@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from deskdojo.core.errors import ConfigError
+from deskdojo.core.records import decode
 
 PROVIDERS = ("auto", "docker", "xvfb", "fake")
 MAIN_JOB_FAMILIES = ("click_button", "toggle_choices")
@@ -161,7 +160,7 @@ class EvolveConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EvolveConfig":
-        return _build(cls, data, "config")
+        return decode(cls, data, where="", error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -246,68 +245,6 @@ def to_yaml(config: EvolveConfig) -> str:
 
 def field_help(cls: type = EvolveConfig) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
-# --- closed construction from plain data -----------------------------------------
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            raise ConfigError(f"{where} has no key {key!r} (known: {', '.join(fields)})")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in data.items():
-        values[key] = _value(hints[key], value, f"{where}.{key}" if where != "config" else key)
-    try:
-        return cls(**values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _value(hint: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{where} must not be null")
-        (inner,) = [a for a in args if a is not type(None)]
-        return _value(inner, value, where)
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (Mapping, dict) or hint is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
 
 
 def _plain(value: Any) -> Any:

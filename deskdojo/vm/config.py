@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from deskdojo.core.configs import refuse_unknown_keys
+from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.errors import ConfigError
 
 PROVIDERS = ("docker", "xvfb", "fake", "host")
@@ -54,13 +54,10 @@ class SandboxConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SandboxConfig":
-        refuse_unknown_keys(cls, data, "sandbox config")
-        values = dict(data)
-        if isinstance(values.get("screen"), str):
-            values["screen"] = parse_screen(values["screen"])
-        elif "screen" in values:
-            values["screen"] = tuple(values["screen"])
-        return cls(**values)
+        values = dict(data) if isinstance(data, Mapping) else data
+        if isinstance(values, dict) and isinstance(values.get("screen"), str):
+            values["screen"] = parse_screen(values["screen"])  # "1024x768" as well as [1024, 768]
+        return closed_from_dict(cls, values, "sandbox config")
 
     def replace(self, **changes: Any) -> "SandboxConfig":
         return dataclasses.replace(self, **changes)

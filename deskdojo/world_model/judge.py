@@ -11,10 +11,9 @@ task and the run stops, rather than scoring a silent zero.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
-from deskdojo.core.oracle import RUNTIME_KEYS
+from deskdojo.core.oracle import wait_until_quiet, without_runtime_keys
 from deskdojo.core.errors import JudgeError, SandboxError
 from deskdojo.core.types import (
     CheckEvidence, StepLabel, Task, Trajectory, Verdict,
@@ -27,12 +26,6 @@ QUIET_S = 0.3  # states unchanged this long count as settled
 POLL_S = 0.05
 
 
-def stable_view(apps: Mapping[str, Any]) -> dict[str, Any]:
-    """Published app states without the keys that change on every write."""
-    return {name: {k: v for k, v in state.items() if k not in RUNTIME_KEYS} if isinstance(state, Mapping)
-            else state for name, state in apps.items()}
-
-
 def checked_apps(task: Task) -> set[str]:
     """The practice apps whose state the task's checks read."""
     return {str(c.args["app"]) for c in task.checks if c.getter == "app_state" and "app" in c.args}
@@ -43,19 +36,10 @@ def settle(sandbox: Any, *, apps: Iterable[str] = (), timeout: float = SETTLE_TI
     """Wait until the published app states stop changing (and ``apps`` have published one),
     at most ``timeout`` seconds. True when they settled, False when time ran out."""
     wanted = set(apps)
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
-    since = time.monotonic()
-    while True:
-        view = stable_view(sandbox.app_state().get("apps", {}))
-        now = time.monotonic()
-        if view != last:
-            last, since = view, now
-        elif wanted <= set(view) and now - since >= quiet:
-            return True
-        if now >= deadline:
-            return False
-        time.sleep(POLL_S)
+    _, settled = wait_until_quiet(
+        lambda: {name: without_runtime_keys(state) for name, state in sandbox.app_state().get("apps", {}).items()},
+        quiet=quiet, timeout=timeout, ready=lambda view, waited: wanted <= set(view), poll=POLL_S)
+    return settled
 
 
 def step_labels(trajectory: Trajectory) -> tuple[tuple[StepLabel, ...], int | None]:

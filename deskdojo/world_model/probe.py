@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any, Mapping
 
 from deskdojo.core.errors import SandboxDied, SandboxError
-from deskdojo.core.oracle import RUNTIME_KEYS
+from deskdojo.core.oracle import MISSING, changes, without_runtime_keys
 
 BOX_KEYS = frozenset({"x", "y", "w", "h"})
 MAX_LIST_DEPTH = 6
@@ -48,7 +48,7 @@ class StateProbe:
     def snapshot(self, sandbox: Any) -> dict[str, Any]:
         apps = sandbox.app_state().get("apps", {})
         snapshot: dict[str, Any] = {
-            "apps": {name: without_noise({k: v for k, v in state.items() if k not in RUNTIME_KEYS})
+            "apps": {name: without_noise(without_runtime_keys(state))
                      for name, state in apps.items() if isinstance(state, Mapping)},
             "windows": sorted(w.title for w in sandbox.windows()),
         }
@@ -96,30 +96,19 @@ def app_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, 
         elif app not in after:
             out[app] = {"removed": ["."]}
         else:
-            changes: dict[str, Any] = {"changed": {}, "added": [], "removed": []}
-            _diff(before[app], after[app], "", changes)
-            changes = {k: v for k, v in changes.items() if v}
-            if changes:
-                out[app] = changes
+            found: dict[str, Any] = {"changed": {}, "added": [], "removed": []}
+            for path, old, new in changes(before[app], after[app]):
+                dotted = ".".join(path) or "."
+                if old is MISSING:
+                    found["added"].append(dotted)
+                elif new is MISSING:
+                    found["removed"].append(dotted)
+                else:
+                    found["changed"][dotted] = [old, new]
+            found = {k: v for k, v in found.items() if v}
+            if found:
+                out[app] = found
     return out
-
-
-def _diff(old: Any, new: Any, path: str, out: dict[str, Any]) -> None:
-    def join(key: Any) -> str:
-        return f"{path}.{key}" if path else str(key)
-
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        for key in old:
-            if key not in new:
-                out["removed"].append(join(key))
-            else:
-                _diff(old[key], new[key], join(key), out)
-        out["added"].extend(join(key) for key in new if key not in old)
-    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for index, (a, b) in enumerate(zip(old, new)):
-            _diff(a, b, join(index), out)
-    elif old != new:
-        out["changed"][path or "."] = [old, new]
 
 
 def window_delta(before: list[str], after: list[str]) -> dict[str, list[str]]:
