@@ -144,6 +144,46 @@ def test_windows_and_typing_into_a_real_app(sandbox):
     assert not any(w.title == "contract-term" for w in sandbox.windows()), "reset must close apps"
 
 
+def test_elements_and_actions_that_name_an_element(sandbox):
+    """elements() lists what shows; a click on an element runs at its centre now and comes
+    back resolved; unknown and stale ids are refused actions that say what is wrong."""
+    import time
+
+    from deskdojo.core.elements import ElementList
+    from deskdojo.vm.guest.apps import launch_step
+
+    if sandbox.provider_name == "fake":  # it lists each synthetic frame's square
+        sandbox.reset()
+        listing = sandbox.elements()
+    else:
+        sandbox.reset(Task(id="elements", instruction="press", family="contract",
+                           setup=(launch_step("buttons", {"seed": 2}),)))
+        deadline = time.monotonic() + 10
+        listing = sandbox.elements()
+        while not any(e.role == "button" for e in listing.elements):
+            assert time.monotonic() < deadline, f"no buttons listed: {listing}"
+            time.sleep(0.05)
+            listing = sandbox.elements()
+    assert isinstance(listing, ElementList) and listing.sources
+    target = next(e for e in listing.elements if e.role == "button")
+    result = sandbox.act(Click(element=target.id))
+    assert result.ok, result.error
+    assert result.resolved == Click(x=target.center[0], y=target.center[1], element=target.id)
+    assert (result.element.role, result.element.name) == (target.role, target.name)
+    if sandbox.provider_name != "fake":
+        deadline = time.monotonic() + 5
+        while sandbox.app_state()["apps"]["buttons"]["widgets"][f"button:{target.name}"]["clicks"] != 1:
+            assert time.monotonic() < deadline, "the element click did not press the button"
+            time.sleep(0.05)
+    unknown = sandbox.act(Click(element=999))
+    assert not unknown.ok and unknown.error.startswith("no element 999 in the last listing (ids 0-")
+    assert "no element 999" in sandbox.observe().action_error
+    if sandbox.provider_name != "fake":
+        sandbox.reset()  # the app is gone (the fake's square moved when the frame advanced)
+    stale = sandbox.act(Click(element=target.id))
+    assert not stale.ok and stale.error.endswith("is no longer on screen; look at the screen again")
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_killed_sandbox_raises_sandbox_died_and_close_still_works(provider):
     box = make_provider(_config(provider)).start()

@@ -5,8 +5,11 @@ Lifecycle of a Sandbox (the contract ``tests/test_sandbox_contract.py`` checks):
 * a provider returns a sandbox that is already started and answers ``observe()``;
 * ``reset(task)`` restores the pristine desktop, runs the task's setup steps and
   returns the first Observation; it may be called any number of times;
-* ``act(action)`` never raises for a model mistake (off-screen, invalid): it returns
-  ``ActResult(ok=False, error=...)`` and the next Observation carries the error;
+* ``act(action)`` never raises for a model mistake (off-screen, invalid, an unknown or
+  stale element id): it returns ``ActResult(ok=False, error=...)`` and the next
+  Observation carries the error;
+* ``elements(sources)`` lists the UI elements on screen now (every source when None);
+  an action that names an element resolves against the last listing when it runs;
 * any infrastructure failure raises ``SandboxError`` (``SandboxDied`` when the
   sandbox is gone); after that only ``close()`` is valid;
 * ``close()`` is idempotent and leaves no process or container behind.
@@ -21,16 +24,24 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from deskdojo.core.actions import Action
+from deskdojo.core.elements import Element, ElementList
 from deskdojo.core.types import Observation, Task, Trajectory, Verdict, Window
 
 
 @dataclass(frozen=True, slots=True)
 class ActResult:
-    """What happened to one action: ``ok=False`` carries the reason for the model."""
+    """What happened to one action: ``ok=False`` carries the reason for the model.
+
+    An action that named an element comes back ``resolved`` (the action with the point
+    it was performed at) with the ``element`` as it was on screen then (role, name, box),
+    so records keep both; both are None for actions that named none.
+    """
 
     ok: bool
     error: str | None = None
     elapsed_ms: float = 0.0
+    resolved: Action | None = None
+    element: Element | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +74,7 @@ class Sandbox(Protocol):
     def read_file(self, path: str) -> bytes: ...
     def write_file(self, path: str, data: bytes) -> int: ...
     def windows(self) -> tuple[Window, ...]: ...
+    def elements(self, sources: Sequence[str] | None = None) -> ElementList: ...
     def app_state(self) -> Mapping[str, Any]: ...
     def alive(self) -> bool: ...
     def close(self) -> None: ...

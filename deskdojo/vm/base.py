@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from deskdojo.core.actions import Action, action_from_dict, describe, off_screen_error
+from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import SandboxDied, SandboxError
 from deskdojo.core.protocols import ActResult, ExecResult
 from deskdojo.core.types import Observation, SetupStep, Task, Window
@@ -163,6 +164,12 @@ class GuestSandbox(ClosesOnExit):
     def app_state(self) -> Mapping[str, Any]:
         self._guard()
         return self._call(self.client.app_state)
+
+    def elements(self, sources: Sequence[str] | None = None) -> ElementList:
+        """The UI elements on screen now (the guest remembers this listing: actions that
+        name an element resolve against it)."""
+        self._guard()
+        return self._call(self.client.elements, sources)
 
     def health(self) -> dict[str, Any]:
         self._guard()

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from deskdojo.core.actions import Action, Wait, action_to_dict
+from deskdojo.core.actions import Action, Wait, action_from_dict, action_to_dict
+from deskdojo.core.elements import Element, ElementList
 from deskdojo.core.errors import (
-    GuestRequestError, SandboxDied, SandboxError, SandboxTimeout, SandboxTrustError,
+    ActionError, GuestRequestError, RecordError, SandboxDied, SandboxError, SandboxTimeout, SandboxTrustError,
 )
 from deskdojo.core.protocols import ActResult, ExecResult
 from deskdojo.core.types import Window
@@ -259,7 +260,25 @@ class GuestClient:
                              timeout=timeout, ok_statuses=(422,))
         if "error" in payload:
             return ActResult(ok=False, error=str(payload["error"]), elapsed_ms=0.0)
-        return ActResult(ok=True, error=None, elapsed_ms=float(payload.get("elapsed_ms", 0.0)))
+        resolved = element = None
+        if "resolved" in payload:  # the action named an element: where it was performed
+            try:
+                resolved, element = action_from_dict(payload["resolved"]), Element.from_json(payload["element"])
+            except (ActionError, RecordError, KeyError, TypeError, ValueError) as error:
+                raise SandboxError(f"the guest resolved {action_to_dict(action)} into something "
+                                   f"unreadable: {error}") from None
+        return ActResult(ok=True, error=None, elapsed_ms=float(payload.get("elapsed_ms", 0.0)),
+                         resolved=resolved, element=element)
+
+    def elements(self, sources: Sequence[str] | None = None) -> ElementList:
+        """The UI elements on screen now, from ``sources`` (every source when None); actions
+        naming an element resolve against this listing until the next one."""
+        query = "" if sources is None else f"?sources={quote(','.join(sources))}"
+        payload = self._call("GET", f"/v1/elements{query}")
+        try:
+            return ElementList.from_json(payload)
+        except RecordError as error:
+            raise SandboxError(f"the guest's element listing is malformed: {error}") from None
 
     def exec(self, argv: Sequence[str], *, timeout: float = 30, output_cap: int = 65536,
              cwd: str | None = None, env: Mapping[str, str] | None = None,

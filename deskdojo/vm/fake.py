@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from deskdojo.core.actions import Action
+from deskdojo.core.actions import Action, Click, describe
+from deskdojo.core.elements import Element, ElementList, SourceReport
 from deskdojo.core.errors import GuestRequestError, SandboxDied, SandboxError
 from deskdojo.core.protocols import ActResult, ExecResult
 from deskdojo.core.types import Observation, Task, Window
 from deskdojo.vm.base import ClosesOnExit, act_in_process, new_sandbox_name, run_setup
 from deskdojo.vm.config import SandboxConfig
+from deskdojo.vm.guest.elements.collect import ElementRefused, lookup, relocate
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 FAKE_HOME = "/home/fake"
@@ -37,6 +40,14 @@ def synthetic_frames(width: int, height: int, count: int = 4) -> list[np.ndarray
     return frames
 
 
+def synthetic_elements(width: int, height: int, count: int = 4) -> list[tuple[Element, ...]]:
+    """Each synthetic frame's element listing: its coloured square, as a button."""
+    size = max(8, min(width, height) // 8)
+    return [(Element(id=0, role="button", name="square", box=((i * size) % max(1, width - size), size, size, size),
+                     states=frozenset({"enabled"}), window="fake desktop", source="tk"),)
+            for i in range(count)]
+
+
 def load_frames(folder: str | Path) -> list[np.ndarray]:
     from PIL import Image
 
@@ -51,9 +62,16 @@ def load_frames(folder: str | Path) -> list[np.ndarray]:
 
 
 class FakeSandbox(ClosesOnExit):
-    """Implements the Sandbox protocol without a desktop."""
+    """Implements the Sandbox protocol without a desktop.
 
-    def __init__(self, frames: Sequence[np.ndarray], name: str | None = None):
+    ``frame_elements`` (one tuple of Elements per frame; empty by default) is what
+    ``elements()`` lists on each frame; ``set_elements`` fixes one listing for every frame.
+    Actions naming an element resolve here as in a guest: against the last listing,
+    re-checked against the current frame's elements.
+    """
+
+    def __init__(self, frames: Sequence[np.ndarray], name: str | None = None, *,
+                 frame_elements: Sequence[Sequence[Element]] | None = None):
         if not frames:
             raise SandboxError("FakeSandbox needs at least one frame")
         self.frames = list(frames)
@@ -69,6 +87,10 @@ class FakeSandbox(ClosesOnExit):
         self._last_error: str | None = None
         self._closed = False
         self._dead = False
+        self.frame_elements = [tuple(e) for e in frame_elements] if frame_elements else [()]
+        self.fixed_elements: tuple[Element, ...] | None = None
+        self.last_listing: ElementList | None = None
+        self._listings = 0
 
     def _guard(self) -> None:
         if self._closed:
@@ -95,7 +117,38 @@ class FakeSandbox(ClosesOnExit):
 
     def act(self, action: Action) -> ActResult:
         self._guard()
-        return act_in_process(self, action, self._advance)
+        element_id = getattr(action, "element", None)
+        if element_id is None:
+            return act_in_process(self, action, self._advance)
+        try:
+            element = relocate(lookup(self.last_listing, element_id),
+                               [{**e.to_json(), "box": e.box, "states": e.states} for e in self._shown()])
+        except ElementRefused as refusal:
+            self._step += 1
+            self._last_error = f"{describe(action)}: {refusal}"
+            return ActResult(ok=False, error=str(refusal))
+        x, y = element.center
+        resolved = replace(action, x=x, y=y) if isinstance(action, Click) else action
+        result = act_in_process(self, resolved, self._advance)
+        return replace(result, resolved=resolved, element=element) if result.ok else result
+
+    def _shown(self) -> tuple[Element, ...]:
+        if self.fixed_elements is not None:
+            return self.fixed_elements
+        return self.frame_elements[self._frame % len(self.frame_elements)]
+
+    def set_elements(self, elements: Sequence[Element] | None) -> None:
+        """List ``elements`` on every frame from now on (None: each frame's own again)."""
+        self.fixed_elements = None if elements is None else tuple(elements)
+
+    def elements(self, sources: Sequence[str] | None = None) -> ElementList:
+        self._guard()
+        shown = tuple(sorted(self._shown(), key=lambda e: e.id))
+        self._listings += 1
+        self.last_listing = ElementList(
+            elements=shown, listing=self._listings,
+            sources={name: SourceReport(ok=True, count=len(shown)) for name in (sources or ("tk",))})
+        return self.last_listing
 
     def _advance(self, action: Action) -> None:
         self.actions.append(action)
@@ -179,6 +232,6 @@ class FakeProvider:
     def start(self, name: str | None = None) -> FakeSandbox:
         if self.config.fake_frames:
             frames = load_frames(self.config.fake_frames)
-        else:
-            frames = synthetic_frames(*self.config.screen)
-        return FakeSandbox(frames, name=name)
+            return FakeSandbox(frames, name=name)
+        frames = synthetic_frames(*self.config.screen)
+        return FakeSandbox(frames, name=name, frame_elements=synthetic_elements(*self.config.screen))

@@ -15,6 +15,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from deskdojo.core.actions import Action
+from deskdojo.core.elements import ElementList, SourceReport
 from deskdojo.core.errors import ConfigError, SandboxError
 from deskdojo.core.protocols import ActResult, ExecResult
 from deskdojo.core.types import Observation, Task, Window
@@ -84,6 +85,10 @@ class HostSandbox(ClosesOnExit):
     def act(self, action: Action) -> ActResult:
         self._guard()
         self._check_failsafe()
+        if getattr(action, "element", None) is not None:  # no listing here to resolve it against
+            self._step += 1
+            self._last_error = "the host desktop lists no elements; give x and y instead of an element"
+            return ActResult(ok=False, error=self._last_error)
         return act_in_process(self, action, self._executor.execute)
 
     def screenshot_png(self) -> bytes:
@@ -109,6 +114,11 @@ class HostSandbox(ClosesOnExit):
 
     def app_state(self) -> Mapping[str, Any]:
         return {"apps": {}}
+
+    def elements(self, sources: Sequence[str] | None = None) -> ElementList:
+        """None: the host desktop runs no guest, so no element source (and no element actions)."""
+        why = SourceReport(ok=False, error="the host desktop provider has no element sources; use a sandbox")
+        return ElementList(elements=(), sources={name: why for name in (sources or ("tk",))})
 
     def alive(self) -> bool:
         return not self._closed

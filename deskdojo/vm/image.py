@@ -65,6 +65,10 @@ APT_PACKAGES: tuple[str, ...] = (
     # Save As) draw every icon as a "missing image" placeholder; dconf lets GTK apps
     # keep their settings (else GSettings uses a memory backend).
     "adwaita-icon-theme", "librsvg2-common", "dconf-gsettings-backend",
+    # Element perception in the guest: the accessibility bus and its Python client
+    # (GTK/Qt/Chromium apps publish their widgets there), and OCR for what no toolkit
+    # describes (xterm, canvas text).
+    "at-spi2-core", "python3-pyatspi", "tesseract-ocr", "tesseract-ocr-eng", "python3-tesserocr",
 )
 
 # pyautogui and its helpers are installed --no-deps: its pip dependency python3-Xlib
@@ -113,7 +117,8 @@ RUN pip install --break-system-packages --no-cache-dir --no-deps --no-index \\
       --find-links /tmp/wheels \\
       {pip_packages} \\
  && rm -rf /tmp/wheels \\
- && python3 -c "import Xlib, Xlib.ext.xtest, mss, pymsgbox, pyscreeze; assert Xlib.__version__ >= (0, 33), Xlib.__version__"
+ && python3 -c "import Xlib, Xlib.ext.xtest, mss, pymsgbox, pyscreeze; assert Xlib.__version__ >= (0, 33), Xlib.__version__" \\
+ && python3 -c "import tesserocr; assert 'eng' in tesserocr.get_languages()[1], tesserocr.get_languages()"
 RUN groupadd --gid {uid} {user} \\
  && useradd --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /bin/bash {user} \\
  && mkdir -p {pristine_home}/Desktop {pristine_home}/Documents {socket_dir} \\

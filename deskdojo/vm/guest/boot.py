@@ -34,6 +34,9 @@ SOCKET_NAME = "control.sock"
 BOOT_FILE = "boot.json"
 _XVFB_START_TIMEOUT_S = 15.0
 _WM_START_TIMEOUT_S = 10.0
+_A11Y_START_TIMEOUT_S = 5.0
+A11Y_BUS_CONFIG = "/usr/share/defaults/at-spi2/accessibility.conf"
+A11Y_REGISTRYD = "/usr/libexec/at-spi2-registryd"
 _PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the trailing NUL
 
@@ -118,6 +121,9 @@ class Boot:
         self.exit_code = 0
         self.xvfb: subprocess.Popen | None = None
         self.wm: subprocess.Popen | None = None
+        self.a11y: list[subprocess.Popen] = []  # the accessibility bus and its registry
+        self.a11y_note = ""  # why there is no accessibility bus, when there is none
+        self.a11y_runtime: str | None = None  # the private folder of its socket
         self.server: GuestHTTPServer | None = None
         self.service: GuestService | None = None
         self._serve_thread: threading.Thread | None = None
@@ -241,11 +247,84 @@ class Boot:
         finally:
             connection.close()
 
+    def _accessibility_unavailable(self) -> str | None:
+        """Why this guest runs no accessibility bus (None: it runs one)."""
+        import importlib.util
+
+        if shutil.which("dbus-daemon") is None or not os.path.exists(A11Y_BUS_CONFIG) \
+                or not os.access(A11Y_REGISTRYD, os.X_OK):
+            return "at-spi2-core is not installed"
+        if importlib.util.find_spec("pyatspi") is None:  # nothing here could read the bus
+            return f"pyatspi is not importable by {sys.executable}"
+        return None
+
+    def _start_accessibility_bus(self, display: str) -> None:
+        """Start a private accessibility bus (a dbus-daemon with at-spi's config) and the
+        AT-SPI registry, and point the apps this guest starts at it.
+
+        Apps find the bus through AT_SPI_BUS_ADDRESS, so no session bus is needed for
+        it: the session bus stays what it was (autolaunched per app session and killed
+        on reset, with the settings daemons it starts), while the accessibility bus and
+        the registry hold no user state and survive resets. The socket lives in a
+        private folder under /tmp (a tmpfs in the container).
+        """
+        self.a11y_note = self._accessibility_unavailable() or ""
+        if self.a11y_note:
+            os.environ.setdefault("NO_AT_BRIDGE", "1")  # GTK must not look for a bus
+            return
+        import tempfile
+
+        runtime = self.a11y_runtime = tempfile.mkdtemp(prefix="deskdojo-a11y-", dir="/tmp")
+        env = {**os.environ, "DISPLAY": display, "HOME": str(self.home)}
+        read_end, write_end = os.pipe()
+        with open(self.socket_dir / "a11y.log", "ab") as log:
+            bus = self.registry.popen(
+                ["dbus-daemon", f"--config-file={A11Y_BUS_CONFIG}", "--nofork",
+                 f"--print-address={write_end}", f"--address=unix:path={runtime}/bus"],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                pass_fds=(write_end,), preexec_fn=_die_with_parent)
+        os.close(write_end)
+        self.a11y.append(bus)
+        try:
+            received = b""
+            deadline = time.monotonic() + _A11Y_START_TIMEOUT_S
+            while not received.endswith(b"\n"):
+                if bus.poll() is not None or time.monotonic() > deadline:
+                    raise BootError(f"the accessibility bus (dbus-daemon) did not start: "
+                                    f"{self._log_tail('a11y.log') or 'no output'}")
+                ready, _, _ = select.select([read_end], [], [], 0.05)
+                if ready:
+                    chunk = os.read(read_end, 512)
+                    if not chunk:
+                        raise BootError(f"the accessibility bus exited while starting: "
+                                        f"{self._log_tail('a11y.log') or 'no output'}")
+                    received += chunk
+        finally:
+            os.close(read_end)
+        address = received.decode().strip()
+        os.environ["AT_SPI_BUS_ADDRESS"] = address
+        os.environ.pop("NO_AT_BRIDGE", None)
+        os.environ["QT_ACCESSIBILITY"] = "1"  # Qt apps publish their widgets only when asked
+        os.environ["QT_LINUX_ACCESSIBILITY_ALWAYS_ON"] = "1"
+        with open(self.socket_dir / "a11y.log", "ab") as log:
+            self.a11y.append(self.registry.popen(
+                [A11Y_REGISTRYD], env={**env, "AT_SPI_BUS_ADDRESS": address},
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent))
+        # Apps start later (exec), but wait until the registry answers, so the first app
+        # registers with this one and not with one that the bus would activate for it.
+        deadline = time.monotonic() + _A11Y_START_TIMEOUT_S
+        while "SpiRegistry daemon is running" not in self._log_tail("a11y.log", 20):
+            if self.a11y[-1].poll() is not None or time.monotonic() > deadline:
+                raise BootError(f"the AT-SPI registry did not start: "
+                                f"{self._log_tail('a11y.log') or 'no output'}")
+            self._wait(0.01)
+
     def _write_boot_file(self, display: str) -> None:
         info = {"display": display, "pid": os.getpid(), "screen": list(self.args.screen),
                 "protocol": PROTOCOL, "socket": str(self.socket_dir / SOCKET_NAME),
                 "xvfb_pid": self.xvfb.pid if self.xvfb else None,
-                "wm_pid": self.wm.pid if self.wm else None}
+                "wm_pid": self.wm.pid if self.wm else None,
+                "a11y_pids": [proc.pid for proc in self.a11y], "a11y_note": self.a11y_note}
         temporary = self.socket_dir / f".{BOOT_FILE}.{os.getpid()}.tmp"
         temporary.write_text(json.dumps(info) + "\n")
         os.chmod(temporary, 0o644)
@@ -270,10 +349,12 @@ class Boot:
         state_dir = Path(os.environ.get("DESKDOJO_STATE_DIR") or self.home / ".deskdojo" / "state")
         state_dir.mkdir(parents=True, exist_ok=True)
         self._start_wm(display)
+        self._start_accessibility_bus(display)
         config = GuestConfig(display=display, socket_dir=self.socket_dir, home=self.home,
                              state_dir=state_dir, pristine_home=self.pristine,
                              xserver_pid=self.xvfb.pid if self.xvfb else None,
                              wm_pid=self.wm.pid if self.wm else None,
+                             service_pids=tuple(proc.pid for proc in self.a11y),
                              on_shutdown=self.stop.set)
         self.service = GuestService(config, self.registry)
         self.server = GuestHTTPServer(self.socket_dir / SOCKET_NAME, self.service,
@@ -330,6 +411,8 @@ class Boot:
                 self.xvfb.kill()
                 self.xvfb.wait()
         self.registry.kill_descendants()
+        if self.a11y_runtime:
+            shutil.rmtree(self.a11y_runtime, ignore_errors=True)
 
     def _alive(self, pids: Sequence[int]) -> bool:
         table = process_table()

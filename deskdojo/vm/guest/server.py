@@ -1,7 +1,7 @@
 """The guest control server: HTTP/1.1 with JSON over a unix socket, one per sandbox.
 
 The host drives the sandbox only through these endpoints (all under ``/v1``):
-health, screenshot, act, exec, files, windows, app_state, reset, shutdown, and
+health, screenshot, act, exec, files, windows, elements, app_state, reset, shutdown, and
 record (while on, every action performed is kept with the screen before it). Every
 error is ``{"error": "..."}`` with a 4xx/5xx status and the server keeps serving;
 the limits below (JSON depth, path length, request deadline, connection count) keep
@@ -16,27 +16,29 @@ import errno
 import io
 import json
 import os
-import shutil
 import socket
 import socketserver
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from deskdojo.core.actions import action_from_dict, off_screen_error
+from deskdojo.core.actions import Type, action_from_dict, action_to_dict, off_screen_error
 from deskdojo.core.errors import ActionError
 from deskdojo.vm.guest.procs import ProcessRegistry, run_captured
+from deskdojo.vm.guest.homefolder import clear_directory, restore_home  # noqa: F401 - boot's import
+from deskdojo.vm.guest.screen import ActionRecording, ScreenGrabber, bgrx_to_rgb
+from deskdojo.vm.guest.elements.act import ElementRefused, plan as element_plan, wait_for_focus
+from deskdojo.vm.guest.elements.collect import ElementCollector
+from deskdojo.vm.guest.elements.tk import TkSource
 
 PROTOCOL = 1
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -59,7 +61,6 @@ MAX_JSON_DEPTH = 64  # bodies and app state files; json recurses once per level
 MAX_PATH_BYTES = 4095  # Linux PATH_MAX (4096) less the terminating NUL
 MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-MAX_RECORDED_ACTIONS = 500  # ~50 kB of PNG each: a bound on the server's memory
 
 
 def guest_version() -> str:
@@ -97,121 +98,6 @@ def keep_large_buffers() -> bool:
 
 
 
-# --- screenshots ---------------------------------------------------------------------
-
-
-class PngEncoder:
-    """RGB PNGs with no row filters, deflated at level 1 with run-length matching.
-
-    Fast (UI screens are long runs of one colour) and small; reuses its scanline buffer,
-    so one encoder serves one thread at a time.
-    """
-
-    def __init__(self) -> None:
-        self._scanlines = bytearray()
-
-    def encode(self, rgb: bytes | memoryview, width: int, height: int) -> bytes:
-        line = width * 3
-        if len(self._scanlines) != (line + 1) * height:
-            self._scanlines = bytearray((line + 1) * height)  # each row starts with filter byte 0
-        scanlines, pixels = self._scanlines, memoryview(rgb)
-        for y in range(height):
-            start = y * (line + 1) + 1
-            scanlines[start:start + line] = pixels[y * line:(y + 1) * line]
-        compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-        data = compressor.compress(scanlines) + compressor.flush()
-        header = struct.pack(">2I5B", width, height, 8, 2, 0, 0, 0)
-        return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
-
-
-def _chunk(tag: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
-
-
-def bgrx_to_rgb(bgrx: bytearray, width: int, height: int) -> bytes:
-    """Drop the padding byte and swap to RGB (Pillow's C unpacker; slicing as a fallback)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        rgb = bytearray(width * height * 3)
-        rgb[0::3], rgb[1::3], rgb[2::3] = bgrx[2::4], bgrx[1::4], bgrx[0::4]
-        return bytes(rgb)
-    try:
-        return Image.frombuffer("RGB", (width, height), bgrx, "raw", "BGRX", 0, 1).tobytes()
-    except TypeError:  # Pillow < 10 (Debian bookworm's 9.4) decodes only read-only bytes
-        return Image.frombuffer("RGB", (width, height), bytes(bgrx), "raw", "BGRX", 0, 1).tobytes()
-
-
-class ScreenGrabber:
-    """Grabs the whole root window with mss (XShmGetImage): BGRX bytes, no per-pixel Python."""
-
-    def __init__(self, display_name: str, width: int, height: int) -> None:
-        import mss
-
-        self._mss = mss.MSS(display=display_name)
-        self._region = {"left": 0, "top": 0, "width": width, "height": height}
-        self._lock = threading.Lock()
-        self._png = PngEncoder()
-
-    def raw(self) -> tuple[bytearray, int, int]:
-        with self._lock:
-            shot = self._mss.grab(self._region)
-        return shot.raw, shot.width, shot.height
-
-    def png(self) -> bytes:
-        with self._lock:
-            shot = self._mss.grab(self._region)
-            rgb = bgrx_to_rgb(shot.raw, shot.width, shot.height)
-            return self._png.encode(rgb, shot.width, shot.height)
-
-    def close(self) -> None:
-        with self._lock:
-            self._mss.close()
-
-
-# --- recording (demonstrations) -------------------------------------------------------
-
-
-class ActionRecording:
-    """The actions performed while recording is on, each with a PNG of the screen just
-    before it: a demonstration, whoever sent the actions (panel, CLI, a recorder).
-
-    Kept in memory and bounded: past ``MAX_RECORDED_ACTIONS`` actions still run but
-    are only counted as ``dropped``. Turning recording on starts a new recording; the
-    last one stays readable after it is turned off.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()  # one grab-act-append at a time, so frames match actions
-        self.on = False
-        self.started: float | None = None
-        self.entries: list[tuple[float, dict[str, Any], bytes]] = []
-        self.dropped = 0
-
-    def switch(self, on: bool) -> None:
-        with self.lock:
-            if on:
-                self.started, self.entries, self.dropped = time.time(), [], 0
-            self.on = on
-
-    def add(self, action: dict[str, Any], frame_before: bytes, at: float) -> None:
-        if len(self.entries) >= MAX_RECORDED_ACTIONS:
-            self.dropped += 1
-        else:
-            self.entries.append((at, action, frame_before))
-
-    def summary(self) -> dict[str, Any]:
-        return {"recording": self.on, "started": self.started, "dropped": self.dropped,
-                "limit": MAX_RECORDED_ACTIONS,
-                "actions": [{"index": i, "time": at, "action": action}
-                            for i, (at, action, _frame) in enumerate(self.entries)]}
-
-    def frame(self, index: int) -> bytes:
-        if not 0 <= index < len(self.entries):
-            raise HttpError(404, f"the recording has {len(self.entries)} frames; no frame {index}")
-        return self.entries[index][2]
-
-
 # --- the service (what each endpoint does) -------------------------------------------
 
 
@@ -226,6 +112,7 @@ class GuestConfig:
     pristine_home: Path | None = None
     xserver_pid: int | None = None  # spared by reset, with its helpers (xkbcomp)
     wm_pid: int | None = None  # spared by reset; apps it launched are not
+    service_pids: tuple[int, ...] = ()  # the accessibility bus and registry: spared by reset, with their children
     on_shutdown: Callable[[], None] | None = None
 
 
@@ -314,6 +201,8 @@ class GuestService:
                     "DESKDOJO_STATE_DIR": str(config.state_dir)}
         self._reset_lock = threading.Lock()
         self.recording = ActionRecording()
+        self.elements = ElementCollector(grab=self._grab_rgb, screen_size=(self.width, self.height),
+                                         sources={"tk": TkSource(config.state_dir)})
         self._allowed_roots = [os.path.realpath(config.home), os.path.realpath("/tmp")]
 
     def close(self) -> None:
@@ -338,18 +227,31 @@ class GuestService:
             action = action_from_dict(body["action"])
         except (ActionError, TypeError, ValueError) as error:
             raise HttpError(400, str(error)) from None
-        refusal = off_screen_error(action, self.width, self.height)
-        if refusal is not None:
-            raise HttpError(422, refusal, refused=True)
-        if self.recording.on:
-            with self.recording.lock:
-                frame_before, received = self.screen.png(), time.time()
-                elapsed_ms = self._execute(action)
-                if self.recording.on:
-                    self.recording.add(body["action"], frame_before, received)
-        else:
+        try:  # an action that names an element runs as the steps it resolves to now
+            steps = element_plan(self.elements, action)
+        except ElementRefused as error:
+            raise HttpError(422, str(error), refused=True) from None
+        for step in steps.steps:
+            refusal = off_screen_error(step, self.width, self.height)
+            if refusal is not None:
+                raise HttpError(422, refusal, refused=True)
+        elapsed_ms = 0.0
+        for step in steps.steps:
+            if isinstance(step, Type) and steps.element is not None:  # typing after the click
+                wait_for_focus(self.windows_lister.list, steps.element.window)
+            elapsed_ms += self._execute_recorded(step, body["action"] if steps.element is None
+                                                 else action_to_dict(step))
+        return {"ok": True, "elapsed_ms": round(elapsed_ms, 3), **steps.reply()}
+
+    def _execute_recorded(self, action: Any, recorded: dict[str, Any]) -> float:
+        if not self.recording.on:
+            return self._execute(action)
+        with self.recording.lock:
+            frame_before, received = self.screen.png(), time.time()
             elapsed_ms = self._execute(action)
-        return {"ok": True, "elapsed_ms": elapsed_ms}
+            if self.recording.on:
+                self.recording.add(recorded, frame_before, received)
+        return elapsed_ms
 
     def _execute(self, action: Any) -> float:
         start = time.perf_counter()
@@ -458,6 +360,17 @@ class GuestService:
 
     # windows and app state
 
+    def list_elements(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        try:
+            names = self.elements.parse_sources(",".join(query.get("sources", [])))
+        except ValueError as error:
+            raise HttpError(400, str(error)) from None
+        return self.elements.listing(names).to_json()
+
+    def _grab_rgb(self) -> tuple[bytes, int, int]:
+        pixels, width, height = self.screen.raw()
+        return bgrx_to_rgb(pixels, width, height), width, height
+
     def windows(self) -> dict[str, Any]:
         return {"windows": self.windows_lister.list()}
 
@@ -486,7 +399,7 @@ class GuestService:
             start = time.perf_counter()
             self.registry.kill_descendants(
                 spare={pid for pid in (self.config.wm_pid,) if pid},
-                spare_trees={pid for pid in (self.config.xserver_pid,) if pid})
+                spare_trees={pid for pid in (self.config.xserver_pid, *self.config.service_pids) if pid})
             try:  # X clients we did not start (none usually) lose their connection too
                 self.windows_lister.kill_clients(self.windows_lister.client_windows())
             except Exception as error:  # noqa: BLE001 - best effort; the processes are gone
@@ -503,42 +416,6 @@ class GuestService:
         if self.config.on_shutdown is not None:
             threading.Timer(0.05, self.config.on_shutdown).start()  # after the reply goes out
         return {"ok": True}
-
-
-def clear_directory(directory: Path, *, keep: Sequence[Path] = ()) -> None:
-    """Empty ``directory`` (creating it if needed), leaving entries that hold a ``keep`` path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    kept = {Path(os.path.realpath(p)) for p in keep}
-    for entry in os.scandir(directory):
-        path = Path(os.path.realpath(entry.path)) if not entry.is_symlink() else Path(entry.path)
-        if any(k == path or path in k.parents for k in kept):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, onerror=_remove_despite_permissions)
-        else:
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
-
-
-def _remove_despite_permissions(function: Callable[[str], Any], path: str, _exc_info: Any) -> None:
-    """rmtree's error hook: a task may leave folders without write or search permission."""
-    try:
-        os.chmod(os.path.dirname(path), 0o700)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            function(path)
-    except OSError:
-        pass
-
-
-def restore_home(home: Path, pristine: Path, *, keep: Sequence[Path] = ()) -> None:
-    """Make ``home`` hold exactly the pristine copy (leaving ``keep`` paths alone)."""
-    clear_directory(home, keep=keep)
-    shutil.copytree(pristine, home, symlinks=True, dirs_exist_ok=True)
 
 
 # --- HTTP ------------------------------------------------------------------------------
@@ -780,6 +657,9 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
     def ep_files_put(self, query: Mapping[str, list[str]], body: bytes) -> None:
         self.send_json(200, self.server.service.write_file(query, body))
 
+    def ep_elements(self, query: Mapping[str, list[str]], body: bytes) -> None:
+        self.send_json(200, self.server.service.list_elements(query))
+
     def ep_windows(self, query: Mapping[str, list[str]], body: bytes) -> None:
         self.send_json(200, self.server.service.windows())
 
@@ -796,7 +676,10 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
         text = (query.get("index") or [""])[0]
         if not text.isdigit():
             raise HttpError(400, f"record/frame needs ?index=<number>, got {text!r}")
-        self._send(200, self.server.service.recording.frame(int(text)), "image/png")
+        try:
+            self._send(200, self.server.service.recording.frame(int(text)), "image/png")
+        except LookupError as error:
+            raise HttpError(404, str(error)) from None
 
     def ep_reset(self, query: Mapping[str, list[str]], body: bytes) -> None:
         payload = self._json_body(body)
@@ -816,6 +699,7 @@ ROUTES: dict[str, dict[str, _Route]] = {
     "/v1/exec": {"POST": GuestRequestHandler.ep_exec},
     "/v1/files": {"GET": GuestRequestHandler.ep_files_get, "PUT": GuestRequestHandler.ep_files_put},
     "/v1/windows": {"GET": GuestRequestHandler.ep_windows},
+    "/v1/elements": {"GET": GuestRequestHandler.ep_elements},
     "/v1/app_state": {"GET": GuestRequestHandler.ep_app_state},
     "/v1/reset": {"POST": GuestRequestHandler.ep_reset},
     "/v1/record": {"GET": GuestRequestHandler.ep_record_get, "POST": GuestRequestHandler.ep_record_post},

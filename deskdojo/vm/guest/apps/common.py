@@ -14,6 +14,11 @@ State written to ``$DESKDOJO_STATE_DIR/<app>.json`` (all coordinates in root-scr
 - ``closed``: true once the main window was closed; ``seq`` and ``time`` change on every write
 - then each app's own fields (see its module docstring).
 
+Beside it, ``$DESKDOJO_STATE_DIR/elements/<app>.json`` holds ``{app, pid, time, elements}``:
+a walk of the Tk widget tree (``App.walk``: role by widget class, text, states, screen box,
+window title), generic over widgets and blind to ``widgets`` above; the guest's tk element
+source reads it. Written on the same cadence, only when the walk changed.
+
 A state is written only once every window of the app has held still for SETTLE_S, so its
 coordinates are where things are on screen (a new window is first centred by openbox, then
 moved). Before typing, click the field and wait until ``focus`` names it: a click that
@@ -147,6 +152,27 @@ def listbox_rows(listbox: tk.Misc, path: str | None = None) -> list[dict[str, An
     return rows
 
 
+# The element walk: Tk widget class -> role (AT-SPI's words). Classes not named here
+# (Frame, TFrame, ...) are containers: walked through, not listed.
+TK_ROLES = {
+    "Tk": "frame", "Toplevel": "frame", "Button": "button", "TButton": "button",
+    "Checkbutton": "check box", "TCheckbutton": "check box",
+    "Radiobutton": "radio button", "TRadiobutton": "radio button",
+    "Entry": "text", "TEntry": "text", "Spinbox": "spin button", "TSpinbox": "spin button",
+    "Text": "text area", "Listbox": "list", "TCombobox": "combo box",
+    "Menubutton": "button", "TMenubutton": "button",  # with a drop-down indicator: combo box
+    "Scale": "slider", "TScale": "slider", "Scrollbar": "scroll bar", "TScrollbar": "scroll bar",
+    "TNotebook": "page tab list", "Label": "label", "TLabel": "label", "Message": "label",
+    "Labelframe": "panel", "TLabelframe": "panel", "Canvas": "canvas", "TProgressbar": "progress bar",
+}
+TTK_CLASSES = frozenset({"TButton", "TCheckbutton", "TRadiobutton", "TEntry", "TSpinbox", "TCombobox",
+                         "TMenubutton", "TScale", "TScrollbar", "TNotebook", "TLabel", "TLabelframe",
+                         "TProgressbar"})
+VALUE_CLASSES = frozenset({"Entry", "TEntry", "Spinbox", "TSpinbox", "TCombobox"})  # name = their text
+MENU_ENTRY_ROLES = {"cascade": "menu", "checkbutton": "check menu item", "radiobutton": "radio menu item"}
+TAB_SCAN_HEIGHT = 60  # notebook tabs are found by hit-testing this strip (ttk has no bbox for tabs)
+
+
 class App:
     """One practice app: the Tk root, its resolved params and the state publisher.
 
@@ -185,6 +211,8 @@ class App:
         self._seq = 0
         self._placed: dict[str, tuple[Any, float]] = {}  # window -> (geometry, since when)
         self._warned = False
+        self._last_elements = ""
+        self._tab_spans: dict[str, tuple[Any, list[list[int]]]] = {}  # notebook -> (key, tab spans)
 
     # --- params -----------------------------------------------------------------
 
@@ -318,6 +346,7 @@ class App:
         """Write the state if it changed (atomically: temp file, then rename)."""
         if not force and not self._ready():
             return
+        self._publish_elements()
         try:
             state = self.state()
         except tk.TclError:  # a window vanished mid-read; the next event publishes again
@@ -427,6 +456,216 @@ class App:
                             "enabled": str(call(path, "entrycget", i, "-state")) != "disabled",
                             **dict(zip(("x", "y", "w", "h"), box))})
         return entries
+
+    # --- elements: a walk of the widget tree, for any Tk app --------------------------
+
+    def _publish_elements(self) -> None:
+        """Write the walk to ``<state dir>/elements/<app>.json`` when it changed (empty once
+        closed), with this process's pid so readers can ignore apps that exited."""
+        try:
+            elements = [] if self.closed else self.walk()
+        except tk.TclError:  # a window vanished mid-walk; the next publish walks again
+            return
+        except Exception:  # noqa: BLE001 - a bug must not stop the app
+            if not self._warned:
+                traceback.print_exc()
+                self._warned = True
+            return
+        text = json.dumps(elements, sort_keys=True)
+        if text == self._last_elements:
+            return
+        folder = self._state_path.parent / "elements"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            temporary = folder / f".{self.name}.json.{os.getpid()}.tmp"
+            temporary.write_text(json.dumps({"app": self.name, "pid": os.getpid(), "time": round(time.time(), 3),
+                                             "elements": elements}))
+            os.replace(temporary, folder / f"{self.name}.json")
+        except OSError:
+            return  # said by publish() for the state file, which sits beside it
+        self._last_elements = text
+
+    def walk(self) -> list[dict[str, Any]]:
+        """Every widget on screen as a raw element ``{role, name, box, states, window}``.
+
+        Generic over widget classes (``TK_ROLES``): it reads the Tk widget tree from ".",
+        never ``self.widgets`` (that is what checks compare against).
+        """
+        call, split = self.root.tk.call, self.root.tk.splitlist
+        focus = str(call("focus"))
+        titles: dict[str, str] = {}
+        found: list[dict[str, Any]] = []
+        stack = ["."]
+        while stack:
+            path = stack.pop()
+            if not int(call("winfo", "viewable", path)):
+                continue  # unmapped: neither it nor its children show
+            cls = str(call("winfo", "class", path))
+            if cls not in TK_ROLES and cls not in ("Menu", "ComboboxPopdown") \
+                    and str(call("winfo", "toplevel", path)) == path:
+                cls = "Toplevel"  # a window with its own class name (the root's is the app's)
+            window = self._window_title(path, titles)
+            if cls == "Menu":
+                self._walk_menu(path, window, found)
+            elif cls in TK_ROLES:
+                self._walk_widget(path, cls, window, focus, found)
+            stack.extend(str(child) for child in split(call("winfo", "children", path)))
+        return found
+
+    def _window_title(self, path: str, titles: dict[str, str]) -> str:
+        """The title of the window ``path`` shows in (a posted menu or drop-down list: its owner's)."""
+        call = self.root.tk.call
+        top = str(call("winfo", "toplevel", path))
+        if top not in titles:
+            owner = top
+            while str(call("winfo", "class", owner)) in ("Menu", "ComboboxPopdown") and owner != ".":
+                owner = str(call("winfo", "toplevel", call("winfo", "parent", owner)))
+            titles[top] = str(call("wm", "title", owner))
+        return titles[top]
+
+    def _option(self, path: str, name: str) -> str:
+        try:
+            return str(self.root.tk.call(path, "cget", name))
+        except tk.TclError:
+            return ""
+
+    def _variable(self, name: str) -> str | None:
+        try:
+            return str(self.root.tk.call("set", name)) if name else None
+        except tk.TclError:  # never set
+            return None
+
+    def _walk_widget(self, path: str, cls: str, window: str, focus: str, found: list[dict[str, Any]]) -> None:
+        call = self.root.tk.call
+        role = TK_ROLES[cls]
+        box = [int(call("winfo", "rootx", path)), int(call("winfo", "rooty", path)),
+               int(call("winfo", "width", path)), int(call("winfo", "height", path))]
+        ttk_widget = cls in TTK_CLASSES
+        state = "" if ttk_widget else self._option(path, "-state")
+        enabled = not int(call(path, "instate", "disabled")) if ttk_widget else state != "disabled"
+        states = {"enabled"} if enabled else set()
+        if path == focus:
+            states.add("focused")
+        if role == "frame":
+            name = window
+            if path != "." and str(call("wm", "transient", path)):
+                role = "dialog"
+        elif cls in VALUE_CLASSES:
+            name, shown = str(call(path, "get")), self._option(path, "-show")
+            if shown:
+                name = shown[0] * len(name)  # a password field
+            readonly = int(call(path, "instate", "readonly")) if ttk_widget else state == "readonly"
+            if enabled and not readonly:
+                states.add("editable")
+            if cls == "TCombobox" and int(call("winfo", "exists", f"{path}.popdown")) \
+                    and int(call("winfo", "ismapped", f"{path}.popdown")):
+                states.add("expanded")
+        elif cls == "Text":
+            name = str(call(path, "get", "1.0", "end-1c"))
+            if state == "normal":
+                states.add("editable")
+        elif role == "slider":
+            label, value = self._option(path, "-label"), str(call(path, "get"))
+            value = value[:-2] if value.endswith(".0") else value
+            name = f"{label}: {value}" if label else value
+        elif cls in ("Canvas", "TNotebook"):
+            name = ""
+        else:
+            variable = self._option(path, "-textvariable")
+            text = self._variable(variable) if variable else None
+            name = text if text is not None else self._option(path, "-text")
+            if role == "label" and not name and not self._option(path, "-image"):
+                return  # an empty label shows nothing
+        if role == "check box" or role == "radio button":
+            if ttk_widget:
+                checked = bool(int(call(path, "instate", "selected")))
+            else:
+                value = self._variable(self._option(path, "-variable"))
+                wanted = self._option(path, "-onvalue" if role == "check box" else "-value")
+                checked = value is not None and value == wanted
+            if checked:
+                states.add("checked")
+        if role == "button" and cls.endswith("Menubutton"):
+            if self._option(path, "-indicatoron") in ("1", "true"):
+                role = "combo box"
+            menu = self._option(path, "-menu")
+            if menu and int(call("winfo", "exists", menu)) and int(call("winfo", "ismapped", menu)):
+                states.add("expanded")
+        found.append({"role": role, "name": name, "box": box, "states": sorted(states), "window": window})
+        if cls == "Listbox":
+            chosen = {int(i) for i in self.root.tk.splitlist(call(path, "curselection"))}
+            for row in listbox_rows(self.root, path):
+                row_states = (["enabled"] if enabled else []) + (["selected"] if row["index"] in chosen else [])
+                found.append({"role": "list item", "name": row["text"], "states": row_states, "window": window,
+                              "box": [row["x"], row["y"], row["w"], row["h"]]})
+        elif cls == "TNotebook":
+            self._walk_tabs(path, box, window, found)
+        elif cls == "Canvas":
+            self._walk_canvas_text(path, box, window, found)
+
+    def _walk_tabs(self, path: str, box: list[int], window: str, found: list[dict[str, Any]]) -> None:
+        """A notebook's tab headers, located by hit-testing (cached until the notebook changes)."""
+        call = self.root.tk.call
+        count, current = int(call(path, "index", "end")), str(call(path, "index", "current"))
+        key = (box[2], box[3], count, current)
+        cached = self._tab_spans.get(path)
+        if cached is None or cached[0] != key:
+            spans: dict[int, list[int]] = {}
+            for y in range(0, min(TAB_SCAN_HEIGHT, box[3]), 2):
+                row_hits = 0
+                for x in range(0, box[2], 2):
+                    hit = str(call(path, "identify", "tab", x, y))
+                    if hit:
+                        row_hits += 1
+                        span = spans.setdefault(int(hit), [x, y, x, y])
+                        span[0], span[1] = min(span[0], x), min(span[1], y)
+                        span[2], span[3] = max(span[2], x), max(span[3], y)
+                if spans and not row_hits:
+                    break  # below the row of tabs
+            cached = self._tab_spans[path] = (key, [spans.get(i, []) for i in range(count)])
+        for index, span in enumerate(cached[1]):
+            if not span or self._option_of(path, index, "-state") == "hidden":
+                continue
+            states = ["enabled"] if self._option_of(path, index, "-state") != "disabled" else []
+            if str(index) == current:
+                states.append("selected")
+            found.append({"role": "page tab", "name": self._option_of(path, index, "-text"), "states": states,
+                          "window": window, "box": [box[0] + span[0], box[1] + span[1],
+                                                    span[2] - span[0] + 2, span[3] - span[1] + 2]})
+
+    def _option_of(self, path: str, index: int, name: str) -> str:
+        return str(self.root.tk.call(path, "tab", index, name))
+
+    def _walk_canvas_text(self, path: str, box: list[int], window: str, found: list[dict[str, Any]]) -> None:
+        """The text items a canvas shows inside its visible area (as labels)."""
+        call = self.root.tk.call
+        left, top = float(call(path, "canvasx", 0)), float(call(path, "canvasy", 0))
+        for item in self.root.tk.splitlist(call(path, "find", "all")):
+            if str(call(path, "type", item)) != "text" or str(call(path, "itemcget", item, "-state")) == "hidden":
+                continue
+            corners = self.root.tk.splitlist(call(path, "bbox", item))
+            if not corners:
+                continue
+            x0, y0, x1, y1 = (int(v) for v in corners)
+            x0, y0 = max(0, int(x0 - left)), max(0, int(y0 - top))
+            x1, y1 = min(box[2], int(x1 - left)), min(box[3], int(y1 - top))
+            if x1 > x0 and y1 > y0:
+                found.append({"role": "label", "name": str(call(path, "itemcget", item, "-text")),
+                              "states": ["enabled"], "window": window,
+                              "box": [box[0] + x0, box[1] + y0, x1 - x0, y1 - y0]})
+
+    def _walk_menu(self, path: str, window: str, found: list[dict[str, Any]]) -> None:
+        """A menu bar (the bar and its entries) or a posted menu (its items)."""
+        call = self.root.tk.call
+        horizontal = str(call(path, "cget", "-type")) == "menubar"
+        if horizontal:
+            found.append({"role": "menu bar", "name": "", "states": ["enabled"], "window": window,
+                          "box": [int(call("winfo", "rootx", path)), int(call("winfo", "rooty", path)),
+                                  int(call("winfo", "width", path)), int(call("winfo", "height", path))]})
+        for entry in self._menu_entries(path, horizontal=horizontal):
+            found.append({"role": MENU_ENTRY_ROLES.get(entry["type"], "menu item"), "name": entry["label"],
+                          "states": ["enabled"] if entry["enabled"] else [], "window": window,
+                          "box": [entry["x"], entry["y"], entry["w"], entry["h"]]})
 
     # --- run --------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Element sources that run inside the guest: AT-SPI, Tk introspection, OCR."""
