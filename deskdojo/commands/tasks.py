@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import statistics
 import threading
 import time
@@ -220,7 +221,11 @@ def explore_command(args: Any) -> int:
     provider = make_provider(SandboxConfig(provider=getattr(args, "provider", None) or "xvfb"))
     sandbox = provider.start()
     try:
-        guidebook = explore_app(args.app, sandbox, max_depth=args.max_depth, max_actions=args.max_actions)
+        argv = shlex.split(args.argv) if getattr(args, "argv", None) else None
+        sources = getattr(args, "sources", None)
+        guidebook = explore_app(args.app, sandbox, max_depth=args.max_depth, max_actions=args.max_actions,
+                                argv=argv, wait_window=getattr(args, "wait_window", None),
+                                sources=sources.split(",") if sources else None)
         proposed = propose_from_guidebook(guidebook, n=len(guidebook.state_changing), seed=0)
         judge = StateJudge()
         results = [(task, admit(task, sandbox, judge)) for task in proposed]
@@ -296,8 +301,12 @@ def add_tasks_parser(subparsers: Any) -> None:
     p.add_argument("--verbose", action="store_true", help="print each rejection as it happens")
     p.set_defaults(fn=cmd_check)
 
-    p = sub.add_parser("explore", help="explore a practice app's widgets and propose grounded tasks")
-    p.add_argument("app", help="a practice app (buttons, form, ...)")
+    p = sub.add_parser("explore", help="explore an app's on-screen elements and propose grounded tasks")
+    p.add_argument("app", help="a practice app (buttons, form, ...), mousepad, xterm, or a name for --argv")
+    p.add_argument("--argv", default=None,
+                   help="the command line that starts an app without published state (e.g. \"gedit --new-window\")")
+    p.add_argument("--wait-window", default=None, help="a regex for the window title its launch waits for")
+    p.add_argument("--sources", default=None, help="element sources, comma-separated (tk,atspi,ocr; default: all)")
     p.add_argument("--provider", default="xvfb", choices=["docker", "xvfb"], help="where the sandbox runs")
     p.add_argument("--max-depth", type=int, default=2, help="how many actions deep to explore")
     p.add_argument("--max-actions", type=int, default=60, help="how many actions to try in all")

@@ -1,17 +1,22 @@
-"""Exploration-based task generation: walk a practice app's widget tree depth-first
-(in the spirit of OSExpert's GUI-DFS), write down what each path of clicks changed in
-the app's published state (a "guidebook"), and propose tasks grounded in it.
+"""Exploration-based task generation: walk an app's on-screen elements depth-first (in
+the spirit of OSExpert's GUI-DFS), write down what each path of clicks changed (a
+"guidebook"), and propose tasks grounded in it.
 
-The walk, for one app in one sandbox:
+What can be clicked comes from the element listing (``Sandbox.elements()``: Tk
+introspection, AT-SPI, OCR), so the walk works on the practice apps, on mousepad, on
+xterm and on any app a user adds. The walk, for one app in one sandbox:
 
-1. reset the sandbox to a task that only launches the app; the settled state is the
-   first *screen* (what can be clicked now: enabled widgets, menu bar entries, list
-   rows; only the open menu's entries while a menu is open; only the dialog's widgets
-   while a dialog holds the input);
-2. for each thing on the screen, from a sandbox that is at this screen: click it, let
-   the state settle, record the change (a diff of the published state, ignoring the
-   runtime keys ``seq``/``time``/``focus`` and geometry) and what opened or closed
-   (windows, menus, widgets);
+1. reset the sandbox to a task that only launches the app; the settled listing is the
+   first *screen*, identified by the roles and names of what is on it (never boxes);
+   what can be clicked on it: enabled buttons, check boxes, radio buttons, tabs, list
+   rows, combo boxes, menu bar entries; only the deepest open menu's entries while a
+   menu is open; only the dialog's elements while a dialog is up; labels and OCR text
+   lines only when nothing else is there;
+2. for each of those, from a sandbox that is at this screen: click it (``Click(element=id)``),
+   let the screen settle, and record the change: for practice apps the diff of their
+   published state (ignoring ``seq``/``time``/``focus`` and geometry: the ground truth
+   that checks read); for every app the elements that appeared, went away or changed
+   name or state, and the window titles that opened or closed;
 3. when the click led to a screen not seen yet (a menu or sub-menu opened, a tab page
    or a dialog appeared) and the depth allows, explore that screen first (depth-first);
 4. whenever the sandbox is no longer at the screen being explored, bring it back: by a
@@ -20,15 +25,17 @@ The walk, for one app in one sandbox:
 
 Bounds: ``max_depth`` clicks per path, ``max_actions`` probes, ``time_limit_s``.
 
-Proposals turn each state-changing path into a Task: the path as the oracle (Locators,
-never pixels), checks read from the recorded change (``app_state`` + ``equals``, or
-``contains`` for a list that grew), family ``explore_<app>``, provenance
-``exploration``. They go through admission like any other task.
+Proposals turn each path whose change a check can read into a Task: for practice apps
+``app_state`` + ``equals`` (or ``contains`` for a list that grew), with the path as the
+oracle through Locators (an element is tied to the published widget whose box it
+matches); for other apps a window title that the path opens (``windows`` +
+``contains``) or closes (``not_contains``), with the path as clicks at the elements'
+centres. Family ``explore_<app>``, provenance ``exploration``; they go through
+admission like any other task.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -39,24 +46,25 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from deskdojo.core.actions import Click, Wait
+from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import DeskdojoError
-from deskdojo.core.oracle import (
-    MISSING, RUNTIME_KEYS, OracleError, changes, locate, resolve_when_ready, wait_until_quiet, without_runtime_keys,
-)
+from deskdojo.core.oracle import OracleError, wait_until_quiet, without_runtime_keys
 from deskdojo.core.records import to_json
-from deskdojo.core.types import Check, Locator, OracleStep, Provenance, Split, StateCondition, Task
+from deskdojo.core.types import Check, OracleStep, Provenance, SetupStep, Split, StateCondition, Task
 from deskdojo.curriculum.families.base import launch
+from deskdojo.curriculum.screens import (
+    Change, Probe, Screen, candidates, comparable, diff, element_changes, flatten, screen_parts, signature,
+)
 
-GUIDEBOOK_FORMAT_VERSION = 1
-NOT_APP_FIELDS = frozenset({"app", "version", "seed", "params", "style", "widgets", "windows", "menubar",
-                            "open_menus", "open_popdown", "closed"}) | RUNTIME_KEYS
-GEOMETRY_KEYS = frozenset({"x", "y", "w", "h", "visible", "rows", "kind"})
-CLICKABLE_KINDS = frozenset({"button", "checkbox", "radio", "tab", "combobox", "optionmenu"})
-ROWS_PER_LIST = 3  # list rows tried per listbox: enough to find what selecting does
+GUIDEBOOK_FORMAT_VERSION = 2
 FIRST_CHANGE_S = 0.6  # a click that changes nothing has published nothing by then
 QUIET_S = 0.25  # a state that has held still this long is settled
 SETTLE_LIMIT_S = 5.0
 MAX_WAY = 2  # clicks along known transitions tried before a reset (a reset relaunches the app)
+REAL_APPS = {  # apps without published state that the command knows how to launch
+    "mousepad": (("mousepad",), "Mousepad$"),
+    "xterm": (("xterm", "-T", "xterm", "-geometry", "80x24+0+0"), "^xterm$"),
+}
 
 
 class ExploreError(DeskdojoError):
@@ -67,59 +75,24 @@ class ExploreError(DeskdojoError):
 
 
 @dataclass(frozen=True, slots=True)
-class Probe:
-    """One exploratory click: what was clicked (``kind``, ``label``) and where (a Locator's
-    ``path``, ``menu`` or ``text``)."""
-
-    kind: str
-    label: str
-    path: str | None = None
-    menu: str | None = None
-    text: str | None = None
-
-    def locator(self, app: str) -> Locator:
-        return Locator(app, path=self.path, menu=self.menu, text=self.text)
-
-    def step(self, app: str) -> OracleStep:
-        """Click it, once it is on screen: a widget waits until the app shows it (a page
-        that a tab click reveals is published a moment after the click)."""
-        wait = None
-        if self.path is not None and self.path.startswith("widgets."):
-            widget = self.path.split(".")[1]
-            wait = StateCondition(app, f"widgets.{widget}.visible", True)
-        return OracleStep(Click(0, 0), at=self.locator(app), wait=wait)
-
-    def key(self) -> str:
-        return f"{self.kind}:{self.path or self.menu or self.text}"
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One value of the app state that a probe changed; ``path`` is the list of keys."""
-
-    path: tuple[str, ...]
-    before: Any
-    after: Any
-
-    @property
-    def dotted(self) -> str | None:
-        """The dotted path a Check can name, or None when a key holds a dot itself."""
-        return None if any("." in part for part in self.path) else ".".join(self.path)
-
-
-@dataclass(frozen=True, slots=True)
 class Entry:
     """What one path of probes did: the last probe's state changes and what it opened or closed."""
 
     path: tuple[Probe, ...]
     screen: str = ""  # the signature of the screen the last probe was clicked on
-    changes: tuple[Change, ...] = ()
+    changes: tuple[Change, ...] = ()  # in the app's published state (practice apps)
     opened: tuple[str, ...] = ()  # windows, menus and widgets that appeared
     closed: tuple[str, ...] = ()  # ... and those that went away
+    elements_added: tuple[str, ...] = ()  # "role:name" of elements that appeared
+    elements_removed: tuple[str, ...] = ()  # ... and went away
+    elements_changed: tuple[str, ...] = ()  # "role:name: states a -> b", "role: 'old' -> 'new'"
+    windows_opened: tuple[str, ...] = ()  # window titles that appeared
+    windows_closed: tuple[str, ...] = ()  # ... and went away
 
     @property
     def changed_state(self) -> bool:
-        return bool(self.changes)
+        """Whether it changed something a check can read: published state, or a window title."""
+        return bool(self.changes or self.windows_opened or self.windows_closed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +121,18 @@ class Guidebook:
     seconds: float
     stopped_by: str  # "done", "max_actions" or "time_limit"
     max_depth: int
+    argv: tuple[str, ...] = ()  # how an app without published state was launched (empty: a practice app)
+    wait_window: str = ""  # ... and the title its launch waits for
+    initial_windows: tuple[str, ...] = ()  # window titles on the first screen
     format_version: int = GUIDEBOOK_FORMAT_VERSION
+
+    @property
+    def practice(self) -> bool:
+        return not self.argv
+
+    def setup(self) -> SetupStep:
+        """The setup step that launches the app as the walk did."""
+        return launch_step(self.app, self.params, self.argv, self.wait_window)
 
     @property
     def state_changing(self) -> tuple[Entry, ...]:
@@ -180,127 +164,36 @@ class Guidebook:
                 "navigation_clicks": self.navigation_clicks, "resets": self.resets, "seconds": round(self.seconds, 2), "stopped_by": self.stopped_by}
 
 
-# --- reading a state -----------------------------------------------------------------
-
-
-def app_fields(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The app's own fields (``clicks``, ``chosen``, ``values``, ...)."""
-    return {k: v for k, v in state.items() if k not in NOT_APP_FIELDS}
-
-
-def comparable(state: Mapping[str, Any]) -> dict[str, Any]:
-    """What a diff looks at: the app's fields and each widget's non-geometry fields."""
-    widgets = {wid: {k: v for k, v in w.items() if k not in GEOMETRY_KEYS}
-               for wid, w in state.get("widgets", {}).items()}
-    return {**app_fields(state), "widgets": widgets}
-
-
-def flatten(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    """Leaves of nested objects by key path; lists are leaves (compared whole)."""
-    if isinstance(value, Mapping) and value:
-        out: dict[tuple[str, ...], Any] = {}
-        for key, item in value.items():
-            out.update(flatten(item, (*prefix, str(key))))
-        return out
-    return {prefix: value}
-
-
-def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[Change, ...]:
-    """The values that differ between two states (widgets that came or went aside); lists
-    are compared whole, and a key one side lacks reads as None there."""
-    old, new = comparable(before), comparable(after)
-    common = set(old["widgets"]) & set(new["widgets"])
-    old["widgets"] = {w: old["widgets"][w] for w in common}
-    new["widgets"] = {w: new["widgets"][w] for w in common}
-    found = [Change(path, None if a is MISSING else a, None if b is MISSING else b)
-             for path, a, b in changes(old, new, into_lists=False)]
-    return tuple(sorted(found, key=lambda change: str(change.path)))
-
-
-def screen_parts(state: Mapping[str, Any]) -> set[str]:
-    """The things on screen: windows, posted menus, a combobox list, widgets that can be seen."""
-    parts = {f"window:{name}" for name, w in state.get("windows", {}).items() if w.get("visible", True)}
-    parts |= {"menu:" + " > ".join(m["menu"]) for m in state.get("open_menus", [])}
-    if state.get("open_popdown"):
-        parts.add(f"popdown:{state['open_popdown'].get('widget')}")
-    parts |= {f"widget:{wid}" for wid, w in state.get("widgets", {}).items() if w.get("visible")}
-    return parts
-
-
-def signature(state: Mapping[str, Any]) -> str:
-    """A screen's identity: what is on it and which of it can be clicked."""
-    parts = sorted(screen_parts(state)) + sorted(p.key() for p in candidates(state))
-    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def candidates(state: Mapping[str, Any]) -> list[Probe]:
-    """What can be clicked on this screen, in reading order."""
-    popdown = state.get("open_popdown")
-    if popdown:
-        return [Probe("row", r["text"], path=f"open_popdown.rows.{i}") for i, r in enumerate(popdown["rows"])]
-    menus = state.get("open_menus") or []
-    if menus:  # a posted menu holds the pointer: only its entries can be clicked
-        deepest = max(menus, key=lambda m: len(m["menu"]))
-        return [Probe("cascade" if item["type"] == "cascade" else "menu_command", item["label"], menu=item["label"])
-                for item in deepest["items"] if item.get("enabled", True) and item["type"] != "separator"]
-    widgets = state.get("widgets", {})
-    modal = "dialog" in state.get("windows", {})
-    found: list[Probe] = [Probe("menu", item["label"], menu=item["label"])
-                          for item in state.get("menubar", [])] if not modal else []
-    texts = [w.get("text") for w in widgets.values()]
-    for wid, w in widgets.items():
-        if modal and not wid.startswith("dialog."):
-            continue  # the dialog grabs the input
-        if not (w.get("visible") and w.get("enabled", True) and w.get("w", 0) > 0 and w.get("h", 0) > 0):
-            continue
-        label = str(w.get("text") or wid)
-        if w.get("kind") in CLICKABLE_KINDS:
-            if "." not in wid:
-                found.append(Probe(w["kind"], label, path=f"widgets.{wid}"))
-            elif w.get("text") and texts.count(w["text"]) == 1:
-                found.append(Probe(w["kind"], label, text=w["text"]))
-        elif w.get("rows") and "." not in wid and w.get("kind") in ("listbox", "list"):
-            found += [Probe("row", r["text"], path=f"widgets.{wid}.rows.{i}")
-                      for i, r in enumerate(w["rows"][:ROWS_PER_LIST])]
-        elif w.get("kind") == "slider" and isinstance(w.get("track"), Mapping) and "." not in wid:
-            found.append(Probe("slider", label.split(":", 1)[-1], path=f"widgets.{wid}.track"))
-    if not modal:  # rows an app publishes as its own field (a canvas list): {text, x, y, w, h}
-        for key, value in app_fields(state).items():
-            if isinstance(value, list) and value and all(_is_box(v) and "text" in v for v in value):
-                found += [Probe("row", str(v["text"]), path=f"{key}.{i}") for i, v in enumerate(value[:ROWS_PER_LIST])]
-    return sorted(found, key=lambda p: _reading_order(state, p))
-
-
-def _is_box(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(k in value for k in ("x", "y", "w", "h"))
-
-
-def _reading_order(state: Mapping[str, Any], probe: Probe) -> tuple[int, int]:
-    try:
-        x, y = _point(state, probe)
-    except KeyError:
-        return (0, 0)
-    return (y // 8, x)
-
-
-def _point(state: Mapping[str, Any], probe: Probe) -> tuple[int, int]:
-    return locate({state["app"]: state}, probe.locator(state["app"]))
-
-
 # --- the walk -----------------------------------------------------------------------
+
+
+def launch_step(app: str, params: Mapping[str, Any], argv: Sequence[str] = (), wait_window: str = "") -> SetupStep:
+    """Launch practice ``app`` with ``params``, or (``argv`` given) any other program,
+    waiting for a window whose title matches ``wait_window`` (default: none)."""
+    if not argv:
+        return launch(app, params)
+    args: dict[str, Any] = {"argv": list(argv), "timeout": 20.0}
+    if wait_window:
+        args["wait_window"] = wait_window
+    return SetupStep("launch", args)
 
 
 class _Walker:
     """Depth-first exploration of one app; see the module docstring."""
 
-    def __init__(self, app: str, sandbox: Any, params: Mapping[str, Any], *, max_depth: int,
-                 max_actions: int, time_limit_s: float):
+    def __init__(self, app: str, sandbox: Any, params: Mapping[str, Any], *, argv: Sequence[str],
+                 wait_window: str, max_depth: int, max_actions: int, time_limit_s: float,
+                 sources: Sequence[str] | None):
         self.app, self.sandbox, self.params = app, sandbox, dict(params)
+        self.argv, self.wait_window, self.sources = tuple(argv), wait_window, sources
+        self.practice = not self.argv
         self.max_depth, self.max_actions = max_depth, max_actions
         self.deadline = time.monotonic() + time_limit_s
         self.task = Task(id=f"explore-{app}", instruction=f"explore {app}", family=f"explore_{app}",
-                         setup=(launch(app, self.params),), provenance=Provenance.EXPLORATION)
+                         setup=(launch_step(app, self.params, self.argv, wait_window),),
+                         provenance=Provenance.EXPLORATION)
         self.initial: Mapping[str, Any] = {}
+        self.initial_windows: tuple[str, ...] = ()
         self.entries: list[Entry] = []
         self.routes: dict[str, tuple[Probe, ...]] = {}
         self.moves: dict[str, dict[str, tuple[Probe, str]]] = {}  # screen -> probe -> (probe, next screen)
@@ -317,37 +210,58 @@ class _Walker:
     def state(self) -> Mapping[str, Any] | None:
         return self.sandbox.app_state().get("apps", {}).get(self.app)
 
-    def settle(self, since_seq: int | None) -> Mapping[str, Any]:
-        """The state once it changed after ``since_seq`` (or FIRST_CHANGE_S passed) and then held still."""
-        state, _ = wait_until_quiet(
-            self.state, quiet=QUIET_S, timeout=SETTLE_LIMIT_S, key=without_runtime_keys,
-            ready=lambda state, waited: state is not None and (
-                since_seq is None or state.get("seq") != since_seq or waited > FIRST_CHANGE_S))
-        if state is None:
-            raise ExploreError(f"{self.app} published no state within {SETTLE_LIMIT_S:g} s")
-        return state
+    def look(self, state: Mapping[str, Any] | None = None) -> Screen:
+        listing = self.sandbox.elements(self.sources)
+        windows = tuple(sorted(w.title for w in self.sandbox.windows()))
+        return Screen(listing, windows, state)
 
-    def click(self, probe: Probe, before: Mapping[str, Any]) -> Mapping[str, Any]:
-        action = resolve_when_ready(self.sandbox, dataclasses.replace(probe.step(self.app), timeout=3.0))
-        self.sandbox.act(action)
-        return self.settle(before.get("seq"))
+    def settle(self, before: Screen | None) -> Screen:
+        """The screen once it changed after ``before`` (or FIRST_CHANGE_S passed) and then
+        held still: a practice app's published state, else the element listing."""
+        if self.practice:
+            since_seq = before.state.get("seq") if before is not None and before.state is not None else None
+            state, _ = wait_until_quiet(
+                self.state, quiet=QUIET_S, timeout=SETTLE_LIMIT_S, key=without_runtime_keys,
+                ready=lambda state, waited: state is not None and (
+                    since_seq is None or state.get("seq") != since_seq or waited > FIRST_CHANGE_S))
+            if state is None:
+                raise ExploreError(f"{self.app} published no state within {SETTLE_LIMIT_S:g} s")
+            return self.look(state)
+        old = _fingerprint(before.listing) if before is not None else None
+        screen, _ = wait_until_quiet(
+            self.look, quiet=QUIET_S, timeout=SETTLE_LIMIT_S, key=lambda s: _fingerprint(s.listing),
+            ready=lambda s, waited: (bool(s.listing.elements) or waited > SETTLE_LIMIT_S / 2) and (
+                old is None or _fingerprint(s.listing) != old or waited > FIRST_CHANGE_S))
+        return screen  # the last listing read: the one the guest resolves element ids against
 
-    def return_to(self, screen: str, path: tuple[Probe, ...]) -> Mapping[str, Any]:
+    def click(self, probe: Probe, before: Screen) -> Screen:
+        """Click ``probe``'s element by its id in the listing the guest read last."""
+        element = probe.find(before.listing)
+        if element is None:
+            raise KeyError(f"{probe.role} {probe.label!r} is not on screen")
+        result = self.sandbox.act(Click(element=element.id))
+        if not result.ok:  # moved since that listing (refused as stale): read again, try once more
+            element = probe.find(self.look(before.state).listing)
+            result = self.sandbox.act(Click(element=element.id)) if element is not None else result
+            if not result.ok:
+                raise OracleError(f"clicking {probe.role} {probe.label!r} was refused: {result.error}")
+        return self.settle(before)
+
+    def return_to(self, screen: str, path: tuple[Probe, ...]) -> Screen:
         """Bring the sandbox back to ``screen``: it may be there already, or a click or two
         along known transitions away (a tab page from another); else reset and replay."""
-        state = self.state()
-        if state is not None and state.get("closed") is not True:
-            state = self.settle(None)
-            way = self.way(signature(state), screen)
+        now = self.settle(None)
+        if not now.closed:
+            way = self.way(signature(now), screen)
             try:
                 for probe in way or ():
-                    state = self.click(probe, state)
+                    now = self.click(probe, now)
                     self.moved += 1
             except (OracleError, KeyError):
                 way = None
-            if way is not None and signature(state) == screen:
+            if way is not None and signature(now) == screen:
                 self.at = path
-                return state
+                return now
         return self.restore(path)
 
     def way(self, start: str, goal: str) -> list[Probe] | None:
@@ -366,15 +280,15 @@ class _Walker:
                     frontier.append((after, [*probes, probe]))
         return None
 
-    def restore(self, path: tuple[Probe, ...]) -> Mapping[str, Any]:
+    def restore(self, path: tuple[Probe, ...]) -> Screen:
         """Reset the sandbox and replay ``path``: the sandbox is then at that screen."""
         self.sandbox.reset(self.task)
         self.resets += 1
-        state = self.settle(None)
+        screen = self.settle(None)
         for probe in path:
-            state = self.click(probe, state)
+            screen = self.click(probe, screen)
         self.at = path
-        return state
+        return screen
 
     def out_of_budget(self) -> bool:
         if self.actions >= self.max_actions:
@@ -388,47 +302,42 @@ class _Walker:
     # the depth-first walk
 
     def walk(self) -> None:
-        state = self.restore(())
-        self.initial = comparable(state)
-        self.routes[signature(state)] = ()
-        self.explore((), state)
+        screen = self.restore(())
+        self.initial = comparable(screen.state) if screen.state is not None else {}
+        self.initial_windows = screen.windows
+        self.routes[signature(screen)] = ()
+        self.explore((), screen)
 
-    def explore(self, path: tuple[Probe, ...], state: Mapping[str, Any]) -> None:
-        here = signature(state)
+    def explore(self, path: tuple[Probe, ...], screen: Screen) -> None:
+        here = signature(screen)
         self.seen_screens.add(here)
-        self.widgets_seen |= {p.split(":", 1)[1] for p in screen_parts(state) if p.startswith("widget:")}
-        self.widgets_seen |= {f"menu:{item['label']}" for item in state.get("menubar", [])}
-        self.widgets_seen |= {"menu:" + " > ".join([*menu["menu"], item["label"]])
-                              for menu in state.get("open_menus", []) for item in menu["items"]}
-        for probe in candidates(state):
+        probes = candidates(screen)
+        self.widgets_seen |= {f"{p.role}:{p.label}" for p in probes}
+        for probe in probes:
             if self.out_of_budget():
                 return
             if self.at != path:
-                state = self.return_to(here, path)
-                if signature(state) != here:  # the app did not come back the same way: stop here
+                screen = self.return_to(here, path)
+                if signature(screen) != here:  # the app did not come back the same way: stop here
                     return
             try:
-                after = self.click(probe, state)
+                after = self.click(probe, screen)
             except (OracleError, KeyError) as exc:  # it moved or vanished: note it, go on
                 self.actions += 1
                 self.at = None
                 self.entries.append(Entry((*path, probe), screen=here, closed=(f"error: {exc}",)))
                 continue
             self.actions += 1
-            before_parts, after_parts = screen_parts(state), screen_parts(after)
-            entry = Entry((*path, probe), screen=here, changes=diff(state, after),
-                          opened=tuple(sorted(after_parts - before_parts)),
-                          closed=tuple(sorted(before_parts - after_parts)))
-            self.entries.append(entry)
+            self.entries.append(self.entry((*path, probe), here, screen, after))
             there = signature(after)
             self.moves.setdefault(here, {})[probe.key()] = (probe, there)
             if there not in self.routes or len(path) + 1 < len(self.routes[there]):
                 self.routes[there] = (*path, probe)
-            if after.get("closed") is True:
+            if after.closed:
                 self.at = None
                 continue
             if there == here:
-                state = after  # same screen: carry on from here (the diff of the next probe is its own)
+                screen = after  # same screen: carry on from here (the diff of the next probe is its own)
                 continue
             self.at = None
             if there not in self.seen_screens and len(path) + 1 < self.max_depth:
@@ -437,17 +346,48 @@ class _Walker:
                 if self.stopped_by != "done":
                     return
 
+    def entry(self, path: tuple[Probe, ...], here: str, before: Screen, after: Screen) -> Entry:
+        """What the last probe of ``path`` changed: the published state's diff and what
+        opened or closed (practice apps), the elements and window titles (every app)."""
+        added, removed, changed = element_changes(before.listing, after.listing)
+        opened_windows = tuple(sorted(set(after.windows) - set(before.windows)))
+        closed_windows = tuple(sorted(set(before.windows) - set(after.windows)))
+        if before.state is not None and after.state is not None:
+            before_parts, after_parts = screen_parts(before.state), screen_parts(after.state)
+            changes, opened, closed = (diff(before.state, after.state), tuple(sorted(after_parts - before_parts)),
+                                       tuple(sorted(before_parts - after_parts)))
+        else:
+            changes = ()
+            opened = tuple(f"window:{t}" for t in opened_windows)
+            closed = tuple(f"window:{t}" for t in closed_windows)
+        return Entry(path, screen=here, changes=changes, opened=opened, closed=closed, elements_added=added,
+                     elements_removed=removed, elements_changed=changed, windows_opened=opened_windows,
+                     windows_closed=closed_windows)
+
+
+def _fingerprint(listing: ElementList) -> tuple[tuple[str, str, tuple[int, ...], frozenset[str]], ...]:
+    """What settling compares: every element's role, name, box and states (not its id)."""
+    return tuple((e.role, e.name, e.box, e.states) for e in listing.elements)
+
 
 def explore_app(app: str, sandbox: Any, *, params: Mapping[str, Any] | None = None, max_depth: int = 3,
-                max_actions: int = 200, time_limit_s: float = 300.0) -> Guidebook:
-    """Explore practice ``app`` (launched with ``params``) in ``sandbox`` depth-first and
-    return its guidebook. The sandbox is reset as often as needed and left wherever
-    the walk ended."""
+                max_actions: int = 200, time_limit_s: float = 300.0, argv: Sequence[str] | None = None,
+                wait_window: str | None = None, sources: Sequence[str] | None = None) -> Guidebook:
+    """Explore ``app`` in ``sandbox`` depth-first on its elements and return its guidebook.
+
+    A practice app is launched with ``params``; another program with ``argv`` (mousepad
+    and xterm have defaults in REAL_APPS), waiting for a window titled ``wait_window``.
+    ``sources`` picks the element sources (default: all the guest has). The sandbox is
+    reset as often as needed and left wherever the walk ended."""
     if max_depth < 1 or max_actions < 1:
         raise ValueError(f"max_depth and max_actions must be >= 1, got {max_depth} and {max_actions}")
+    if argv is None and app in REAL_APPS:
+        argv, default_wait = REAL_APPS[app]
+        wait_window = default_wait if wait_window is None else wait_window
     started = time.monotonic()
-    walker = _Walker(app, sandbox, dict(params or {"seed": 0}), max_depth=max_depth, max_actions=max_actions,
-                     time_limit_s=time_limit_s)
+    walker = _Walker(app, sandbox, dict(params or ({} if argv else {"seed": 0})), argv=tuple(argv or ()),
+                     wait_window=wait_window or "", max_depth=max_depth, max_actions=max_actions,
+                     time_limit_s=time_limit_s, sources=sources)
     walker.walk()
     home = sandbox.exec(["printenv", "HOME"]).stdout.strip()
     return Guidebook(app=app, params=walker.params, initial=walker.initial, home=home, entries=tuple(walker.entries),
@@ -455,7 +395,8 @@ def explore_app(app: str, sandbox: Any, *, params: Mapping[str, Any] | None = No
                      widgets_seen=tuple(sorted(walker.widgets_seen)), screens=len(walker.seen_screens),
                      actions_tried=walker.actions, navigation_clicks=walker.moved, resets=walker.resets,
                      seconds=round(time.monotonic() - started, 3), stopped_by=walker.stopped_by,
-                     max_depth=max_depth)
+                     max_depth=max_depth, argv=walker.argv, wait_window=walker.wait_window,
+                     initial_windows=walker.initial_windows)
 
 
 # --- proposing tasks ------------------------------------------------------------------
@@ -500,10 +441,24 @@ def checks_for(entry: Entry, initial: Mapping[str, Any], app: str, *, home: str 
     return tuple(check for _, check in sorted(found, key=lambda pair: pair[0])[:2])
 
 
+def window_checks(entry: Entry, initial_windows: Sequence[str]) -> tuple[Check, ...]:
+    """Checks on window titles: one the path opened that the first screen did not have
+    (``contains``), else one it closed that the first screen had (``not_contains``)."""
+    for title in entry.windows_opened:
+        if title not in initial_windows:
+            return (Check("windows", "contains", {}, expected=title),)
+    for title in entry.windows_closed:
+        if title in initial_windows:
+            return (Check("windows", "not_contains", {}, expected=title),)
+    return ()
+
+
 def effect(task: Task) -> str:
     """What a task achieves: its last click and what its checks expect (paths that reach
     the same effect through other screens make the same task)."""
-    return json.dumps([task.oracle[-2].at and to_json(task.oracle[-2].at), to_json(task.checks)], sort_keys=True)
+    last = task.oracle[-2]
+    return json.dumps([to_json(last.at) if last.at is not None else to_json(last.action), to_json(task.checks)],
+                      sort_keys=True)
 
 
 def describe_path(path: Sequence[Probe]) -> str:
@@ -524,7 +479,7 @@ def describe_path(path: Sequence[Probe]) -> str:
                 "slider": "click the middle of the \"{}\" slider's track",
                 "radio": "select \"{}\"", "row": "pick \"{}\" in the list",
                 "combobox": "open the \"{}\" drop-down"}.get(probe.kind, "click \"{}\"")
-        parts.append(verb.format(probe.label))
+        parts.append(verb.format(probe.label or probe.role))
     if menu:
         parts.append("open the " + " > ".join(menu) + " menu")
     text = ", then ".join(parts)
@@ -533,19 +488,27 @@ def describe_path(path: Sequence[Probe]) -> str:
 
 def task_for(guidebook: Guidebook, entry: Entry, *, seed: int) -> Task | None:
     """The task of doing ``entry`` by the shortest known path, or None when its change
-    cannot be checked. The oracle ends once the state shows the change."""
-    checks = checks_for(entry, guidebook.initial, guidebook.app, home=guidebook.home)
+    cannot be checked: in a practice app's state, else in the window titles. The oracle
+    ends once the state shows the change (a practice app) or after a pause."""
+    checks = checks_for(entry, guidebook.initial, guidebook.app, home=guidebook.home) if guidebook.practice else ()
+    checks = checks or window_checks(entry, guidebook.initial_windows)
     if not checks:
         return None
     app, path = guidebook.app, guidebook.shortest(entry)
+    if any(not p.grounded and p.box is None for p in path):
+        return None
     first = checks[0]
-    settle = (OracleStep(Wait(0.05), wait=StateCondition(app, first.args["path"], first.expected))
-              if first.metric == "equals" and first.expected is not None else OracleStep(Wait(0.3)))
+    if first.getter == "app_state" and first.metric == "equals" and first.expected is not None:
+        settle = OracleStep(Wait(0.05), wait=StateCondition(app, first.args["path"], first.expected))
+    else:
+        settle = OracleStep(Wait(0.3 if guidebook.practice else 1.0))
+    steps: list[OracleStep] = []
+    for probe in path:  # clicks at elements' centres wait for the screen the last click opens
+        steps += [probe.step(app)] if probe.grounded else [OracleStep(Wait(0.6)), probe.step(app)]
     digest = hashlib.sha1(json.dumps([p.key() for p in path]).encode()).hexdigest()[:8]
     return Task(id=f"explore_{app}-L{len(path) - 1}-{digest}", instruction=describe_path(path),
                 family=f"explore_{app}", level=len(path) - 1, seed=seed, split=Split.TRAIN,
-                setup=(launch(app, guidebook.params),), checks=checks,
-                oracle=(*(p.step(app) for p in path), settle), max_steps=len(path) + 4,
+                setup=(guidebook.setup(),), checks=checks, oracle=(*steps, settle), max_steps=len(path) + 4,
                 provenance=Provenance.EXPLORATION)
 
 

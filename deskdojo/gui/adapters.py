@@ -88,6 +88,11 @@ def attach_socket(name: str, socket_path: str) -> Any:
     return AttachedSandbox(name, client, screen)
 
 
+def read_elements(sandbox: Any) -> Any:
+    """The sandbox's element listing now (blocking: call it on a worker thread)."""
+    return sandbox.elements()
+
+
 # --- demonstrations and replay -----------------------------------------------------
 
 

@@ -8,7 +8,8 @@ from PyQt6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPalet
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from deskdojo.core.actions import Action, Click, Drag, Key, Scroll, Type
-from deskdojo.gui.overlay import draw_action, fit_rect
+from deskdojo.core.elements import ElementList
+from deskdojo.gui.overlay import draw_action, draw_elements, fit_rect
 
 DRAG_THRESHOLD_PX = 6  # in screen pixels: below this a press-release is a click
 
@@ -77,6 +78,8 @@ class ScreenCanvas(QWidget):
         self.footer = ""
         self.capture = False
         self.highlight: QColor | None = None
+        self.elements: ElementList | None = None  # drawn while ``show_elements`` is on
+        self.show_elements = False
         self._press: tuple[int, int, str] | None = None
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(160, 120)
@@ -90,6 +93,14 @@ class ScreenCanvas(QWidget):
 
     def set_action(self, action: Action | None) -> None:
         self.last_action = action
+        self.update()
+
+    def set_elements(self, listing: ElementList | None) -> None:
+        self.elements = listing
+        self.update()
+
+    def set_show_elements(self, on: bool) -> None:
+        self.show_elements = on
         self.update()
 
     def set_capture(self, on: bool) -> None:
@@ -129,6 +140,8 @@ class ScreenCanvas(QWidget):
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform,
                                   self.image.width() < rect.width())
             painter.drawImage(rect, self.image)
+            if self.show_elements:
+                draw_elements(painter, self.elements, rect, self.screen_size)
             if self.screen_size[0]:
                 draw_action(painter, self.last_action, rect, self.screen_size)
         else:

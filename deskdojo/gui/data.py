@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from deskdojo.core.actions import Action, action_from_dict
+from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import ActionError, RecordError, RunDirError
 
 
@@ -67,6 +68,17 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+def load_elements(path: Path | None) -> ElementList | None:
+    """An element listing recorded with a frame, or None when there is none or it does not parse."""
+    if path is None:
+        return None
+    data = read_json(path)
+    try:
+        return ElementList.from_json(data) if data is not None else None
+    except RecordError:
+        return None
+
+
 def parse_action(data: Any) -> Action | None:
     """An action dict as an Action; None for null or malformed ones (shown as text instead)."""
     if not isinstance(data, Mapping):
@@ -91,6 +103,7 @@ class StepView:
     frame: Path | None
     delta: Mapping[str, Any] | None
     raw: Mapping[str, Any]
+    elements: Path | None = None  # the element listing shown with this frame (frames/NNNN.elements.json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +130,16 @@ def load_trajectory(folder: str | os.PathLike[str]) -> TrajectoryView:
     for number, raw in enumerate(tail.records):
         frame = raw.get("frame")
         frame_path = folder / frame if isinstance(frame, str) else folder / "frames" / f"{number:04d}.png"
+        prompt = raw.get("prompt") if isinstance(raw.get("prompt"), Mapping) else {}
+        listed = prompt.get("elements")
+        elements_path = (folder / listed if isinstance(listed, str)
+                         else frame_path.with_name(frame_path.name.removesuffix(".png") + ".elements.json"))
         steps.append(StepView(
             index=int(raw.get("index", number)), action=parse_action(raw.get("action")),
             action_error=raw.get("action_error"), model_text=str(raw.get("model_text") or ""),
             frame=frame_path if frame_path.exists() else None,
-            delta=raw.get("delta") if isinstance(raw.get("delta"), Mapping) else None, raw=raw))
+            delta=raw.get("delta") if isinstance(raw.get("delta"), Mapping) else None, raw=raw,
+            elements=elements_path if elements_path.is_file() else None))
     header = read_json(folder / "trajectory.json") or {}
     task = read_json(folder / "task.json")
     return TrajectoryView(id=str(header.get("id") or folder.name), folder=folder,

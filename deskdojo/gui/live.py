@@ -4,7 +4,9 @@ Sources are the run's sandboxes (from status.json) and sandboxes the panel start
 itself. Frames come from ``FrameGrabber`` (worker threads); the UI thread only paints.
 In the enlarged view a person can take over: their clicks, drags, wheel and keys become
 core Actions performed through a DemoRecorder (when recording) on a one-thread queue,
-so the actions reach the sandbox in the order they were made.
+so the actions reach the sandbox in the order they were made. Key E overlays the
+elements each sandbox lists (``Sandbox.elements()``, fetched on a worker about once a
+second while the overlay is on).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from deskdojo.gui.widgets import EmptyState
 from deskdojo.gui.workers import Tasks
 
 DEFAULT_FPS = 10
+ELEMENTS_INTERVAL_MS = 1000  # element listings cost the guest a tree walk: a modest rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +87,18 @@ class LiveView(QWidget):
         self.recorded_steps = 0
         self.pending_actions = 0
         self.last_errors: dict[str, str] = {}
+        self.show_elements = False
+        self.listings: dict[str, Any] = {}  # source -> its latest ElementList
+        self.elements_pending: set[str] = set()  # sources with a listing being fetched
         self._build(provider_default)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._tick)
         self.set_fps(fps)
         self.timer.start()
+        self.elements_timer = QTimer(self)
+        self.elements_timer.setInterval(ELEMENTS_INTERVAL_MS)
+        self.elements_timer.timeout.connect(self._fetch_elements)
+        QShortcut(QKeySequence("E"), self, activated=self.toggle_elements)
 
     # --- layout ------------------------------------------------------------------
 
@@ -210,6 +220,7 @@ class LiveView(QWidget):
             if tile is None:
                 tile = self.tiles[name] = ScreenCanvas()
                 tile.setMinimumSize(240, 200)
+                tile.set_show_elements(self.show_elements)
                 tile.clicked.connect(lambda name=name: self.enlarge(name))
                 tile.setToolTip("Click to enlarge")
             self._label(tile, source)
@@ -280,6 +291,46 @@ class LiveView(QWidget):
             self._label(self.tiles[name], self.sources[name])
             self.status_message.emit(f"{name}: {message}")
 
+    # --- elements overlay ------------------------------------------------------------
+
+    def toggle_elements(self) -> None:
+        """Overlay (or hide) each screen's elements: boxes, ids, roles (key E)."""
+        self.show_elements = not self.show_elements
+        for canvas in [*self.tiles.values(), self.big]:
+            canvas.set_show_elements(self.show_elements)
+        if self.show_elements:
+            self._fetch_elements()
+            self.elements_timer.start()
+        else:
+            self.elements_timer.stop()
+        self.status_message.emit("elements overlay " + ("on" if self.show_elements else "off") + " (E)")
+
+    def _fetch_elements(self) -> None:
+        """Ask the shown sandboxes for their listings, on a worker, one request per sandbox at a time."""
+        if not self.show_elements:
+            return
+        shown = [self.enlarged] if self.stack.currentIndex() == 2 and self.enlarged else list(self.tiles)
+        for name in shown:
+            source = self.sources.get(name)
+            if name in self.elements_pending or source is None or (not source.socket
+                                                                    and name not in self.panel_sandboxes):
+                continue
+            self.elements_pending.add(name)
+
+            def done(listing: Any, name: str = name) -> None:
+                self.elements_pending.discard(name)
+                self.listings[name] = listing
+                if name in self.tiles:
+                    self.tiles[name].set_elements(listing)
+                if name == self.enlarged:
+                    self.big.set_elements(listing)
+
+            def failed(message: str, name: str = name) -> None:
+                self.elements_pending.discard(name)
+                self.status_message.emit(f"{name}: could not list elements: {message.splitlines()[0]}")
+
+            self.background.submit(lambda name=name: adapters.read_elements(self._sandbox_for(name)), done, failed)
+
     # --- enlarge -----------------------------------------------------------------
 
     def enlarge(self, name: str) -> None:
@@ -293,6 +344,7 @@ class LiveView(QWidget):
         else:
             self.big.image = None
         self._label(self.big, source)
+        self.big.set_elements(self.listings.get(name))
         self.enlarged_title.setText(f"<b>{name}</b> — {source.instruction}")
         self._refresh_tasks()
         self.stack.setCurrentIndex(2)
@@ -477,6 +529,7 @@ class LiveView(QWidget):
     def shutdown(self) -> None:
         """Stop fetching, finish queued work and close the sandboxes this view started."""
         self.timer.stop()
+        self.elements_timer.stop()
         self.serial.wait(30000)
         self.background.wait(60000)
         self.grabber.close()

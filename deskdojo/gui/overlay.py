@@ -12,6 +12,7 @@ from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPolygonF
 
 from deskdojo.core.actions import Action, Click, Done, Drag, Fail, Key, Move, Scroll, Type, Wait
+from deskdojo.core.elements import ElementList
 
 ACCENT = QColor(255, 64, 160)
 ACCENT_2 = QColor(40, 220, 255)
@@ -119,6 +120,53 @@ def _caption(painter: QPainter, text: str, anchor: QPointF, bounds: QRectF, scal
     painter.drawRoundedRect(box, 4, 4)
     painter.setPen(QColor(255, 255, 255))
     painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+
+
+# Element boxes by what they are: things to click, things to type into, text, the rest.
+ELEMENT_COLOURS = {"click": QColor(255, 196, 0), "edit": QColor(0, 200, 120), "text": QColor(150, 150, 255),
+                   "other": QColor(160, 160, 160)}
+EDIT_ROLES = frozenset({"text", "text area", "terminal", "spin button", "combo box", "editbar", "entry"})
+TEXT_ROLES = frozenset({"label", "text line", "heading", "paragraph", "static"})
+PASSIVE_ROLES = frozenset({"frame", "dialog", "window", "panel", "filler", "menu bar", "page tab list", "list",
+                           "canvas", "scroll bar", "scroll pane", "tool bar", "status bar"})
+
+
+def element_colour(role: str) -> QColor:
+    if role in EDIT_ROLES:
+        return ELEMENT_COLOURS["edit"]
+    if role in TEXT_ROLES:
+        return ELEMENT_COLOURS["text"]
+    return ELEMENT_COLOURS["other"] if role in PASSIVE_ROLES else ELEMENT_COLOURS["click"]
+
+
+def draw_elements(painter: QPainter, listing: ElementList | None, target: QRectF,
+                  screen_size: tuple[int, int]) -> None:
+    """Draw each element's box (screen pixels) onto ``target`` with a tag "id role" at
+    its top-left corner; windows are outlined only (their tags would cover the content)."""
+    if listing is None or not screen_size[0] or not screen_size[1]:
+        return
+    sx, sy = target.width() / screen_size[0], target.height() / screen_size[1]
+    painter.save()
+    font = QFont()
+    font.setPixelSize(max(8, int(11 * max(0.6, min(1.4, target.width() / 1000)))))
+    painter.setFont(font)
+    metrics = painter.fontMetrics()
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    for element in sorted(listing.elements, key=lambda e: -e.box[2] * e.box[3]):  # big first: small tags on top
+        x, y, w, h = element.box
+        rect = QRectF(target.x() + x * sx, target.y() + y * sy, max(1.0, w * sx), max(1.0, h * sy))
+        colour = element_colour(element.role)
+        painter.setPen(QPen(colour, 1.5))
+        painter.drawRect(rect)
+        if element.role in ("frame", "window"):
+            continue
+        tag = f"{element.id} {element.role}"
+        box = QRectF(metrics.boundingRect(tag)).adjusted(-2, -1, 2, 1)
+        box.moveTopLeft(rect.topLeft())
+        painter.fillRect(box, QColor(0, 0, 0, 170))
+        painter.setPen(colour)
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, tag)
+    painter.restore()
 
 
 def image_with_action(image: QImage, action: Action | None) -> QImage:

@@ -18,7 +18,7 @@ from PyQt6.QtWidgets import (
 from deskdojo.core.actions import describe
 from deskdojo.core.errors import DeskdojoError
 from deskdojo.gui.canvas import ScreenCanvas
-from deskdojo.gui.data import RunReader, TrajectoryView, load_trajectory
+from deskdojo.gui.data import RunReader, TrajectoryView, load_elements, load_trajectory
 from deskdojo.gui.widgets import EmptyState, code
 
 LABEL_COLOURS = {"progress": QColor(40, 170, 70), "no-op": QColor(200, 150, 30), "error": QColor(220, 60, 60)}
@@ -88,6 +88,7 @@ class TrajectoryBrowser(QWidget):
         layout.addWidget(self.content)
         QShortcut(QKeySequence("["), self, activated=lambda: self.show_step(self.index - 1))
         QShortcut(QKeySequence("]"), self, activated=lambda: self.show_step(self.index + 1))
+        QShortcut(QKeySequence("E"), self, activated=self.toggle_elements)  # the element overlay
         self.set_run(None)
 
     # --- picking -----------------------------------------------------------------
@@ -196,6 +197,7 @@ class TrajectoryBrowser(QWidget):
         else:
             self.canvas.image = None
         self.canvas.set_action(step.action)
+        self.canvas.set_elements(load_elements(step.elements))
         label = self._label(index)
         first_error = (self.verdict or {}).get("first_error_step")
         self.canvas.highlight = LABEL_COLOURS.get(label) if label else None
@@ -209,6 +211,10 @@ class TrajectoryBrowser(QWidget):
         self.step_text.setPlainText("\n".join(lines))
         self.delta_text.setPlainText(json.dumps(step.delta, indent=1, sort_keys=True, default=str)
                                      if step.delta else "(no delta recorded for this step)")
+
+    def toggle_elements(self) -> None:
+        """Show or hide the element boxes recorded with the frames (key E)."""
+        self.canvas.set_show_elements(not self.canvas.show_elements)
 
     def _label(self, index: int) -> str | None:
         labels = (self.verdict or {}).get("step_labels") or []
