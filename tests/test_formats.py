@@ -147,6 +147,70 @@ def test_the_deskdojo_format_round_trips_every_action_kind():
     assert kinds == set(ACTION_TYPES)
 
 
+NAMING_ELEMENTS = ("deskdojo", "grid", "pyautogui", "qwen_computer_use", "qwen3_computer_use")
+ELEMENT_ACTIONS = [Click(element=12), Click(element=0, button="right"), Click(element=7, count=2),
+                   Click(element=99_999, button="middle"), Type("hello", element=3),
+                   Type('say "hi"\nthen enter\n', element=40)]
+
+
+@pytest.mark.parametrize("name", NAMING_ELEMENTS)
+def test_actions_that_name_an_element_round_trip(name):
+    fmt = FORMATS[name]
+    for action in ELEMENT_ACTIONS:
+        text = fmt.render(action, **WHERE)
+        assert fmt.parse(text, **WHERE).actions == (action,), (name, text)
+        thought = fmt.parse(fmt.render(action, **WHERE, thought="It is listed."), **WHERE)
+        assert thought.actions == (action,) and thought.thought == "It is listed."
+    # an action the sandbox resolved (element and its centre) is written by its element
+    resolved = Click(640, 400, element=5)
+    assert fmt.parse(fmt.render(resolved, **WHERE), **WHERE).actions == (Click(element=5),)
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_element_actions_are_offered_only_where_the_observation_lists_elements(name):
+    fmt = FORMATS[name]
+    plain, listed = fmt.prompt(**WHERE), fmt.prompt(**WHERE, elements=True)
+    marker = {"deskdojo": "element=<id>", "grid": "click #id", "pyautogui": "tag_N"}.get(name, '"element"')
+    assert marker not in plain
+    if name.startswith("uitars"):  # UI-TARS has no way to name an element: it acts by points
+        assert listed == plain
+        with pytest.raises(FormatError, match="cannot name an element"):
+            fmt.render(Click(element=3), **WHERE)
+        assert fmt.parse(fmt.render(Click(640, 400, element=3), **WHERE), **WHERE).actions[0].element is None
+    else:
+        assert marker in listed
+
+
+MALFORMED_ELEMENTS = {
+    "deskdojo": ["Action: click(element=-1)", 'Action: click(element="first")', "Action: click(element=1.5)",
+                 "Action: click(element=123456789)", "Action: type(text=\"x\", element=[1])",
+                 "Action: click(element=null)", "Action: scroll(element=3, dy=2)"],
+    "grid": ["click #", "click #abc", "click #-1", "click #1.5", "click #12 <x1> <y2>", "type #3 hello",
+             "click # 3", "type #x \"hi\"", "click #3 sideways"],
+    "pyautogui": ["pyautogui.click(tag_)", "pyautogui.click(tag_abc)", "pyautogui.click(tag_1, 5)",
+                  "pyautogui.moveTo(tag_3)", "pyautogui.dragTo(tag_2)", "pyautogui.scroll(3, x=tag_2)",
+                  "pyautogui.write(tag_3)", "pyautogui.click([tag_1])", "pyautogui.click(tag_1)\npyautogui.click()",
+                  "pyautogui.click(tag_999999999)"],
+    "qwen_computer_use": ['{"name": "computer_use", "arguments": {"action": "left_click", "element": "x"}}',
+                          '{"name": "computer_use", "arguments": {"action": "left_click", "element": true}}',
+                          '{"name": "computer_use", "arguments": {"action": "left_click", "element": [1]}}',
+                          '{"name": "computer_use", "arguments": {"action": "left_click", "element": -4}}',
+                          '{"name": "computer_use", "arguments": {"action": "scroll", "element": 3, "pixels": 2}}',
+                          '{"name": "computer_use", "arguments": {"action": "type", "element": 3}}'],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_ELEMENTS))
+def test_a_malformed_element_reference_is_a_parse_error_that_says_what_an_id_is(name):
+    fmt = FORMATS[name]
+    for text in MALFORMED_ELEMENTS[name]:
+        result = fmt.parse(text, **WHERE)
+        assert not result.ok and not result.actions, (name, text, result)
+        assert any(word in result.error for word in ("element", "tag", "needs", "unexpected", "quoted")), result.error
+    first_words = next(t for t in MALFORMED_ELEMENTS[name] if "abc" in t or '"x"' in t or "first" in t)
+    assert "ids are the whole numbers 0..100000" in fmt.parse(first_words, **WHERE).error
+
+
 def test_round_trip_with_an_image_smaller_than_the_screen():
     screen, image = (1920, 1080), smart_resize((1920, 1080), max_pixels=1280 * 28 * 28)
     tolerance = math.ceil(screen[0] / image[0] / 2)
@@ -184,10 +248,14 @@ def test_lossy_actions_map_to_the_nearest_expressible_one_or_refuse():
 
 def test_the_deskdojo_prompt_is_derived_from_the_schema():
     prompt = FORMATS["deskdojo"].prompt(**WHERE)
+    with_elements = FORMATS["deskdojo"].prompt(**WHERE, elements=True)
     for kind, cls in ACTION_TYPES.items():
         assert f"- {kind}(" in prompt
         for field in dataclasses.fields(cls):
-            assert f"{field.name}=" in prompt
+            assert f"{field.name}=" in with_elements
+            if field.name != "element":  # offered only where the observation lists elements
+                assert f"{field.name}=" in prompt
+    assert "element" not in prompt and "- click(button=\"left\", count=1, element=<id>)" in with_elements
     assert "1288x812" in prompt and "``" not in prompt
     # every example in the prompt parses
     examples = [line for line in prompt.splitlines() if line.startswith("Action: ") and "<" not in line]

@@ -12,7 +12,9 @@ part of ``Decision.token_ids`` when the model produced it (it is what teaches st
 Prompt (one chat, built the same way for acting and for training): a system message
 with the action format's instructions; a user message with the task instruction, the
 earlier actions as text (``history_text``), the last ``history_k`` screenshots (oldest
-first) and the last action's error when there was one; then the assistant's turn.
+first), the newest screen's element table (``observation`` modes that carry elements;
+``som`` draws the same ids on the newest screenshot, ``a11y_tree`` shows no image) and
+the last action's error when there was one; then the assistant's turn.
 
 Answers with several actions (formats that allow it): the Decision keeps the first
 action and drops the rest (one action per step; the step loop asks again).
@@ -40,8 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET
 from deskdojo.core.actions import Action
 from deskdojo.core.configs import closed_from_dict
+from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
 from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
@@ -115,6 +119,13 @@ class PolicyConfig:
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "recompute activations in the backward pass (less memory, ~30% slower); for big models; "
                 "default: the saved value, off otherwise"})
+    observation: str | None = field(default=None, metadata={
+        "help": "what the prompt shows: screenshot | a11y_tree (element table, no image) | "
+                "screenshot_a11y_tree | som (numbered marks on the screenshot + the table); "
+                "default: the saved value, screenshot otherwise"})
+    element_budget: int = field(default=DEFAULT_ELEMENT_BUDGET, metadata={
+        "help": "characters of element-table rows per prompt; past it, elements off screen or far "
+                "from the focus are left out (the prompt says how many)"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -130,6 +141,14 @@ class PolicyConfig:
             raise ConfigError(f"top_p must be within (0, 1], got {self.top_p}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.observation is not None:
+            try:
+                check_mode(self.observation)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if isinstance(self.element_budget, bool) or not isinstance(self.element_budget, int) \
+                or self.element_budget < 1:
+            raise ConfigError(f"element_budget must be a positive number of characters, got {self.element_budget!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device not in DEVICES:
@@ -216,7 +235,7 @@ class VLMPolicy:
 
     def __init__(self, *, model: Any, tokenizer: Any, processor: Any, config: PolicyConfig,
                  model_type: str, base: str, format_name: str, min_pixels: int, max_pixels: int,
-                 factor: int, position_code: bool = False):
+                 factor: int, position_code: bool = False, observation: str = "screenshot"):
         from deskdojo.agent.formats import get_format
 
         self.model = model
@@ -230,6 +249,7 @@ class VLMPolicy:
         self.max_pixels = max_pixels
         self.factor = factor
         self.position_code = position_code
+        self.observation = check_mode(observation)
         self.lora: LoraSettings | None = None
         self.gradient_checkpointing = False
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
@@ -262,12 +282,25 @@ class VLMPolicy:
 
         from deskdojo.perception.resize import resize_to_budget
 
+        from deskdojo.agent.observation import element_table, marked_screenshot, shown_elements
+        from deskdojo.perception.resize import smart_resize
+
+        mode = self.observation
         shown = list(window)[-self.config.history_k:]
         current = shown[-1]
         screen = tuple(current.screen_size)
-        images, image_size = [], None
-        for observation in shown:
-            frame, mapping = resize_to_budget(observation.screenshot, factor=self.factor,
+        # the size the model's coordinates refer to, also in a11y_tree mode (no image shown)
+        image_size = smart_resize(screen, factor=self.factor, min_pixels=self.min_pixels,
+                                  max_pixels=self.max_pixels)
+        elements = None
+        if mode in MODES_WITH_ELEMENTS:  # the newest screen's listing; older screens are shown plain
+            elements = shown_elements(current, budget=self.config.element_budget, image=image_size)
+        images = []
+        for observation in (shown if mode in MODES_WITH_PIXELS else ()):
+            pixels = observation.screenshot
+            if mode == "som" and observation is current:
+                pixels = marked_screenshot(observation, elements)
+            frame, mapping = resize_to_budget(pixels, factor=self.factor,
                                               min_pixels=self.min_pixels, max_pixels=self.max_pixels)
             images.append(Image.fromarray(frame))
             image_size = mapping.image if observation is current else image_size
@@ -276,9 +309,13 @@ class VLMPolicy:
             content.append({"type": "text", "text": self._history_text(history, screen, image_size)})
         for _ in images:
             content.append({"type": "image"})
+        if elements is not None:
+            content.append({"type": "text", "text": ("\n" if images else "")
+                            + element_table(elements, screen=screen, image=image_size)})
         if current.action_error:
             content.append({"type": "text", "text": f"\nThe last action failed: {current.action_error}"})
-        messages = [{"role": "system", "content": self.format.prompt(screen=screen, image=image_size)},
+        instructions = self.format.prompt(screen=screen, image=image_size, elements=elements is not None)
+        messages = [{"role": "system", "content": instructions},
                     {"role": "user", "content": content}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return _Prompt(text=text, images=images, screen=screen, image=image_size)
@@ -304,8 +341,9 @@ class VLMPolicy:
         """The processor's tensors for prompts and their images (left padded), with the
         position code in the pixels when it is on: acting and training both come here,
         so what the model sees, and so the log-probs, match."""
-        inputs = self.processor(text=list(texts), images=[list(i) for i in images], padding=True,
-                                return_tensors="pt")
+        images = [list(i) for i in images]
+        inputs = self.processor(text=list(texts), images=images if any(images) else None,  # a11y_tree: text only
+                                padding=True, return_tensors="pt")
         if self.position_code and "pixel_values" in inputs:
             from deskdojo.agent.model.position_code import add_position_code
 
@@ -377,6 +415,9 @@ class VLMPolicy:
 
         screen = tuple(observation.screen_size)
         image = smart_resize(screen, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        if (self.observation not in MODES_WITH_ELEMENTS and getattr(action, "element", None) is not None
+                and getattr(action, "x", None) is not None):
+            action = dataclasses.replace(action, element=None)  # no element list shown: say the point
         return self.format.render(action, screen=screen, image=image, thought=thought)
 
     def target_token_ids(self, text: str) -> list[int]:
@@ -393,8 +434,9 @@ class VLMPolicy:
             encoded = self.model_inputs([prompt.text], [prompt.images])
             rows.append({key: value[0] for key, value in encoded.items()
                          if key not in ("pixel_values", "image_grid_thw")})
-            pixel_values.append(encoded["pixel_values"])
-            grids.append(encoded["image_grid_thw"])
+            if "pixel_values" in encoded:  # none in a11y_tree mode
+                pixel_values.append(encoded["pixel_values"])
+                grids.append(encoded["image_grid_thw"])
             target = (list(sample.target_ids) if sample.target_ids is not None
                       else self.target_token_ids(sample.target_text))
             if not target:
@@ -421,8 +463,9 @@ class VLMPolicy:
             input_ids[i, prompt_len:prompt_len + len(target)] = torch.tensor(target)
             target_ids[i, :len(target)] = torch.tensor(target)
             target_mask[i, :len(target)] = True
-        inputs = {"input_ids": input_ids, "attention_mask": attention, **extra,
-                  "pixel_values": torch.cat(pixel_values), "image_grid_thw": torch.cat(grids)}
+        inputs = {"input_ids": input_ids, "attention_mask": attention, **extra}
+        if pixel_values:
+            inputs.update(pixel_values=torch.cat(pixel_values), image_grid_thw=torch.cat(grids))
         device = self.device
         return PolicyBatch(inputs={k: v.to(device) for k, v in inputs.items()},
                            target_ids=target_ids.to(device), target_mask=target_mask.to(device))
@@ -584,6 +627,7 @@ class VLMPolicy:
         record = {"format_version": POLICY_FORMAT_VERSION, "model_type": self.model_type,
                   "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
                   "position_code": self.position_code, "gradient_checkpointing": self.gradient_checkpointing,
+                  "observation": self.observation,
                   "seed": self.config.seed, "policy_id": self.policy_id,
                   "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
         if self.lora is None:
@@ -634,6 +678,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
             format=config.format or saved["format"], min_pixels=config.min_pixels or saved["min_pixels"],
             max_pixels=config.max_pixels or saved["max_pixels"],
             position_code=_first(config.position_code, saved.get("position_code", False)),
+            observation=_first(config.observation, saved.get("observation")),
             gradient_checkpointing=checkpointing))
         _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
             {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
@@ -672,7 +717,8 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
                        model_type=loaded.model_type, base=str(folder.resolve()) if folder.exists() else model,
                        format_name=config.format or default_format, min_pixels=min_pixels,
                        max_pixels=max_pixels, factor=factor,
-                       position_code=_first(config.position_code, default_code))
+                       position_code=_first(config.position_code, default_code),
+                       observation=_first(config.observation, (saved or {}).get("observation") or "screenshot"))
     if saved is not None:
         policy.policy_id = saved.get("policy_id", policy.policy_id)
     if config.lora is not None:

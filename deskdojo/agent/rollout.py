@@ -7,11 +7,18 @@ trajectories. Model mistakes are steps (an unparsable decision becomes an invali
 whose error the next Observation carries); a sandbox that dies ends only its own
 episode, as ``error``. Sandbox calls (reset, act, observe, probes, frame writing) run
 in a thread pool, one thread per sandbox.
+
+Observation modes: when the policy's ``observation`` mode shows elements, each observation
+carries ``sandbox.elements()``, and the listing the policy saw is written next to its
+frame (``frames/NNNN.elements.json``, named in ``Step.prompt.elements``) so training
+rebuilds the same prompt. A step whose action named an element records the action as the
+sandbox resolved it (element and point), when the sandbox says.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import statistics
 import time
@@ -23,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from deskdojo.core.actions import Done, Fail
 from deskdojo.core.configs import closed_from_dict
+from deskdojo.core.elements import MODES_WITH_ELEMENTS
 from deskdojo.core.errors import ConfigError, SandboxError
 from deskdojo.core.protocols import Decision, Policy, WorldProbe
 from deskdojo.core.rundir import RunDir, TrajectoryWriter
@@ -108,6 +116,7 @@ class _Episode:
     sandbox: Any
     writer: TrajectoryWriter
     cap: int
+    with_elements: bool = False  # the policy's observation mode shows elements
     observation: Observation | None = None
     window: list[tuple[Observation, str | None]] = field(default_factory=list)  # (shown, its frame), oldest first
     snapshot: Mapping[str, Any] | None = None
@@ -143,7 +152,8 @@ def rollout(policy: Policy, tasks: Sequence[Task], sandboxes: Sequence[Any],
     make_writer = _writer_factory(run_dir_or_writer_factory)
     episodes = [
         _Episode(slot, task, sandbox, make_writer(f"{task.id}-{uuid.uuid4().hex[:10]}", task, policy.policy_id),
-                 cap=min(config.max_steps, task.max_steps))
+                 cap=min(config.max_steps, task.max_steps),
+                 with_elements=getattr(policy, "observation", "screenshot") in MODES_WITH_ELEMENTS)
         for slot, (task, sandbox) in enumerate(zip(tasks, sandboxes))
     ]
     with ThreadPoolExecutor(max_workers=min(len(episodes), config.threads),
@@ -225,7 +235,7 @@ def _reset(episode: _Episode, config: RolloutConfig, probe: WorldProbe | None, s
     started = time.perf_counter()
     try:
         episode.sandbox.reset(episode.task)
-        episode.observation = _observe(episode.sandbox, config, stats)
+        episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements)
         if probe is not None:
             episode.snapshot = _timed(stats.probe, probe.snapshot, episode.sandbox)
     except SandboxError as exc:
@@ -246,6 +256,9 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
     try:
         writing = time.perf_counter()
         frame = _write_frame(episode.writer, index, episode.observation)
+        listing = None
+        if seen is not None and seen.elements is not None:
+            listing = episode.writer.write_elements(index, json.dumps(seen.elements.to_json()).encode())
         writing = time.perf_counter() - writing
         action, error = decision.action, None
         if action is None:
@@ -256,9 +269,11 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
         else:
             result = _timed(stats.action, episode.sandbox.act, action)
             error = None if result.ok else result.error
+            resolved = getattr(result, "resolved", None)
+            action = resolved if resolved is not None else action  # an element: where it was clicked
         delta = None
         if episode.end is None:
-            episode.observation = _observe(episode.sandbox, config, stats)
+            episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements)
             if probe is not None:
                 after = _timed(stats.probe, probe.snapshot, episode.sandbox)
                 delta = probe.delta(episode.snapshot or {}, after) if episode.snapshot is not None else None
@@ -269,7 +284,7 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
     prompt = PromptInputs(window=tuple(f for _, f in episode.window if f is not None)
                           + ((frame,) if frame is not None else ()),
                           error=seen.action_error if seen is not None else None,
-                          temperature=decision.temperature)
+                          temperature=decision.temperature, elements=listing)
     episode.window.append((seen, frame))  # type: ignore[arg-type]
     step = Step(index=index, action=action, frame=frame, model_text=decision.text,
                 token_ids=tuple(decision.token_ids), logprobs=tuple(decision.logprobs),
@@ -282,7 +297,7 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
     return step
 
 
-def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats) -> Observation:
+def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats, *, elements: bool = False) -> Observation:
     started = time.perf_counter()
     if config.wait_stable:
         from deskdojo.perception.stable import wait_for_stable_screen
@@ -299,6 +314,8 @@ def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats) -> Observ
         observation = sandbox.observe()
     if config.observe_app_state:
         observation = dataclasses.replace(observation, app_state=sandbox.app_state())
+    if elements:  # read after the screen settled, so the listing belongs to the frame shown
+        observation = dataclasses.replace(observation, elements=sandbox.elements())
     stats.observe.append(time.perf_counter() - started)
     return observation
 

@@ -204,15 +204,18 @@ def run_sft(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, An
     if not any(p.is_dir() for p in demos.iterdir()):
         raise ConfigError("no oracle demo could be recorded for the SFT warm start; turn it off with sft.enabled: false")
     out = run.path / SFT_DIR
-    settings = sft_config(config, demos=str(demos), out=str(out), history_k=policy_config(config).history_k)
+    settings = sft_config(config, demos=str(demos), out=str(out), history_k=policy_config(config).history_k,
+                          observation=policy_config(config).observation)
     return sft(settings, log=log, resume=(out / "checkpoints").exists())
 
 
-def sft_config(config: EvolveConfig, *, demos: str, out: str, history_k: int) -> Any:
-    """The warm start's SFTConfig: the run's settings, then ``sft.options``."""
+def sft_config(config: EvolveConfig, *, demos: str, out: str, history_k: int,
+               observation: str | None = None) -> Any:
+    """The warm start's SFTConfig: the run's settings (the policy's observation mode too),
+    then ``sft.options``."""
     from deskdojo.agent.train.sft import SFTConfig
 
     return SFTConfig.from_dict({"demos": demos, "model": config.model, "out": out,
                                 "steps": config.sft.steps, "seed": config.seed,
-                                "history_k": history_k, "log_every": 20,
+                                "history_k": history_k, "observation": observation, "log_every": 20,
                                 "checkpoint_every": max(config.sft.steps, 1), **config.sft.options})

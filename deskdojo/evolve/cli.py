@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from deskdojo.core.elements import OBSERVATION_MODES
 from deskdojo.core.errors import DeskdojoError
 
 MAIN_JOB_SECONDS = 900.0
@@ -28,6 +29,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     budget = {key: getattr(args, flag) for flag, key in (("iterations", "iterations"), ("env_steps", "env_steps"),
                                                           ("wall_seconds", "wall_seconds"))
               if getattr(args, flag, None) is not None}
+    if getattr(args, "observation", None) is not None:
+        out["policy"] = {"observation": args.observation}  # merged into the file's policy settings
     if budget:
         # a budget given on the command line replaces the file's budget as a whole
         out["budget"] = {"iterations": None, "env_steps": None, "wall_seconds": None, **budget}
@@ -136,6 +139,10 @@ def add_evolve_parser(sub: Any, bench: Any = None) -> None:
     p.add_argument("--env-steps", type=int, default=None, help="budget: environment steps")
     p.add_argument("--wall-seconds", type=float, default=None, help="budget: wall-clock seconds")
     p.add_argument("--seed", type=int, default=None, help="seed of everything")
+    p.add_argument("--observation", default=None,
+                   choices=list(OBSERVATION_MODES),
+                   help="what the policy's prompt shows (policy.observation): the screenshot, the element "
+                        "table (a11y_tree), both, or numbered marks on the screenshot plus the table (som)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
     p.add_argument("--force", action="store_true", help="with --resume: accept a changed config")
     p.set_defaults(fn=cmd_evolve)

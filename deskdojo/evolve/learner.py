@@ -9,6 +9,7 @@ evolve run builds a real policy (it loads torch through the agent modules).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -63,10 +64,25 @@ class StepPrompts:
             frame = self._frame(path)
             window.append(Observation(screenshot=frame, screen_size=(frame.shape[1], frame.shape[0]),
                                       action_error=error))
+        if step.prompt is not None and step.prompt.elements is not None and window:
+            # the listing the newest screen came with: the same table (and, for som, marks) as acted
+            window[-1] = dataclasses.replace(window[-1], elements=self._listing(folder / step.prompt.elements))
         history = tuple(Decision(text=s.model_text, action=s.action, token_ids=tuple(s.token_ids),
                                  logprobs=tuple(s.logprobs)) for s in steps[:sample.step_index])
         return PolicySample(observations=tuple(window), task=sample.task, history=history,
                             target_ids=tuple(sample.token_ids))
+
+    @staticmethod
+    def _listing(path: Path) -> Any:
+        import json
+
+        from deskdojo.core.elements import ElementList
+        from deskdojo.core.errors import RecordError
+
+        try:
+            return ElementList.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise RecordError(f"{path}: the element listing a step was shown cannot be read ({exc})") from None
 
     @staticmethod
     def temperature(sample: Any) -> float | None:

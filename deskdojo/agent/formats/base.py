@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from deskdojo.core.actions import ACTION_TYPES, POINTER_KINDS, TERMINAL_KINDS, Action, Move, action_points
+from deskdojo.core.actions import (ACTION_TYPES, MAX_ELEMENT_ID, POINTER_KINDS, TERMINAL_KINDS, Action, Move,
+                                   action_points)
 from deskdojo.core.errors import ActionError, DeskdojoError
 from deskdojo.perception.resize import (image_to_screen, relative_to_screen, screen_to_image,
                                         screen_to_relative)
@@ -62,7 +63,8 @@ class ActionFormat(Protocol):
     """How a model writes actions. ``screen`` and ``image`` are (width, height): the
     model sees an ``image``-sized picture of a ``screen``-sized desktop.
 
-    * ``prompt`` tells a model how to answer;
+    * ``prompt`` tells a model how to answer (``elements``: the observation lists UI
+      elements, so the actions that name one by id are offered too);
     * ``parse`` turns its answer into Actions in screen pixels and never raises on
       model output (problems come back as ``ParseResult.error``);
     * ``render`` is the inverse of ``parse``: what a model should have written for an
@@ -72,7 +74,7 @@ class ActionFormat(Protocol):
 
     name: str
 
-    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int]) -> str: ...
+    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str: ...
     def parse(self, text: str, *, screen: tuple[int, int], image: tuple[int, int]) -> ParseResult: ...
     def render(self, action: Action, *, screen: tuple[int, int], image: tuple[int, int],
                thought: str | None = None) -> str: ...
@@ -172,6 +174,45 @@ def check_size(name: str, size: Any) -> tuple[int, int]:
     return width, height
 
 
+# --- elements ----------------------------------------------------------------------
+
+ELEMENT_FIELD = "element"
+"""The Action field that names an element of the observation's listing by id."""
+
+
+def element_kinds() -> tuple[str, ...]:
+    """The action kinds that can name an element (click, type)."""
+    return tuple(kind for kind, cls in ACTION_TYPES.items()
+                 if any(f.name == ELEMENT_FIELD for f in dataclasses.fields(cls)))
+
+
+def names_element(action: Action) -> bool:
+    """Whether ``action`` names an element; such an action is written by its element (the
+    point, when the sandbox resolved one, is where the element was: not the model's to say)."""
+    return getattr(action, ELEMENT_FIELD, None) is not None
+
+
+def element_id(value: Any, label: str) -> int:
+    """An element id as a model wrote it, or a ParseFailure that says what an id is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ParseFailure(f"{label}: an element is named by its id, a whole number from the element "
+                           f"list, got {shorten(repr(value), 40)}")
+    text = str(value).strip()
+    if isinstance(value, float):
+        text = str(int(value)) if value.is_integer() else text
+    if not (text.isascii() and text.isdigit()) or len(text) > 6 or int(text) > MAX_ELEMENT_ID:
+        raise ParseFailure(f"{label}: {shorten(text, 40)!r} is not an element id; ids are the whole "
+                           f"numbers 0..{MAX_ELEMENT_ID} of the element list")
+    return int(text)
+
+
+def no_element(action: Action, format_name: str) -> None:
+    """Refuse to render an action that names an element in a format that cannot say so."""
+    if names_element(action) and getattr(action, "x", None) is None:
+        raise FormatError(f"the {format_name} format cannot name an element ({action.kind} of element "
+                          f"{action.element}); resolve it to a point first")
+
+
 # --- the schema, as fields -------------------------------------------------------
 
 
@@ -180,7 +221,7 @@ class FieldSpec:
     """One field of one Action class, as formats see it."""
 
     name: str
-    kind: str  # "int" | "float" | "str" | "optional_str" | "keys"
+    kind: str  # "int" | "optional_int" | "float" | "str" | "optional_str" | "keys"
     default: Any  # dataclasses.MISSING when required
     axis: str | None  # "x" / "y" for screen coordinates, else None
 
@@ -196,6 +237,8 @@ def _field_kind(annotation: Any) -> str:
         return "keys"
     if text in ("str|None", "Optional[str]", "None|str"):
         return "optional_str"
+    if text in ("int|None", "Optional[int]", "None|int"):
+        return "optional_int"  # a point that may be left out for an element, or an element id
     if text in ("int", "float", "str"):
         return text
     raise FormatError(f"action field type {annotation!r} has no format mapping yet: "
@@ -217,7 +260,7 @@ def action_fields(kind: str) -> tuple[FieldSpec, ...]:
     specs = []
     for f in dataclasses.fields(cls):
         field_kind = _field_kind(f.type)
-        axis = coordinate_axis(f.name) if field_kind == "int" else None
+        axis = coordinate_axis(f.name) if field_kind in ("int", "optional_int") else None
         specs.append(FieldSpec(f.name, field_kind, f.default, axis))
     return tuple(specs)
 
@@ -225,7 +268,9 @@ def action_fields(kind: str) -> tuple[FieldSpec, ...]:
 def action_summary(kind: str) -> str:
     """The first line of an Action class's docstring (what the action does)."""
     doc = (ACTION_TYPES[kind].__doc__ or "").strip()
-    line = doc.splitlines()[0] if doc else kind
+    line = " ".join(doc.split("\n\n")[0].split()) if doc else kind
+    if ", or " in line:  # "..., or at the centre of ``element``": the element form is offered on its own line
+        line = line.split(", or ")[0] + "."
     line = re.sub(r"\s*\(``.*?``\)", "", line)  # code samples in the schema's own syntax
     return line.replace("``", "")
 
@@ -279,7 +324,7 @@ def merge_moves(actions: list[Action]) -> list[Action]:
     merged: list[Action] = []
     for action in actions:
         if (merged and isinstance(merged[-1], Move) and action.kind in POINTER_KINDS
-                and action_points(action)[0] == (merged[-1].x, merged[-1].y)):
+                and action_points(action)[:1] == [(merged[-1].x, merged[-1].y)]):  # [] for an element
             merged.pop()
         merged.append(action)
     return merged

@@ -8,6 +8,9 @@ coordinates in pixels of the screenshot the model saw::
 Strings are double-quoted with JSON escapes (``type(text="a \\"b\\"\\n")``); key chords
 are names joined by ``+`` (``key(keys="ctrl+s")``). Everything is derived from
 ``deskdojo.core.actions``: a new field or action appears here without an edit.
+
+When the observation lists UI elements, a click or a typed text may name one by its id
+instead of a point: ``click(element=12)``, ``type(text="hello", element=12)``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deskdojo.agent.formats.base import (CoordinateSpace, FieldSpec, FormatError, ParseFailure,
-                                         ParseResult, action_fields, action_summary, check_size,
-                                         safe_parse, shorten, split_action_line, split_keys)
+from deskdojo.agent.formats.base import (ELEMENT_FIELD, CoordinateSpace, FieldSpec, FormatError, ParseFailure,
+                                         ParseResult, action_fields, action_summary, check_size, element_id,
+                                         element_kinds, names_element, safe_parse, shorten, split_action_line,
+                                         split_keys)
 from deskdojo.agent.formats.calls import Call, parse_calls
 from deskdojo.core.actions import (ACTION_TYPES, BUTTONS, MAX_SCROLL_CLICKS, MAX_WAIT_S, Action,
                                    action_to_dict)
@@ -31,6 +35,10 @@ _FIELD_NOTES = {
     ("scroll", "dy"): f"wheel clicks, -{MAX_SCROLL_CLICKS}..{MAX_SCROLL_CLICKS}",
     ("key", "keys"): 'key names joined by "+", e.g. "ctrl+s", "enter", "alt+f4"',
     ("wait", "seconds"): f"0..{MAX_WAIT_S:g}",
+}
+_ELEMENT_SUMMARIES = {
+    "click": "click the centre of an element of the element list, named by its id",
+    "type": "click an element of the element list (to focus it), then type text into it",
 }
 
 
@@ -52,22 +60,29 @@ class DeskdojoFormat:
 
     # --- the text that tells a model how to answer ---------------------------------
 
-    def signature(self, kind: str) -> str:
-        """``click(x=<int>, y=<int>, button="left", count=1)``."""
+    def signature(self, kind: str, *, element: bool = False) -> str:
+        """``click(x=<int>, y=<int>, button="left", count=1)``; with ``element`` the form
+        that names an element instead: ``click(element=<id>, button="left", count=1)``."""
         parts = []
         for spec in action_fields(kind):
-            if spec.required:
+            if spec.name == ELEMENT_FIELD or (element and spec.axis is not None):
+                continue
+            if spec.axis is not None:  # a point: required unless an element is named
+                parts.append(f"{spec.name}=<int>")
+            elif spec.required:
                 parts.append(f"{spec.name}=<{'text' if spec.kind == 'str' else spec.kind}>")
             else:
                 default = "null" if spec.default is None else _format_value(spec.default)
                 parts.append(f"{spec.name}={default}")
+        if element:
+            parts.append(f"{ELEMENT_FIELD}=<id>")
         return f"{kind}({', '.join(parts)})"
 
     def expected_form(self) -> str:
         return ('Answer with "Thought: <your reasoning>" then one line "Action: <call>", e.g. '
                 'Action: click(x=120, y=45)')
 
-    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
+    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
         check_size("screen", screen), check_size("image", image)
         lines = ["Answer in exactly this form, with one action per answer:",
                  "Thought: <what you see and what you will do, briefly>",
@@ -77,6 +92,8 @@ class DeskdojoFormat:
                      for spec in action_fields(kind) if (kind, spec.name) in _FIELD_NOTES]
             extra = f" ({'; '.join(notes)})" if notes else ""
             lines.append(f"- {self.signature(kind)}: {action_summary(kind)}{extra}")
+            if elements and kind in element_kinds():
+                lines.append(f"- {self.signature(kind, element=True)}: {_ELEMENT_SUMMARIES.get(kind, kind)}")
         lines += ["", self.coordinates.describe(image),
                   'Text is double-quoted; write a quote as \\" and a new line as \\n.',
                   "Arguments left out take the value shown above.", "", "Examples:"]
@@ -85,6 +102,9 @@ class DeskdojoFormat:
         for example in (Click(cx, cy), Type("hello world"), Key(("ctrl", "s")),
                         Scroll(cx, cy, dy=3), Done(answer="42")):
             lines.append(self.render(example, screen=screen, image=image))
+        if elements:
+            lines += [self.render(Click(element=3), screen=screen, image=image),
+                      self.render(Type("hello", element=5), screen=screen, image=image)]
         return "\n".join(lines)
 
     # --- model text -> actions ----------------------------------------------------
@@ -138,21 +158,29 @@ class DeskdojoFormat:
                 raise ParseFailure(f"{kind}: {key} is given twice")
             values[key] = value
         missing = [spec.name for spec in specs if spec.required and spec.name not in values]
+        given_points = [spec.name for spec in specs if spec.axis is not None and spec.name in values]
+        if given_points:  # an optional point (click's, for an element) is still given whole
+            missing += [spec.name for spec in specs if spec.axis is not None and spec.name not in values]
         if missing:
             raise ParseFailure(f"{kind} needs {' and '.join(missing)}; write it as {self.signature(kind)}")
+        form = self.signature(kind, element=ELEMENT_FIELD in values)
         try:
             kwargs = {name: self._convert(kind, by_name[name], value) for name, value in values.items()}
             self._map_points(kind, kwargs, screen=screen, image=image)
             return ACTION_TYPES[kind](**kwargs)
         except ParseFailure as exc:
-            raise ParseFailure(f"{exc.message}; write it as {self.signature(kind)}") from None
+            raise ParseFailure(f"{exc.message}; write it as {form}") from None
         except ActionError as exc:
-            raise ParseFailure(f"{exc}; write it as {self.signature(kind)}") from None
+            raise ParseFailure(f"{exc}; write it as {form}") from None
 
     def _convert(self, kind: str, spec: FieldSpec, value: Any) -> Any:
         label = f"{kind}.{spec.name}"
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if spec.kind == "int":
+        if spec.name == ELEMENT_FIELD:
+            return None if value is None else element_id(value, label)
+        if spec.kind in ("int", "optional_int"):
+            if value is None and spec.kind == "optional_int":
+                return None
             if not is_number:
                 shown = "null" if value is None else _format_value(value)
                 raise ParseFailure(f"{label} must be a number, got {shown}")
@@ -200,14 +228,17 @@ class DeskdojoFormat:
                thought: str | None = None) -> str:
         data = action_to_dict(action)
         kind = data.pop("kind")
+        if names_element(action):  # written by its element, whether or not the sandbox resolved it
+            data = {name: value for name, value in data.items()
+                    if not any(spec.name == name and spec.axis for spec in action_fields(kind))}
         for spec in action_fields(kind):
-            if spec.axis == "x":
+            if spec.axis == "x" and spec.name in data:
                 y_name = spec.name[:-1] + "y"
                 data[spec.name], data[y_name] = self.coordinates.from_screen(
                     data[spec.name], data[y_name], screen=screen, image=image)
         parts = []
         for spec in action_fields(kind):
-            value = getattr(action, spec.name) if spec.kind == "keys" else data[spec.name]
+            value = getattr(action, spec.name) if spec.kind == "keys" else data.get(spec.name)
             if not spec.required and value == spec.default and spec.kind != "keys":
                 continue
             if spec.kind == "keys":

@@ -12,6 +12,8 @@ single tokens naming a cell of a coarse grid over the SCREEN (16 px cells by def
     wait 2.5
     done                              done "42"
     fail "no such file"
+    click #12                         (element 12 of the observation's element list)
+    type #12 "hello"                  (click element 12 to focus it, then type)
 
 A point parses to the centre of its cell (clamped to the screen), so render -> parse
 snaps coordinates to cell centres. An optional ``Thought: ...`` line may come before
@@ -24,8 +26,8 @@ from __future__ import annotations
 import json
 import re
 
-from deskdojo.agent.formats.base import (FormatError, ParseFailure, ParseResult, check_size, safe_parse,
-                                         shorten, split_action_line, split_keys)
+from deskdojo.agent.formats.base import (FormatError, ParseFailure, ParseResult, check_size, element_id,
+                                         names_element, safe_parse, shorten, split_action_line, split_keys)
 from deskdojo.core.actions import (BUTTONS, MAX_SCROLL_CLICKS, Action, Click, Done, Drag, Fail, Key, Move,
                                    Scroll, Type, Wait)
 
@@ -33,6 +35,7 @@ DEFAULT_CELL = 16
 """Cell side in screen pixels."""
 
 _POINT = re.compile(r"<x(\d+)>\s*<y(\d+)>")
+_ELEMENT = re.compile(r"#(\S*)")
 _COUNT_WORDS = {"1": 1, "2": 2, "3": 3}
 _DIRECTIONS = {"down": (0, 1), "up": (0, -1), "right": (1, 0), "left": (-1, 0)}
 VERBS = ("click", "move", "drag", "scroll", "type", "key", "wait", "done", "fail")
@@ -61,15 +64,16 @@ class GridFormat:
     def expected_form(self) -> str:
         return 'Answer with one action line such as: click <x12> <y30>'
 
-    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
+    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
         check_size("screen", screen), check_size("image", image)
         columns, rows = grid_shape(screen, self.cell)
+        by_element = ' | click #id | type #id "text" (an element of the list)' if elements else ""
         # short on purpose: a model learning from scratch gains nothing from a long manual,
         # and every prompt token is paid for at every step (grid is the tiny preset's format)
         return (f"{screen[0]}x{screen[1]} screen as {image[0]}x{image[1]}, {self.cell} px cells "
                 f"<x0>..<x{columns - 1}> <y0>..<y{rows - 1}>. One line: click <x> <y> [button] [count] | "
                 f"move | drag <x> <y> <x> <y> | scroll <x> <y> down N | type \"text\" | key ctrl+s | "
-                f"wait S | done | fail")
+                f"wait S | done | fail{by_element}")
 
     # --- model text -> actions ----------------------------------------------------
 
@@ -99,6 +103,8 @@ class GridFormat:
         if verb not in VERBS:
             raise ParseFailure(f"{shorten(line)!r} does not start with an action verb "
                                f"({', '.join(VERBS)}). {self.expected_form()}")
+        if verb in ("click", "type") and rest.startswith("#"):
+            return self._element_action(verb, rest)
         if verb in ("click", "move", "drag", "scroll"):
             points, words = self._points(verb, rest, screen=screen)
             needed = 2 if verb == "drag" else 1
@@ -150,14 +156,27 @@ class GridFormat:
             position = match.end()
         return points, rest[position:].split()
 
-    def _click(self, x: int, y: int, words: list[str]) -> Click:
+    def _element_action(self, verb: str, rest: str) -> Action:
+        """``click #12 [button] [count]`` or ``type #12 "text"``."""
+        match = _ELEMENT.match(rest)
+        assert match is not None  # rest starts with "#"
+        number = element_id(match.group(1), f"{verb} #{shorten(match.group(1), 20)}")
+        tail = rest[match.end():].strip()
+        if verb == "type":
+            return Type(self._string(verb, tail, required=True), element=number)
+        return self._click(None, None, tail.split(), element=number)
+
+    def _click(self, x: int | None, y: int | None, words: list[str], *, element: int | None = None) -> Click:
         button, count = "left", 1
         if words and words[0] in BUTTONS:
             button = words.pop(0)
         if words and words[0] in _COUNT_WORDS:
             count = _COUNT_WORDS[words.pop(0)]
+        if element is not None and words:
+            raise ParseFailure(f"click #{element}: unexpected {' '.join(words)!r} after the element; "
+                               f"write click #{element} [button] [count]")
         self._no_words("click", words)
-        return Click(x, y, button=button, count=count)
+        return Click(x, y, button=button, count=count, element=element)
 
     def _scroll(self, x: int, y: int, words: list[str]) -> Scroll:
         dx = dy = 0
@@ -236,7 +255,8 @@ class GridFormat:
         if isinstance(action, Click):
             words = [] if action.button == "left" else [action.button]
             words += [] if action.count == 1 else [str(action.count)]
-            return " ".join(["click", self._point_text(action.x, action.y, screen), *words])
+            target = f"#{action.element}" if names_element(action) else self._point_text(action.x, action.y, screen)
+            return " ".join(["click", target, *words])
         if isinstance(action, Move):
             return f"move {self._point_text(action.x, action.y, screen)}"
         if isinstance(action, Drag):
@@ -251,7 +271,8 @@ class GridFormat:
                 parts.append(f"{'right' if action.dx > 0 else 'left'} {abs(action.dx)}")
             return " ".join(parts)
         if isinstance(action, Type):
-            return f"type {json.dumps(action.text, ensure_ascii=False)}"
+            target = f"#{action.element} " if names_element(action) else ""
+            return f"type {target}{json.dumps(action.text, ensure_ascii=False)}"
         if isinstance(action, Key):
             return "key " + "+".join(action.keys)
         if isinstance(action, Wait):

@@ -28,6 +28,12 @@ in between (a chord); ``typewrite`` of a list presses each key; ``time.sleep`` -
 Wait; ``DONE``/``FAIL``/``WAIT`` -> Done/Fail/Wait(1). Scroll amounts are capped at
 ``MAX_SCROLL_CLICKS``. Coordinates are absolute pixels of the screenshot (mapped to
 the screen when the two differ).
+
+Elements, as OSWorld's ``som`` mode writes them: the name ``tag_12`` stands for the
+centre of element 12 of the observation's element list, as a click's point
+(``pyautogui.click(tag_12)``, ``pyautogui.rightClick(tag_12)``); a click on an element
+followed by typing (``pyautogui.write('hi')``) is one typed-into-the-element action. No
+other name is read, and ``tag_12`` is never looked up or run: it becomes the element id.
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deskdojo.agent.formats.base import (CoordinateSpace, FormatError, ParseFailure, ParseResult,
-                                         check_size, clean_thought, merge_moves, safe_parse,
-                                         until_terminal)
+                                         check_size, clean_thought, element_id, merge_moves, names_element,
+                                         safe_parse, until_terminal)
 from deskdojo.core.actions import (MAX_SCROLL_CLICKS, Action, Click, Done, Drag, Fail, Key, Move,
                                    Scroll, Type, Wait, normalize_key)
 
@@ -69,6 +75,31 @@ _CODE_LINE = re.compile(r"\s*(pyautogui\.|time\.|import\s)")
 _SPECIAL = {"DONE": Done(), "FAIL": Fail(reason="FAIL"), "WAIT": Wait()}
 _ALLOWED_IMPORTS = {"pyautogui", "time"}
 _BUTTONS = {"left": "left", "right": "right", "middle": "middle", "primary": "left", "secondary": "right"}
+TAG_PREFIX = "tag_"
+
+
+@dataclass(frozen=True, slots=True)
+class _Tag:
+    """``tag_N`` as an argument: element N of the observation's element list."""
+
+    element: int
+
+    def __repr__(self) -> str:
+        return f"{TAG_PREFIX}{self.element}"
+
+
+def _merge_element_typing(actions: list[Action]) -> list[Action]:
+    """A plain click on an element then typing is one action: type into that element."""
+    merged: list[Action] = []
+    for action in actions:
+        previous = merged[-1] if merged else None
+        if (isinstance(action, Type) and action.element is None and isinstance(previous, Click)
+                and previous.element is not None and previous.x is None
+                and (previous.button, previous.count) == ("left", 1)):
+            merged[-1] = Type(action.text, element=previous.element)
+            continue
+        merged.append(action)
+    return merged
 
 # pyautogui's own parameter order (pyautogui 0.9.54); names not used here are accepted and ignored
 _MOUSE_TAIL = ("duration", "tween", "logScreenshot", "_pause")
@@ -185,8 +216,11 @@ class PyAutoGUIFormat:
         return ("Answer with a ```python``` block of pyautogui calls such as pyautogui.click(100, 200), "
                 "or ```DONE```, ```FAIL``` or ```WAIT```")
 
-    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
+    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
         check_size("screen", screen), check_size("image", image)
+        tags = ([f"The name {TAG_PREFIX}N stands for the centre of element N of the element list: "
+                 f"pyautogui.click({TAG_PREFIX}12) clicks element 12, and pyautogui.click({TAG_PREFIX}12) "
+                 "followed by pyautogui.write('text') types into it."] if elements else [])
         return "\n".join([
             "You are required to use `pyautogui` to perform the action grounded to the observation. "
             "Return one line or multiple lines of python code to perform the action each time.",
@@ -196,6 +230,7 @@ class PyAutoGUIFormat:
             "(no variables, loops or other functions): " + ", ".join(f"pyautogui.{n}" for n in SIGNATURES)
             + ", time.sleep.",
             self.coordinates.describe(image),
+            *tags,
             "Specially, it is also allowed to return the following special code:",
             "When you think you have to wait for some time, return ```WAIT```;",
             "When you think the task can not be done, return ```FAIL```;",
@@ -263,7 +298,7 @@ class PyAutoGUIFormat:
             raise ParseFailure(f"pyautogui.keyDown({state.held_keys[0]!r}) has no keyUp; release the key")
         if not state.actions:
             raise ParseFailure(f"the code does nothing. {self.expected_form()}")
-        return until_terminal(merge_moves(state.actions))
+        return until_terminal(_merge_element_typing(merge_moves(state.actions)))
 
     def _call(self, node: ast.Call, line: int, state: _State, *, screen: tuple[int, int],
               image: tuple[int, int]) -> None:
@@ -288,7 +323,7 @@ class PyAutoGUIFormat:
         label = f"{module}.{name}"
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             raise ParseFailure(f"line {line}: {label}() with * or ** arguments is not allowed")
-        values = [literal(a, line) for a in node.args]
+        values = [self._argument(a, line) for a in node.args]
         bound: dict[str, Any] = {}
         if params and params[0].startswith("*"):
             bound[params[0][1:]] = values
@@ -303,8 +338,15 @@ class PyAutoGUIFormat:
                 raise ParseFailure(f"line {line}: {label}() has no argument {keyword.arg!r}")
             if keyword.arg in bound:
                 raise ParseFailure(f"line {line}: {label}() got {keyword.arg!r} twice")
-            bound[keyword.arg] = literal(keyword.value, line)
+            bound[keyword.arg] = self._argument(keyword.value, line)
         return bound
+
+    @staticmethod
+    def _argument(node: ast.AST, line: int) -> Any:
+        """A literal, or ``tag_N`` (an element) as a whole argument."""
+        if isinstance(node, ast.Name) and node.id.startswith(TAG_PREFIX):
+            return _Tag(element_id(node.id[len(TAG_PREFIX):], f"line {line}: `{node.id}`"))
+        return literal(node, line)
 
     # --- helpers for the handlers ---------------------------------------------------
 
@@ -317,6 +359,9 @@ class PyAutoGUIFormat:
     def _point(self, args: dict[str, Any], label: str, line: int, state: _State, *,
                screen: tuple[int, int], image: tuple[int, int], need: bool = True) -> tuple[int, int] | None:
         x, y = args.get("x"), args.get("y")
+        if any(isinstance(value, _Tag) for value in args.values()):
+            raise ParseFailure(f"line {line}: {label}() cannot take an element tag; only clicks name "
+                               f"elements, as in pyautogui.click({TAG_PREFIX}12)")
         if isinstance(x, (list, tuple)) and y is None and len(x) == 2:
             x, y = x  # pyautogui.click((100, 200))
         if x is None and y is None:
@@ -363,6 +408,14 @@ class PyAutoGUIFormat:
 
     def _click(self, args: dict[str, Any], line: int, state: _State, screen: tuple[int, int],
                image: tuple[int, int], *, label: str, button: str | None, count: int) -> None:
+        tag = args.get("x")
+        if isinstance(tag, _Tag):
+            if args.get("y") is not None:
+                raise ParseFailure(f"line {line}: pyautogui.{label}({tag!r}) takes the tag alone, without y")
+            button = button or self._button(args, f"pyautogui.{label}", line)
+            self._emit(state, Click(button=button, count=count, element=tag.element), line)
+            state.pointer = None  # where the element is, the sandbox knows when it acts
+            return
         x, y = self._point(args, f"pyautogui.{label}", line, state, screen=screen, image=image)
         button = button or self._button(args, f"pyautogui.{label}", line)
         self._emit(state, Click(x, y, button=button, count=count), line)
@@ -537,10 +590,11 @@ class PyAutoGUIFormat:
             named = {("left", 1): "click", ("left", 2): "doubleClick", ("left", 3): "tripleClick",
                      ("right", 1): "rightClick", ("middle", 1): "middleClick"}
             name = named.get((action.button, action.count))
+            target = f"{TAG_PREFIX}{action.element}" if names_element(action) else pt(action.x, action.y)
             if name:
-                lines = [f"pyautogui.{name}({pt(action.x, action.y)})"]
+                lines = [f"pyautogui.{name}({target})"]
             else:
-                lines = [f"pyautogui.click({pt(action.x, action.y)}, clicks={action.count}, button={action.button!r})"]
+                lines = [f"pyautogui.click({target}, clicks={action.count}, button={action.button!r})"]
         elif isinstance(action, Move):
             lines = [f"pyautogui.moveTo({pt(action.x, action.y)})"]
         elif isinstance(action, Drag):
@@ -556,6 +610,8 @@ class PyAutoGUIFormat:
                 lines.append(f"pyautogui.hscroll({action.dx}, x={x}, y={y})")
         elif isinstance(action, Type):
             lines = [f"pyautogui.typewrite({action.text!r})"]
+            if names_element(action):
+                lines.insert(0, f"pyautogui.click({TAG_PREFIX}{action.element})")
         elif isinstance(action, Key):
             if len(action.keys) == 1:
                 lines = [f"pyautogui.press({action.keys[0]!r})"]

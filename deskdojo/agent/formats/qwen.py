@@ -24,6 +24,12 @@ OSWorld's Qwen agents execute it) and rounded, at least one click, at most
 ``MAX_SCROLL_CLICKS``. ``dy = -pixels / pixels_per_click``, ``dx = +pixels / pixels_per_click``.
 A click or scroll without a coordinate acts where a ``mouse_move`` earlier in the same
 answer left the pointer; a scroll with neither scrolls at the screen centre.
+
+Elements: when the observation lists UI elements, the tool takes an ``element`` argument
+(an id from the list) in place of ``coordinate`` for the clicks and for ``type`` (the
+element is clicked first, to focus it): ``{"action": "left_click", "element": 12}``. It
+is an added, optional property of the same tool, so the schema stays one function and a
+model that never uses it sees the same calls as before.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ import re
 from typing import Any
 
 from deskdojo.agent.formats.base import (CoordinateSpace, FormatError, ParseFailure, ParseResult,
-                                         check_size, clean_thought, merge_moves, safe_parse, shorten,
-                                         split_keys, until_terminal)
+                                         check_size, clean_thought, element_id, merge_moves, names_element,
+                                         safe_parse, shorten, split_keys, until_terminal)
 from deskdojo.core.actions import (MAX_SCROLL_CLICKS, POINTER_KINDS, Action, Click, Done, Drag, Fail,
                                    Key, Move, Scroll, Type, Wait, action_points)
 
@@ -70,8 +76,9 @@ class QwenComputerUseFormat:
 
     # --- prompt -------------------------------------------------------------------
 
-    def tool_schema(self, *, image: tuple[int, int]) -> dict[str, Any]:
-        """The function description (the ``tools`` entry a chat template takes)."""
+    def tool_schema(self, *, image: tuple[int, int], elements: bool = False) -> dict[str, Any]:
+        """The function description (the ``tools`` entry a chat template takes); with
+        ``elements``, the ``element`` property too."""
         if self.coordinates.mode == "relative1000":
             resolution = "The screen's resolution is 1000x1000 (relative coordinates, 0 to 1000 on each side)."
         else:
@@ -92,7 +99,7 @@ class QwenComputerUseFormat:
             "* `terminate`: Terminate the current task and report its completion status.",
             "* `answer`: Answer a question (ends the task).",
         ])
-        return {"type": "function", "function": {
+        schema = {"type": "function", "function": {
             "name": TOOL_NAME,
             "description": ("Use a mouse and keyboard to interact with a computer, and take screenshots.\n"
                             f"* {resolution}\n"
@@ -112,13 +119,19 @@ class QwenComputerUseFormat:
                            "type": "string", "enum": ["success", "failure"]},
             }},
         }}
+        if elements:
+            schema["function"]["parameters"]["properties"]["element"] = {
+                "description": ("The id of an element from the element list, instead of `coordinate`: the "
+                                "clicks act at its centre; `action=type` clicks it first to focus it."),
+                "type": "integer"}
+        return schema
 
-    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
+    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
         check_size("screen", screen), check_size("image", image)
         return "\n".join([
             "# Tools", "", "You may call one or more functions to assist with the user query.", "",
             "You are provided with function signatures within <tools></tools> XML tags:",
-            "<tools>", json.dumps(self.tool_schema(image=image), ensure_ascii=False), "</tools>", "",
+            "<tools>", json.dumps(self.tool_schema(image=image, elements=elements), ensure_ascii=False), "</tools>", "",
             "For each function call, return a json object with function name and arguments within "
             "<tool_call></tool_call> XML tags:",
             "<tool_call>", '{"name": <function-name>, "arguments": <args-json-object>}', "</tool_call>",
@@ -149,7 +162,8 @@ class QwenComputerUseFormat:
                 if isinstance(action, Move):
                     pointer = (action.x, action.y)
                 elif action.kind in POINTER_KINDS:
-                    pointer = action_points(action)[-1]
+                    points = action_points(action)
+                    pointer = points[-1] if points else None  # an element's place is the sandbox's to know
         except ParseFailure as exc:
             raise ParseFailure(exc.message, thought=thought) from None
         return ParseResult(actions=tuple(until_terminal(merge_moves(actions))), thought=thought)
@@ -201,6 +215,17 @@ class QwenComputerUseFormat:
                 screen: tuple[int, int], image: tuple[int, int]) -> Action:
         action = arguments.get("action")
         where = {"screen": screen, "image": image}
+        if arguments.get("element") is not None:
+            element = element_id(arguments["element"], f'{action} "element"')
+            if action in _CLICKS:
+                button, count = _CLICKS[action]
+                return Click(button=button, count=count, element=element)
+            if action == "type":
+                text = arguments.get("text")
+                if not isinstance(text, str) or not text:
+                    raise ParseFailure('type needs "text": the text to type')
+                return Type(text, element=element)
+            raise ParseFailure(f'{action!r} cannot take "element"; only the clicks and type name an element')
         point = self._coordinate(arguments, "coordinate", **where)
         if action in _CLICKS:
             button, count = _CLICKS[action]
@@ -282,7 +307,8 @@ class QwenComputerUseFormat:
             name = names.get((action.button, action.count))
             if name is None:
                 raise FormatError(f"computer_use has no {action.button} click with count {action.count}")
-            calls = [{"action": name, "coordinate": point(action.x, action.y)}]
+            calls = [{"action": name, "element": action.element} if names_element(action)
+                     else {"action": name, "coordinate": point(action.x, action.y)}]
         elif isinstance(action, Move):
             calls = [{"action": "mouse_move", "coordinate": point(action.x, action.y)}]
         elif isinstance(action, Drag):
@@ -300,6 +326,8 @@ class QwenComputerUseFormat:
                               "pixels": self._pixels(action.dx)})
         elif isinstance(action, Type):
             calls = [{"action": "type", "text": action.text}]
+            if names_element(action):
+                calls[0]["element"] = action.element
         elif isinstance(action, Key):
             calls = [{"action": "key", "keys": list(action.keys)}]
         elif isinstance(action, Wait):

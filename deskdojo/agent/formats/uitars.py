@@ -28,7 +28,7 @@ import re
 from typing import Any
 
 from deskdojo.agent.formats.base import (CoordinateSpace, FormatError, ParseFailure, ParseResult,
-                                         check_size, safe_parse, shorten, split_action_line,
+                                         check_size, no_element, safe_parse, shorten, split_action_line,
                                          split_keys)
 from deskdojo.agent.formats.calls import Call, parse_calls, unescape
 from deskdojo.core.actions import (MAX_SCROLL_CLICKS, TERMINAL_KINDS, Action, Click, Done, Drag,
@@ -133,7 +133,8 @@ class UITarsFormat:
             return f"{key}='<point>{label}</point>'"
         return f"{_BOX_KEYS[key]}='<|box_start|>({label.replace(' ', ',')})<|box_end|>'"
 
-    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
+    def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
+        """UI-TARS has no way to name an element, so ``elements`` changes nothing: it acts by points."""
         check_size("screen", screen), check_size("image", image)
         p = self._pt
         return "\n".join([
@@ -271,6 +272,7 @@ class UITarsFormat:
 
     def render(self, action: Action, *, screen: tuple[int, int], image: tuple[int, int],
                thought: str | None = None) -> str:
+        no_element(action, self.name)  # a resolved one (point and element) is written by its point
         where = {"screen": screen, "image": image}
         if isinstance(action, Click):
             names = {value: key for key, value in _CLICKS.items() if key != "left_single"}

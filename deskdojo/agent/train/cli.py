@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from deskdojo.core.elements import OBSERVATION_MODES
+
 
 def _help(name: str) -> str:
     from deskdojo.agent.train.sft import SFTConfig
@@ -31,7 +33,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
                               "lr": args.lr, "lora": args.lora, "history_k": args.history_k,
                               "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
                               "seed": args.seed, "device": args.device, "dtype": args.dtype,
-                              "gradient_checkpointing": args.gradient_checkpointing}
+                              "gradient_checkpointing": args.gradient_checkpointing,
+                              "observation": args.observation}
     result = sft(SFTConfig(**values), resume=args.resume)
     return 0 if result.steps else 1
 
@@ -51,6 +54,7 @@ def add_sft_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help=_help("lr"))
     p.add_argument("--lora", action="store_true", help=_help("lora"))
     p.add_argument("--history-k", type=int, default=1, help=_help("history_k"))
+    p.add_argument("--observation", default=None, choices=list(OBSERVATION_MODES), help=_help("observation"))
     p.add_argument("--checkpoint-every", type=int, default=100, help=_help("checkpoint_every"))
     p.add_argument("--log-every", type=int, default=10, help=_help("log_every"))
     p.add_argument("--seed", type=int, default=0, help=_help("seed"))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from deskdojo.core.elements import MODES_WITH_ELEMENTS
 from deskdojo.core.errors import ConfigError, RunDirError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
@@ -52,6 +53,9 @@ class SFTConfig:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     history_k: int = field(default=1, metadata={"help": "screenshots per example"})
+    observation: str | None = field(default=None, metadata={
+        "help": "observation mode: screenshot | a11y_tree | screenshot_a11y_tree | som (default: the "
+                "policy's); the modes with elements need demos that recorded each step's element listing"})
     max_pixels: int | None = field(default=None, metadata={"help": "pixel budget (default: the policy's)"})
     checkpoint_every: int = field(default=100, metadata={"help": "steps between checkpoints"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many checkpoints to keep"})
@@ -70,6 +74,13 @@ class SFTConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.observation is not None:
+            from deskdojo.core.elements import check_mode
+
+            try:
+                check_mode(self.observation)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SFTConfig":
@@ -92,6 +103,7 @@ class DemoStep:
     history: tuple[Decision, ...]
     action: Any
     error: str | None = None  # the error line the newest screen carried (recorded in Step.prompt)
+    elements: Path | None = None  # the newest screen's element listing (recorded in Step.prompt)
 
 
 @dataclass(slots=True)
@@ -129,8 +141,10 @@ def read_demos(folder: str | os.PathLike[str], *, history_k: int = 1) -> list[De
                 check_png(frame, f"step {step.index}")
             frames.append(frame)
             if step.action is not None:
+                listing = step.prompt.elements if step.prompt is not None else None
                 examples.append(DemoStep(tuple(frames[-history_k:]), task, tuple(history), step.action,
-                                         error=step.prompt.error if step.prompt is not None else None))
+                                         error=step.prompt.error if step.prompt is not None else None,
+                                         elements=folder_path / listing if listing else None))
             history.append(Decision(text=step.model_text, action=step.action))
     if not examples:
         raise ConfigError(f"{root} holds no demonstration steps with actions")
@@ -155,6 +169,11 @@ def to_samples(policy: Any, examples: Sequence[DemoStep]) -> list[Any]:
         observations = tuple(load_observation(p) for p in example.frames)
         if example.error is not None:
             observations = observations[:-1] + (dataclasses.replace(observations[-1], action_error=example.error),)
+        if example.elements is not None:
+            from deskdojo.core.elements import ElementList
+
+            listing = ElementList.from_json(json.loads(example.elements.read_text()))
+            observations = observations[:-1] + (dataclasses.replace(observations[-1], elements=listing),)
         target = policy.render_target(example.action, observations[-1])
         samples.append(PolicySample(observations, example.task, example.history, target_text=target))
     return samples
@@ -195,6 +214,7 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
     if checkpoint is None and out.exists() and any((out / "checkpoints").glob("0*")) and not resume:
         raise RunDirError(f"{out} already holds SFT checkpoints; pass --resume to continue or pick a new --out")
     policy_config = PolicyConfig(format=config.format, history_k=config.history_k, dtype=config.dtype,
+                                 observation=config.observation,
                                  device=config.device, seed=config.seed, max_pixels=config.max_pixels,
                                  gradient_checkpointing=True if config.gradient_checkpointing else None)
     start_step = 0
@@ -207,6 +227,11 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
         policy = load_policy(config.model, policy_config.replace(lora=lora))
     elif lora is not None and policy.lora is None:
         policy.enable_lora(lora)
+    unlisted = sum(1 for e in examples if e.elements is None)
+    if policy.observation in MODES_WITH_ELEMENTS and unlisted:
+        raise ConfigError(f"{unlisted} of {len(examples)} demo steps in {config.demos} recorded no element "
+                          f"listing, so their {policy.observation} prompts would show none: record the demos "
+                          "with element listings, or train with observation screenshot")
     model = policy.model
     parameters = policy.trainable_parameters() if policy.lora is not None else list(model.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -378,7 +403,7 @@ def click_hit_rate(policy: Any, tasks: Sequence[tuple[Task, tuple[int, int, int,
         decisions = policy.act(observations, [t for t, _, _ in chunk], [()] * len(chunk))
         for decision, (_, (x, y, w, h), _) in zip(decisions, chunk):
             action = decision.action
-            if isinstance(action, Click) and x <= action.x < x + w and y <= action.y < y + h:
+            if isinstance(action, Click) and action.x is not None and x <= action.x < x + w and y <= action.y < y + h:
                 hits += 1
     return hits / max(1, len(tasks))
 
