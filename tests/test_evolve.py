@@ -60,6 +60,7 @@ class Bandit:
         self._act_calls = 0
         self.greedy = False
         self.history_k = 1
+        self.observation = "screenshot"
 
     def set_greedy(self, greedy: bool) -> None:
         self.greedy = greedy

@@ -33,6 +33,7 @@ class RefusedEveryOtherStep:
         self.policy = policy
         self.policy_id = policy.policy_id
         self.history_k = policy.history_k
+        self.observation = policy.observation
         self.set_greedy, self.rng_state, self.set_rng_state = policy.set_greedy, policy.rng_state, policy.set_rng_state
 
     def act(self, observations: Sequence[Any], tasks: Sequence[Any], histories: Sequence[Any]) -> list[Decision]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from deskdojo.core.actions import Action, Click
+from deskdojo.core.elements import OBSERVATION_MODES
 from deskdojo.core.fakes import ScriptedPolicy
 from deskdojo.core.protocols import Decision, Policy
 from deskdojo.core.types import Observation, Task
@@ -45,6 +46,7 @@ def test_it_is_a_policy(policy):
     assert isinstance(policy, Policy)
     assert isinstance(policy.policy_id, str) and policy.policy_id
     assert isinstance(policy.history_k, int) and policy.history_k >= 1
+    assert policy.observation in OBSERVATION_MODES
 
 
 def test_one_decision_per_observation_in_order(policy):

@@ -153,7 +153,7 @@ def rollout(policy: Policy, tasks: Sequence[Task], sandboxes: Sequence[Any],
     episodes = [
         _Episode(slot, task, sandbox, make_writer(f"{task.id}-{uuid.uuid4().hex[:10]}", task, policy.policy_id),
                  cap=min(config.max_steps, task.max_steps),
-                 with_elements=getattr(policy, "observation", "screenshot") in MODES_WITH_ELEMENTS)
+                 with_elements=policy.observation in MODES_WITH_ELEMENTS)
         for slot, (task, sandbox) in enumerate(zip(tasks, sandboxes))
     ]
     with ThreadPoolExecutor(max_workers=min(len(episodes), config.threads),
@@ -269,8 +269,7 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
         else:
             result = _timed(stats.action, episode.sandbox.act, action)
             error = None if result.ok else result.error
-            resolved = getattr(result, "resolved", None)
-            action = resolved if resolved is not None else action  # an element: where it was clicked
+            action = result.resolved if result.resolved is not None else action  # an element: where it was clicked
         delta = None
         if episode.end is None:
             episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements)

@@ -103,6 +103,9 @@ class Policy(Protocol):
     * ``history_k``: how many screens a prompt shows. With ``history_k`` > 1 the rollout
       hands, per sandbox, a window of the last ``history_k`` Observations (oldest first,
       fewer at the start of an episode) instead of the current Observation.
+    * ``observation``: the observation mode (``deskdojo.core.elements.OBSERVATION_MODES``);
+      in modes that carry elements the rollout puts the screen's element listing on
+      each Observation.
     * ``set_greedy(True)`` switches to greedy decoding (held-out evaluation),
       ``set_greedy(False)`` back to the policy's own sampling.
     * ``rng_state()`` is where the sampling stream stands (picklable);
@@ -113,6 +116,7 @@ class Policy(Protocol):
 
     policy_id: str
     history_k: int
+    observation: str
 
     def act(self, observations: Sequence[Observation | Sequence[Observation]], tasks: Sequence[Task],
             histories: Sequence[Sequence[Decision]]) -> list[Decision]: ...
@@ -126,6 +130,7 @@ class DeterministicPolicy:
     by nature, no random stream to save (scripted and replay policies, test doubles)."""
 
     history_k = 1
+    observation = "screenshot"
 
     def set_greedy(self, greedy: bool) -> None:
         pass
