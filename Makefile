@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV := .venv
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k doctor -x'`.
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): most tests wait on sandboxes, so two share two cores
+# well; each test file stays on one process (its module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: run test setup image doctor clean-sandboxes
 
@@ -11,10 +14,10 @@ run: setup
 	$(VENV)/bin/deskdojo run
 
 # The layers first (DESIGN.md's import arrows, [tool.importlinter] in pyproject.toml),
-# then the tests, with the 15 slowest listed.
+# then the tests (TEST_WORKERS processes), with the 15 slowest listed.
 test: setup
 	$(VENV)/bin/lint-imports --no-cache --no-logo
-	$(VENV)/bin/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 setup:
 	@bash scripts/setup.sh

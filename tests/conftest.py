@@ -11,6 +11,10 @@ import subprocess
 import pytest
 
 CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several test processes share the cores: OpenMP threads (torch, tesseract) that
+    # busy-wait for each other across processes make CPU-bound tests many times slower.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 SANDBOX_LABEL = "deskdojo=1"
 _skipped_in_ci: list[str] = []
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET
-from deskdojo.core.actions import Action
+from deskdojo.core.actions import Action, action_points, element_of
 from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
 from deskdojo.core.errors import ConfigError, RecordError
@@ -415,8 +415,8 @@ class VLMPolicy:
 
         screen = tuple(observation.screen_size)
         image = smart_resize(screen, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
-        if (self.observation not in MODES_WITH_ELEMENTS and getattr(action, "element", None) is not None
-                and getattr(action, "x", None) is not None):
+        if (self.observation not in MODES_WITH_ELEMENTS and element_of(action) is not None
+                and action_points(action)):
             action = dataclasses.replace(action, element=None)  # no element list shown: say the point
         return self.format.render(action, screen=screen, image=image, thought=thought)
 

@@ -290,6 +290,11 @@ def action_from_dict(data: Mapping[str, Any]) -> Action:
     return cls(**kwargs)
 
 
+def element_of(action: Action) -> int | None:
+    """The element id an action names (clicks and typing can name one), or None."""
+    return action.element if isinstance(action, (Click, Type)) else None
+
+
 def action_points(action: Action) -> list[tuple[int, int]]:
     """Screen points an action touches (for bounds checks and overlays)."""
     if isinstance(action, Drag):

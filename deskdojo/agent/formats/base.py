@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from deskdojo.core.actions import (ACTION_TYPES, MAX_ELEMENT_ID, POINTER_KINDS, TERMINAL_KINDS, Action, Move,
-                                   action_points)
+                                   action_points, element_of)
 from deskdojo.core.errors import ActionError, DeskdojoError
 from deskdojo.perception.resize import (image_to_screen, relative_to_screen, screen_to_image,
                                         screen_to_relative)
@@ -189,7 +189,7 @@ def element_kinds() -> tuple[str, ...]:
 def names_element(action: Action) -> bool:
     """Whether ``action`` names an element; such an action is written by its element (the
     point, when the sandbox resolved one, is where the element was: not the model's to say)."""
-    return getattr(action, ELEMENT_FIELD, None) is not None
+    return element_of(action) is not None
 
 
 def element_id(value: Any, label: str) -> int:
@@ -208,7 +208,7 @@ def element_id(value: Any, label: str) -> int:
 
 def no_element(action: Action, format_name: str) -> None:
     """Refuse to render an action that names an element in a format that cannot say so."""
-    if names_element(action) and getattr(action, "x", None) is None:
+    if names_element(action) and not action_points(action):
         raise FormatError(f"the {format_name} format cannot name an element ({action.kind} of element "
                           f"{action.element}); resolve it to a point first")
 
