@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from deskdojo.vm.guest.elements.atspi import AtspiSource
-from deskdojo.vm.guest.elements.ocr import OcrCache, OcrSource, Word, assemble_lines
+from deskdojo.vm.guest.elements.ocr import OcrCache, OcrSource, Word, assemble_lines, changed_cells, crop_rgb
 
 W, H = 320, 240
 
@@ -103,6 +103,36 @@ def test_ocr_source_lists_text_lines() -> None:
     assert source.unavailable() is None
     listing = source.read(deadline=time.monotonic() + 5, grab=lambda: (bytes(frame), W, H))
     assert listing == [{"role": "text line", "name": "hi", "box": [10, 10, 40, 12], "states": [], "window": ""}]
+
+
+def bgrx(rgb: bytes) -> bytes:
+    """An RGB frame in the X server's BGRX order (the padding byte set, as X may leave it)."""
+    out = bytearray(b"\xff" * (len(rgb) // 3 * 4))
+    out[0::4], out[1::4], out[2::4] = rgb[2::3], rgb[1::3], rgb[0::3]
+    return bytes(out)
+
+
+def test_ocr_reads_bgrx_frames_as_it_reads_rgb_ones() -> None:
+    # The server hands over BGRX as grabbed: the cache must find the same changes in it
+    # and give tesseract the same RGB crop (a channel swap would change the grey image).
+    old, new = blank(), blank()
+    paint(old, (10, 10, 40, 12), b"\x10\x80\xf0")
+    paint(new, (10, 10, 40, 12), b"\x10\x80\xf0")
+    paint(new, (200, 100, 30, 12), b"\x20\x40\x60")
+    paint(new, (319, 239, 1, 1))  # the last pixel: the last band, row and (narrow) cell
+    assert changed_cells(bgrx(old), bgrx(new), W, H) == changed_cells(bytes(old), bytes(new), W, H) \
+        == {(6, 6), (7, 6), (9, 14)}  # x 200-229 spans cells 6-7; y 100-111 is row 6
+    assert changed_cells(bgrx(new), bgrx(new), W, H) == set()
+    box = (5, 8, 60, 20)
+    assert crop_rgb(bgrx(new), W, H, box) == crop_rgb(bytes(new), W, H, box)
+    assert crop_rgb(bgrx(new), W, H, (10, 10, 1, 1)) == b"\x10\x80\xf0"
+    recorder = Recorder({(10, 10, 40, 12): "hi", (200, 100, 30, 12): "new"})
+    cache = OcrCache(recorder)
+    cache.update(bgrx(old), W, H, deadline=time.monotonic() + 5)
+    recorder.regions.clear()
+    words = cache.update(bgrx(new), W, H, deadline=time.monotonic() + 5)
+    assert sorted(w.text for w in words) == ["hi", "new"]
+    assert all(x > 150 for x, _, _, _ in recorder.regions)  # "hi" was not read again
 
 
 class SlowNode:

@@ -5,7 +5,8 @@ element are resolved (and re-checked against a fresh read of that element's sour
 
 A source is any object with ``name``, ``unavailable() -> str | None`` and
 ``read(*, deadline, grab) -> list[dict]`` (raw elements: role, name, box, states,
-window; no id). Standard library only: this runs in the guest.
+window; no id). ``grab()`` returns ``(pixels, width, height)``, RGB or the X server's
+BGRX (see ``ocr.Grab``). Standard library only: this runs in the guest.
 """
 
 from __future__ import annotations
