@@ -389,21 +389,3 @@ def make_click_target_demos(folder: str | os.PathLike[str], count: int, *, seed:
         write_atomic(demo / "task.json", json.dumps(to_json(task), indent=1).encode())
     return root
 
-
-def click_hit_rate(policy: Any, tasks: Sequence[tuple[Task, tuple[int, int, int, int], str]], *,
-                   screen: tuple[int, int] = (1024, 768), batch_size: int = 8) -> float:
-    """Share of click-target tasks where the policy's first action clicks inside the square."""
-    from deskdojo.core.actions import Click
-
-    hits = 0
-    for start in range(0, len(tasks), batch_size):
-        chunk = tasks[start:start + batch_size]
-        observations = [Observation(click_target_frame(rect, colour, screen=screen), screen)
-                        for _, rect, colour in chunk]
-        decisions = policy.act(observations, [t for t, _, _ in chunk], [()] * len(chunk))
-        for decision, (_, (x, y, w, h), _) in zip(decisions, chunk):
-            action = decision.action
-            if isinstance(action, Click) and action.x is not None and x <= action.x < x + w and y <= action.y < y + h:
-                hits += 1
-    return hits / max(1, len(tasks))
-
