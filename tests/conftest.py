@@ -87,6 +87,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(reason)
 
 
+# Test files that take longest, started first: with several test processes (make test
+# runs two, a file per process), a long file that starts last would run on alone.
+LONGEST_FIRST = ("test_sft.py", "test_bench_grpo.py", "test_cli.py", "test_evolve.py",
+                 "test_elements_guest.py", "test_families_apps.py", "test_families_basic.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file stays
+
+
 def _note_ci_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
     if CI and report.skipped and not hasattr(report, "wasxfail") and "gpu" not in getattr(report, "keywords", {}):
         _skipped_in_ci.append(report.nodeid)
