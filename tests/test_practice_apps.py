@@ -341,6 +341,10 @@ def test_closing_the_main_window_publishes_a_last_state(box):
     click(box, state, next(iter(state["widgets"])))  # focus the window
     box.act(Key(("alt", "f4")))  # openbox closes the focused window
     state = wait_state(box, "buttons", lambda s: s["closed"], what="the closed flag")
+    # the last state is written just before the window is destroyed: give it a moment
+    deadline = time.monotonic() + 3.0
+    while any(w.title == "deskdojo buttons" for w in box.windows()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not any(w.title == "deskdojo buttons" for w in box.windows())
 
 

@@ -14,6 +14,7 @@ OSWorld-style code is parsed with the ``ast``-whitelist parser of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from deskdojo.core.actions import Action, Done, Fail
+from deskdojo.core.actions import Action, Click, Done, Fail
+from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import RecordError
 from deskdojo.core.protocols import ActResult, WorldProbe
 from deskdojo.core.records import from_json, to_json
 from deskdojo.core.rundir import JsonlFile, TrajectoryWriter, read_trajectory, write_atomic
-from deskdojo.core.types import EndReason, Provenance, Step, Task, Trajectory
+from deskdojo.core.types import EndReason, PromptInputs, Provenance, Step, Task, Trajectory
 
 TASK_FILE = "task.json"
 FORMATS = ("jsonl", "osworld")
@@ -169,14 +171,19 @@ class DemoRecorder:
 
     The sandbox is reset to ``task`` on creation (``reset=False`` when it already is).
     Each ``act`` waits (at most ``settle_s``) for the screen to settle, keeps it as the
-    step's frame, performs the action and writes the step. The recording lives in a
+    step's frame, performs the action and writes the step. With ``elements`` (the default)
+    each step also keeps the screen's element listing (``frames/NNNN.elements.json``, named
+    in ``Step.prompt.elements`` as a rollout names it) and a click by its point is recorded
+    with the listed element it landed on as well: one demo trains every observation mode
+    and still replays by its points. The recording lives in a
     hidden folder until ``finish`` names it, so an abandoned one is never listed.
     """
 
     def __init__(self, sandbox: Any, task: Task, demos_dir: str | os.PathLike[str],
                  name: str | None = None, *, probe: WorldProbe | None = None, reset: bool = True,
-                 settle_s: float = DEFAULT_SETTLE_S, policy_id: str = "demo"):
+                 settle_s: float = DEFAULT_SETTLE_S, policy_id: str = "demo", elements: bool = True):
         self.sandbox = sandbox
+        self.elements = elements
         self.task = task
         self.demos_dir = Path(demos_dir)
         self.name = check_demo_id(name) if name is not None else None
@@ -198,17 +205,26 @@ class DemoRecorder:
         index = len(self.steps)
         started_at, started = time.time(), time.perf_counter()
         frame = self.writer.write_frame(index, self._settled_png())
+        prompt, recorded = None, action
+        if self.elements:  # read after the screen settled, so the listing belongs to the frame
+            listing = self.sandbox.elements()
+            prompt = PromptInputs(window=(frame,), error=self.steps[-1].action_error if self.steps else None,
+                                  elements=self.writer.write_elements(index, json.dumps(listing.to_json()).encode()))
+            recorded = with_clicked_element(action, listing)
         if isinstance(action, (Done, Fail)):
             result = ActResult(ok=True)
         else:
-            result = self.sandbox.act(action)
+            result = self.sandbox.act(action)  # as given: the element only says what the point hit
+            if result.resolved is not None:
+                recorded = result.resolved
         delta = None
         if self.probe is not None and not isinstance(action, (Done, Fail)):
             after = self.probe.snapshot(self.sandbox)
             delta = dict(self.probe.delta(self._snapshot or {}, after))
             self._snapshot = after
-        step = Step(index=index, action=action, frame=frame, action_error=result.error,
-                    started_at=started_at, duration_s=time.perf_counter() - started, delta=delta)
+        step = Step(index=index, action=recorded, frame=frame, action_error=result.error,
+                    started_at=started_at, duration_s=time.perf_counter() - started, delta=delta,
+                    prompt=prompt)
         self.writer.append_step(step)
         self.steps.append(step)
         return result
@@ -248,6 +264,20 @@ class DemoRecorder:
         """Drop an unfinished recording."""
         self._finished = True
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def with_clicked_element(action: Action, listing: ElementList) -> Action:
+    """``action``, and when it is a click by its point, the id of the listed element it
+    lands on (the smallest box holding the point; none: ``action`` unchanged)."""
+    if not isinstance(action, Click) or action.element is not None or action.x is None or action.y is None:
+        return action
+    x, y = action.x, action.y
+    holding = [e for e in listing.elements
+               if e.box[0] <= x < e.box[0] + e.box[2] and e.box[1] <= y < e.box[1] + e.box[3]]
+    if not holding:
+        return action
+    hit = min(holding, key=lambda e: (e.box[2] * e.box[3], e.id))
+    return dataclasses.replace(action, element=hit.id)
 
 
 def record_oracle_demos(tasks: Sequence[Task], sandboxes: Any, demos_dir: str | os.PathLike[str], *,
@@ -364,7 +394,10 @@ def _export_osworld(demo: Demo, out: Path) -> None:
     for number, step in enumerate(steps, start=1):
         if step.action is None:
             continue  # an unparsable answer performed nothing; OSWorld has no such step
-        rendered = fmt.render(step.action, screen=screen, image=screen)
+        action = step.action
+        if getattr(action, "element", None) is not None and getattr(action, "x", None) is not None:
+            action = dataclasses.replace(action, element=None)  # the export carries no listing: the point
+        rendered = fmt.render(action, screen=screen, image=screen)
         code, _thought = extract_code(rendered)
         stamp = time.strftime("%Y%m%d@%H%M%S", time.localtime(step.started_at or started))
         after = next((f for f in frames[number:] if f is not None), None)
@@ -515,4 +548,4 @@ def _check_format(format: str) -> None:
 
 __all__ = ["Demo", "DemoRecorder", "FORMATS", "check_demo_id", "check_png", "demo_frame", "demo_from_recording",
            "detect_format", "export_demo", "import_demo", "list_demos", "load_demo", "read_task",
-           "record_oracle_demos"]
+           "record_oracle_demos", "with_clicked_element"]

@@ -58,6 +58,9 @@ class RolloutConfig:
         "help": "the most seconds one stable-screen wait may take"})
     threads: int = field(default=8, metadata={
         "help": "threads for sandbox calls (reset, act, observe, frame writing)"})
+    first_listing_s: float = field(default=3.0, metadata={
+        "help": "in modes with elements, the most seconds to wait after a reset for a non-empty element "
+                "listing (apps publish their widget walk a moment after their window shows)"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_steps <= 1000:
@@ -68,6 +71,8 @@ class RolloutConfig:
             raise ConfigError(f"stable_timeout_s must be >= 0, got {self.stable_timeout_s}")
         if not 1 <= self.threads <= 256:
             raise ConfigError(f"threads must be within 1..256, got {self.threads}")
+        if not self.first_listing_s >= 0:
+            raise ConfigError(f"first_listing_s must be >= 0, got {self.first_listing_s}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RolloutConfig":
@@ -236,6 +241,11 @@ def _reset(episode: _Episode, config: RolloutConfig, probe: WorldProbe | None, s
     try:
         episode.sandbox.reset(episode.task)
         episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements)
+        deadline = time.monotonic() + config.first_listing_s
+        while (episode.with_elements and not episode.observation.elements.elements
+               and time.monotonic() < deadline):  # the app shows before its walk: don't act on an empty table
+            time.sleep(0.05)
+            episode.observation = _observe(episode.sandbox, config, stats, elements=True)
         if probe is not None:
             episode.snapshot = _timed(stats.probe, probe.snapshot, episode.sandbox)
     except SandboxError as exc:

@@ -1,6 +1,10 @@
 """``deskdojo bench sft``: does SFT on oracle demonstrations make the tiny policy succeed
 on HELD-OUT tasks? Records oracle demos of a few task families in real Xvfb sandboxes,
 measures held-out success of the untrained policy, fine-tunes it, measures again.
+With several observation modes (``--observation screenshot,a11y_tree,som``) the demos are
+recorded once (each step keeps its element listing) and one policy per mode starts from
+the same weights, trains the same steps in the same order and is judged on the same
+held-out tasks. With ``--out`` every finished mode is kept, so a run cut short resumes.
 
 Held-out tasks come from each family's held-out split (seeds from 1,000,000), so their
 words never appear in training. Success is the state judge's verdict, taken right after
@@ -13,6 +17,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -39,9 +44,25 @@ class SFTBenchConfig:
     out: str | None = field(default=None, metadata={"help": "keep demos, runs and the policy here "
                                                            "(default: a temporary folder, removed)"})
     seed: int = field(default=0, metadata={"help": "weights of a tiny start and the data order"})
+    before: bool = field(default=True, metadata={"help": "also measure the untrained policy (--no-before skips "
+                                                         "it: a random start is near 0%, and it costs rollouts)"})
+    observations: tuple[str, ...] = field(default=("screenshot",), metadata={
+        "help": "observation modes (comma list or repeated): one policy per mode, on the same demos, "
+                "steps and held-out tasks"})
 
     def __post_init__(self) -> None:
+        from deskdojo.core.elements import check_mode
         from deskdojo.core.errors import ConfigError
+
+        if not self.observations:
+            raise ConfigError("name at least one observation mode (--observation screenshot,a11y_tree,som)")
+        for mode in self.observations:
+            try:
+                check_mode(mode)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if len(set(self.observations)) != len(self.observations):
+            raise ConfigError(f"observation modes repeat: {', '.join(self.observations)}; name each once")
 
         for name in ("demos", "heldout", "steps", "batch_size", "sandboxes", "max_steps"):
             if getattr(self, name) < 1:
@@ -76,8 +97,9 @@ def heldout_success(policy: Any, tasks: Sequence[Any], pool: Any, run_dir: Path,
 def run_sft_bench(config: SFTBenchConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Record demos, measure held-out success before and after SFT; returns the numbers."""
     from deskdojo.agent.demos import record_oracle_demos
-    from deskdojo.agent.policy import PolicyConfig, load_policy
-    from deskdojo.agent.train.sft import SFTConfig, read_demos, sft
+    from deskdojo.agent.train.sft import read_demos
+    from deskdojo.core.errors import ConfigError
+    from deskdojo.core.rundir import write_atomic
     from deskdojo.curriculum.families import get_family
     from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
     from deskdojo.vm.config import SandboxConfig
@@ -89,36 +111,80 @@ def run_sft_bench(config: SFTBenchConfig, *, log: Callable[[str], None] = print)
     heldout = {f.name: [f.generate(config.level, HELDOUT_SEED_BASE + i, "heldout") for i in range(config.heldout)]
                for f in families}
     result: dict[str, Any] = {"config": {**{k: getattr(config, k) for k in config.__slots__},
-                                         "families": list(config.families)}}
+                                         "families": list(config.families),
+                                         "observations": list(config.observations)}}
     try:
         with SandboxPool(SandboxConfig(provider="xvfb"), config.sandboxes) as pool:
-            started = time.perf_counter()
-            record_oracle_demos(train, list(pool), root / "demos")
-            result["record_s"] = time.perf_counter() - started
+            recorded = root / "demos" / ".recorded.json"  # written last: the demos are whole
+            demo_spec = {"families": list(config.families), "level": config.level, "demos": config.demos}
+            if recorded.exists():
+                kept_demos = json.loads(recorded.read_text())
+                if kept_demos.get("spec") != demo_spec:
+                    raise ConfigError(f"{root / 'demos'} holds demos of {kept_demos.get('spec')}, not {demo_spec}: "
+                                      f"pick another --out")
+                result["record_s"] = kept_demos["record_s"]
+                log(f"bench sft: reusing the demos in {root / 'demos'}")
+            else:
+                shutil.rmtree(root / "demos", ignore_errors=True)
+                started = time.perf_counter()
+                record_oracle_demos(train, list(pool), root / "demos")
+                result["record_s"] = time.perf_counter() - started
+                write_atomic(recorded, json.dumps({"record_s": result["record_s"], "spec": demo_spec}).encode())
             result["demo_steps"] = len(read_demos(root / "demos"))
             log(f"bench sft: {len(train)} oracle demos ({result['demo_steps']} steps) in "
                 f"{result['record_s']:.0f} s")
-            policy = load_policy(config.model, PolicyConfig(seed=config.seed))
-            before = {name: heldout_success(policy, tasks, pool, root / "before", max_steps=config.max_steps)
-                      for name, tasks in heldout.items()}
-            log("bench sft: before " + _rates(before))
-            cpu, wall = time.process_time(), time.perf_counter()
-            trained = sft(SFTConfig(demos=str(root / "demos"), out=str(root / "sft"), model=config.model,
-                                    steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                                    seed=config.seed, log_every=max(1, config.steps // 10),
-                                    checkpoint_every=config.steps), policy=policy, log=log)
-            result["sft_cpu_min"] = (time.process_time() - cpu) / 60
-            result["sft_wall_min"] = (time.perf_counter() - wall) / 60
-            result["sft_loss"] = [trained.first_loss, trained.last_loss]
-            after = {name: heldout_success(trained.policy, tasks, pool, root / "after",
-                                           max_steps=config.max_steps) for name, tasks in heldout.items()}
-            log("bench sft: after " + _rates(after))
+            result["modes"] = {}
+            for mode in config.observations:
+                kept = root / "modes" / f"{mode}.json"
+                if kept.exists() and json.loads(kept.read_text()).get("settings") == _mode_settings(config):
+                    result["modes"][mode] = json.loads(kept.read_text())
+                    log(f"bench sft: {mode}: kept from an earlier run with the same settings ({kept})")
+                    continue
+                result["modes"][mode] = _bench_mode(config, mode, heldout, pool, root, log=log)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(kept, json.dumps(result["modes"][mode], indent=1).encode())
     finally:
         if not config.out:
             shutil.rmtree(root, ignore_errors=True)
-    result["families"] = {name: {"heldout": len(heldout[name]), "before": statistics.fmean(before[name]),
-                                 "after": statistics.fmean(after[name])} for name in heldout}
     return result
+
+
+def _bench_mode(config: SFTBenchConfig, mode: str, heldout: dict[str, list[Any]], pool: Any, root: Path, *,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """One observation mode: held-out success of the fresh policy, SFT, held-out success again."""
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.agent.train.sft import SFTConfig, sft
+
+    for name in (f"before-{mode}", f"after-{mode}"):  # a mode cut short rolls out again; SFT resumes
+        shutil.rmtree(root / name, ignore_errors=True)
+    policy = load_policy(config.model, PolicyConfig(seed=config.seed, observation=mode))
+    before: dict[str, list[bool]] = {}
+    if config.before:
+        before = {name: heldout_success(policy, tasks, pool, root / f"before-{mode}", max_steps=config.max_steps)
+                  for name, tasks in heldout.items()}
+        log(f"bench sft: {mode}: before " + _rates(before))
+    cpu, wall = time.process_time(), time.perf_counter()
+    trained = sft(SFTConfig(demos=str(root / "demos"), out=str(root / f"sft-{mode}"), model=config.model,
+                            steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+                            observation=mode, log_every=max(1, config.steps // 10),
+                            checkpoint_every=max(1, config.steps // 4)), policy=policy, log=log, resume=True)
+    sft_cpu_min, sft_wall_min = (time.process_time() - cpu) / 60, (time.perf_counter() - wall) / 60
+    after = {name: heldout_success(trained.policy, tasks, pool, root / f"after-{mode}",
+                                   max_steps=config.max_steps) for name, tasks in heldout.items()}
+    log(f"bench sft: {mode}: after " + _rates(after) + f" (SFT {sft_wall_min:.1f} min wall)")
+    return {"settings": _mode_settings(config), "sft_cpu_min": sft_cpu_min, "sft_wall_min": sft_wall_min,
+            "sft_loss": [trained.first_loss, trained.last_loss] if trained.losses else None,
+            "sft_steps_run": len(trained.losses),  # fewer than steps: resumed from a checkpoint
+            "families": {name: {"heldout": len(heldout[name]),
+                                "before": statistics.fmean(before[name]) if before else None,
+                                "after": statistics.fmean(after[name]),
+                                "after_successes": sum(after[name])} for name in heldout}}
+
+
+def _mode_settings(config: SFTBenchConfig) -> dict[str, Any]:
+    """What a mode's result depends on besides its mode: a kept result is reused only when these match."""
+    names = ("level", "demos", "heldout", "steps", "batch_size", "lr", "max_steps", "model", "seed", "before")
+    return {**{name: getattr(config, name) for name in names}, "families": list(config.families)}
 
 
 def _rates(by_family: dict[str, list[bool]]) -> str:
@@ -127,21 +193,39 @@ def _rates(by_family: dict[str, list[bool]]) -> str:
 
 def print_sft_bench_table(result: dict[str, Any]) -> None:
     config = result["config"]
+    modes = result["modes"]
     print(f"SFT on {config['demos']} oracle demos per family ({result['demo_steps']} steps), level "
-          f"{config['level']}, {config['steps']} steps of {config['batch_size']}: "
-          f"{result['sft_cpu_min']:.1f} CPU min, {result['sft_wall_min']:.1f} min wall, "
-          f"loss {result['sft_loss'][0]:.3f} -> {result['sft_loss'][1]:.3f}")
-    print(f"{'family':<20} {'held-out':>8} {'before':>8} {'after':>8}")
-    for name, row in result["families"].items():
-        print(f"{name:<20} {row['heldout']:>8} {row['before']:>8.0%} {row['after']:>8.0%}")
+          f"{config['level']}, {config['steps']} steps of {config['batch_size']}, held-out success after "
+          f"(before) SFT:")
+    print(f"{'family':<20} {'held-out':>8} " + " ".join(f"{mode:>22}" for mode in modes))
+    for name in config["families"]:
+        cells = [f"{row['families'][name]['after']:.0%} ({_percent(row['families'][name]['before'])})"
+                 for row in modes.values()]
+        heldout = next(iter(modes.values()))["families"][name]["heldout"]
+        print(f"{name:<20} {heldout:>8} " + " ".join(f"{cell:>22}" for cell in cells))
+    for mode, row in modes.items():
+        loss = f"loss {row['sft_loss'][0]:.3f} -> {row['sft_loss'][1]:.3f}" if row["sft_loss"] else "no loss"
+        resumed = "" if row["sft_steps_run"] == config["steps"] else \
+            f" for {row['sft_steps_run']} of {config['steps']} steps (the rest ran before, resumed from a checkpoint)"
+        print(f"{mode}: SFT {row['sft_cpu_min']:.1f} CPU min, {row['sft_wall_min']:.1f} min wall{resumed}, {loss}")
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_bench_sft(args: argparse.Namespace) -> int:
+    modes = tuple(m.strip() for given in (args.observation or ["screenshot"]) for m in given.split(",") if m.strip())
     config = SFTBenchConfig(families=tuple(f.strip() for f in args.families.split(",") if f.strip()),
                             level=args.level, demos=args.demos, heldout=args.heldout, steps=args.steps,
                             batch_size=args.batch_size, lr=args.lr, sandboxes=args.sandboxes,
-                            max_steps=args.max_steps, model=args.model, out=args.out, seed=args.seed)
-    result = run_sft_bench(config, log=(lambda line: None) if args.json else print)
+                            max_steps=args.max_steps, model=args.model, out=args.out, seed=args.seed,
+                            before=args.before, observations=modes)
+    result = run_sft_bench(config, log=_to_stderr if args.json else print)  # JSON alone on stdout
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -162,5 +246,8 @@ def add_bench_sft_parser(bench: Any) -> None:
     p.add_argument("--lr", type=float, default=defaults.lr, help=helps["lr"])
     p.add_argument("--model", default=defaults.model, help=helps["model"])
     p.add_argument("--out", default=None, help=helps["out"])
+    p.add_argument("--observation", action="append", default=None, metavar="MODE",
+                   help=helps["observations"] + " (default: screenshot)")
+    p.add_argument("--no-before", dest="before", action="store_false", help=helps["before"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(fn=cmd_bench_sft)

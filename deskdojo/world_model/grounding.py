@@ -72,6 +72,8 @@ def task_targets(task: Task, apps: Mapping[str, Any]) -> list[Target]:
 
 def _point(action: Action | None, end: str) -> tuple[float, float] | None:
     if end == "at" and isinstance(action, (Click, Drag)):
+        if action.x is None:  # a click by an element the sandbox refused: it clicked nowhere
+            return None
         return action.x, action.y
     if end == "to" and isinstance(action, Drag):
         return action.to_x, action.to_y
