@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from deskdojo.core.actions import Action, Click, Done, Fail
+from deskdojo.core.actions import Action, Click, Done, Fail, by_point
 from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import RecordError
 from deskdojo.core.protocols import ActResult, WorldProbe
@@ -394,9 +394,7 @@ def _export_osworld(demo: Demo, out: Path) -> None:
     for number, step in enumerate(steps, start=1):
         if step.action is None:
             continue  # an unparsable answer performed nothing; OSWorld has no such step
-        action = step.action
-        if getattr(action, "element", None) is not None and getattr(action, "x", None) is not None:
-            action = dataclasses.replace(action, element=None)  # the export carries no listing: the point
+        action = by_point(step.action)  # the export carries no listing: the point
         rendered = fmt.render(action, screen=screen, image=screen)
         code, _thought = extract_code(rendered)
         stamp = time.strftime("%Y%m%d@%H%M%S", time.localtime(step.started_at or started))

@@ -9,13 +9,12 @@ replayed run solved the task.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from deskdojo.core.actions import Done, Fail
+from deskdojo.core.actions import Done, Fail, by_point
 from deskdojo.core.errors import RecordError
 from deskdojo.core.protocols import Judge
 from deskdojo.core.records import to_json
@@ -104,7 +103,7 @@ def replay(demo_dir: Any, sandbox: Any, *, judge: Judge | None = None,
                     break
         if step.action is None or isinstance(step.action, (Done, Fail)):
             continue  # an invalid step performed nothing; done/fail only end the episode
-        result = sandbox.act(_by_point(step.action))
+        result = sandbox.act(by_point(step.action))
         if not result.ok and compared and compared[-1].index == step.index:
             last = compared[-1]
             compared[-1] = ReplayStep(last.index, last.structure, last.mad, last.diverged, result.error)
@@ -112,14 +111,6 @@ def replay(demo_dir: Any, sandbox: Any, *, judge: Judge | None = None,
     return ReplayReport(demo=str(demo.path), task_id=demo.task.id, threshold=threshold, steps=tuple(compared),
                         first_divergent=first_divergent, verdict=verdict, stopped_early=stopped_early,
                         seconds=round(time.monotonic() - started, 3))
-
-
-def _by_point(action: Any) -> Any:
-    """A recorded action that has its point as well as an element is replayed by the point:
-    the element's id belongs to the recorded listing, which the live guest never made."""
-    if getattr(action, "element", None) is not None and getattr(action, "x", None) is not None:
-        return dataclasses.replace(action, element=None)
-    return action
 
 
 def _read_rgb(path: os.PathLike[str], what: str) -> Any:

@@ -295,6 +295,14 @@ def element_of(action: Action) -> int | None:
     return action.element if isinstance(action, (Click, Type)) else None
 
 
+def by_point(action: Action) -> Action:
+    """An action that has its point as well as an element, without the element: what a
+    record replays or exports, since the element's id belongs to the recorded listing."""
+    if element_of(action) is not None and action_points(action):
+        return dataclasses.replace(action, element=None)
+    return action
+
+
 def action_points(action: Action) -> list[tuple[int, int]]:
     """Screen points an action touches (for bounds checks and overlays)."""
     if isinstance(action, Drag):
