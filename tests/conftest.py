@@ -88,7 +88,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 # Test files that take longest, started first: with several test processes (make test
-# runs two, a file per process), a long file that starts last would run on alone.
+# runs three, a file per process), a long file that starts last would run on alone.
 LONGEST_FIRST = ("test_sft.py", "test_bench_grpo.py", "test_cli.py", "test_evolve.py",
                  "test_elements_guest.py", "test_families_apps.py", "test_families_basic.py")
 
