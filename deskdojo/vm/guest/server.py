@@ -239,6 +239,7 @@ class GuestService:
         for step in steps.steps:
             if isinstance(step, Type) and steps.element is not None:  # typing after the click
                 wait_for_focus(self.windows_lister.list, steps.element.window)
+                self.elements.wait_focused(steps.element)
             elapsed_ms += self._execute_recorded(step, body["action"] if steps.element is None
                                                  else action_to_dict(step))
         return {"ok": True, "elapsed_ms": round(elapsed_ms, 3), **steps.reply()}

@@ -2,7 +2,8 @@
 last listing (and a fresh read of the element's source), into the plain actions to perform.
 
 A click on element 12 becomes a click at its centre now; typing into element 12 becomes a
-click at its centre, a wait until its window has the focus, then the typing. What cannot
+click at its centre, a wait until its window and then the element itself (where its source
+says which has the focus) have the focus, then the typing. What cannot
 be resolved is an ``ElementRefused`` whose message is for the model.
 """
 

@@ -27,6 +27,8 @@ from deskdojo.core.elements import (
 
 DEFAULT_DEADLINE_S = 0.5  # per request, for every source at once
 RECHECK_DEADLINE_S = 2.0  # re-reading one source to check an element before acting on it
+FOCUS_WAIT_S = 2.0  # typing into an element waits this long at most for it to take the focus
+FOCUS_SOURCES = frozenset({"tk", "atspi"})  # the sources that say which element has the focus
 MATCH_IOU = 0.5  # two boxes this similar are the same element (merge; re-check)
 # Where each source lives; imported on first use, so a missing module is a report, not a crash.
 SOURCE_CLASSES = {
@@ -241,6 +243,24 @@ class ElementCollector:
             raise ElementRefused(f"{describe_element(element)} could not be re-checked ({element.source}: "
                                  f"{reports[element.source].error}); look at the screen again")
         return relocate(element, clean(raw[element.source], element.source, self.screen_size)[0])
+
+
+    def wait_focused(self, element: Element, *, timeout: float = FOCUS_WAIT_S) -> bool:
+        """Wait until a fresh read of ``element``'s source shows it focused: keys typed
+        before the widget takes the focus (a loaded app handles the click late) would go
+        to the widget that had it. False if it never did, or its source cannot say."""
+        if element.source not in FOCUS_SOURCES:
+            return False
+        deadline = time.monotonic() + timeout
+        while True:
+            raw, _ = self.read([element.source], deadline_s=RECHECK_DEADLINE_S)
+            if element.source in raw:
+                match = find_same(element, clean(raw[element.source], element.source, self.screen_size)[0])
+                if match is not None and "focused" in match["states"]:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.03)
 
 
 def describe_element(element: Element) -> str:
