@@ -192,3 +192,15 @@ def test_the_fake_sandbox_resolves_element_clicks_itself():
     assert box.elements().elements == (button,)
     assert box.act(Type("hi", element=0)).element == button
     assert "no element 5 in the last listing (ids 0-0)" in box.act(Click(element=5)).error
+
+
+def test_a_source_that_keeps_warm_reads_while_idle_and_a_request_still_gets_its_answer():
+    cold = FakeSource("tk", [raw("button", "OK", (10, 10, 50, 20))])
+    warm = FakeSource("atspi", [raw("menu", "File", (0, 0, 40, 20))])
+    warm.keep_warm = True  # as AtspiSource: the first listing after an app starts finds a walked tree
+    elements = collector(cold, warm)
+    first = elements.listing(["tk", "atspi"])
+    assert cold.reads == 1 and warm.reads == 1 and len(first.elements) == 2
+    time.sleep(1.3)  # idle: only the source that asked for it read on its own
+    assert cold.reads == 1 and warm.reads >= 3
+    assert [e.name for e in elements.listing(["atspi"]).elements] == ["File"]

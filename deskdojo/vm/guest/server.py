@@ -37,7 +37,7 @@ from deskdojo.vm.guest.procs import ProcessRegistry, run_captured
 from deskdojo.vm.guest.homefolder import clear_directory, restore_home  # noqa: F401 - boot's import
 from deskdojo.vm.guest.screen import ActionRecording, ScreenGrabber
 from deskdojo.vm.guest.elements.act import ElementRefused, plan as element_plan, wait_for_focus
-from deskdojo.vm.guest.elements.collect import ElementCollector
+from deskdojo.vm.guest.elements.collect import WARM_AT_START, ElementCollector
 from deskdojo.vm.guest.elements.tk import TkSource
 
 PROTOCOL = 1
@@ -202,7 +202,7 @@ class GuestService:
         self._reset_lock = threading.Lock()
         self.recording = ActionRecording()
         self.elements = ElementCollector(grab=self._grab_frame, screen_size=(self.width, self.height),
-                                         sources={"tk": TkSource(config.state_dir)})
+                                         sources={"tk": TkSource(config.state_dir)}, warm_up=WARM_AT_START)
         self._allowed_roots = [os.path.realpath(config.home), os.path.realpath("/tmp")]
 
     def close(self) -> None:

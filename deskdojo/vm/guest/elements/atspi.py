@@ -247,9 +247,11 @@ def _role(role: str, states: set[str]) -> str:
 
 class AtspiSource:
     """Elements from the accessibility bus. ``desktop`` (a Node) replaces the real bus in
-    tests; without it the first read connects through pyatspi."""
+    tests; without it the first read connects through pyatspi. ``keep_warm``: the
+    collector reads it when idle, so a new app's tree is walked before anyone asks."""
 
     name = "atspi"
+    keep_warm = True
 
     def __init__(self, *, desktop: Node | None = None, drain: Callable[[], None] | None = None,
                  screen: Box | None = None, max_age_s: float = CACHE_MAX_AGE_S) -> None:

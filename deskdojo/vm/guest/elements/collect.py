@@ -29,6 +29,9 @@ DEFAULT_DEADLINE_S = 0.5  # per request, for every source at once
 RECHECK_DEADLINE_S = 2.0  # re-reading one source to check an element before acting on it
 FOCUS_WAIT_S = 2.0  # typing into an element waits this long at most for it to take the focus
 FOCUS_SOURCES = frozenset({"tk", "atspi"})  # the sources that say which element has the focus
+WARM_EVERY_S = 0.5  # a source that asks for it (keep_warm) reads on its own after this long idle
+WARM_DEADLINE_S = 2.0
+WARM_AT_START = ("atspi",)  # loaded when the server starts (the rest on first use)
 MATCH_IOU = 0.5  # two boxes this similar are the same element (merge; re-check)
 # Where each source lives; imported on first use, so a missing module is a report, not a crash.
 SOURCE_CLASSES = {
@@ -98,8 +101,13 @@ class SourceWorker:
         return job
 
     def _run(self) -> None:
+        warm = bool(getattr(self.source, "keep_warm", False))
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=WARM_EVERY_S if warm else None)
+            except queue.Empty:
+                self._warm()
+                continue
             start = time.perf_counter()
             try:
                 job.result = list(self.source.read(deadline=job.deadline, grab=job.grab))
@@ -109,6 +117,16 @@ class SourceWorker:
             with self._lock:
                 self._current = None
             job.done.set()
+
+
+    def _warm(self) -> None:
+        """An idle read whose answer nobody waits for: it keeps a source's cache warm, so the
+        first listing after an app starts does not pay the cold walk (AT-SPI: ~250 D-Bus
+        calls for mousepad). A request that comes meanwhile runs right after it."""
+        try:
+            self.source.read(deadline=time.monotonic() + WARM_DEADLINE_S, grab=None)
+        except Exception:  # noqa: BLE001 - the next real read reports what is wrong
+            pass
 
 
 def load_source(name: str) -> Any:
@@ -136,7 +154,7 @@ class ElementCollector:
 
     def __init__(self, *, grab: GrabFn, screen_size: tuple[int, int],
                  sources: Mapping[str, Any] | None = None, deadline_s: float = DEFAULT_DEADLINE_S,
-                 max_elements: int = MAX_ELEMENTS) -> None:
+                 max_elements: int = MAX_ELEMENTS, warm_up: Sequence[str] = ()) -> None:
         self.grab = grab
         self.screen_size = screen_size
         self.deadline_s = deadline_s
@@ -146,6 +164,8 @@ class ElementCollector:
         self._lock = threading.Lock()  # guards the workers, the serial and the last listing
         self._serial = 0
         self.last: ElementList | None = None
+        if warm_up:
+            self.warm_up(warm_up)
 
     @property
     def known(self) -> tuple[str, ...]:
@@ -176,6 +196,16 @@ class ElementCollector:
                 # an unusable source stays unusable for this server's life: asked once
                 worker = self._workers[name] = source
             return worker
+
+    def warm_up(self, names: Sequence[str] = WARM_AT_START) -> None:
+        """Load ``names`` now, in the background, so sources that keep warm start walking
+        before the first listing (the first app's tree is ready when the agent looks)."""
+        def load() -> None:
+            for name in names:
+                if name in self.known:
+                    self._worker(name)
+
+        threading.Thread(target=load, name="elements-warm-up", daemon=True).start()
 
     def read(self, names: Sequence[str], *, deadline_s: float | None = None
              ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, SourceReport]]:
