@@ -4,12 +4,12 @@ from the accessibility bus, and OCR reads the lines a test writes into an xterm.
 from __future__ import annotations
 
 import difflib
-import time
 
 import pytest
 
 from deskdojo.core.actions import Click
 from deskdojo.core.types import SetupStep, Task
+from waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -32,16 +32,6 @@ def box():
     finally:
         sandbox.close()
 
-
-def wait_for(probe, *, timeout: float = 10.0, what: str):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_mousepad_file_menu_items_come_from_atspi(box) -> None:  # noqa: ANN001

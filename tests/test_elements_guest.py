@@ -5,9 +5,8 @@ endpoint's answers to bad requests. (The Sandbox contract covers docker too.)"""
 from __future__ import annotations
 
 import sys
-import time
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -17,22 +16,13 @@ from deskdojo.core.errors import GuestRequestError
 from deskdojo.core.types import Task
 from deskdojo.curriculum.families import all_families
 from deskdojo.vm.guest.apps import launch_step
+from waiting import wait_for
 
 pytestmark = pytest.mark.display
 RECALL_LEVELS = range(4)
 PRACTICE_FAMILIES = [name for name, family in all_families().items()
                      if family.app not in ("xterm", "mousepad")]
 
-
-def wait_for(probe: Callable[[], Any], *, timeout: float = 8.0, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def enabled_widgets(state: dict[str, Any]) -> dict[str, tuple[int, int, int, int]]:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import pytest
 from deskdojo.core.actions import Click, Drag, Key, Move, Scroll, Type
 from deskdojo.core.errors import GuestRequestError, SandboxDied
 from deskdojo.vm.client import ActResult, GuestClient
+from waiting import wait_for
 
 pytestmark = pytest.mark.display  # tests/conftest.py skips (or, under CI, fails) without Xvfb
 
@@ -37,16 +38,6 @@ class Sandbox:
     socket_path: Path
     home: Path
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:

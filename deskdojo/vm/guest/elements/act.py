@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deskdojo.core.actions import Action, Click, Type
+from deskdojo.core.actions import Action, Click, Type, element_of
 from deskdojo.core.elements import Element
 from deskdojo.vm.guest.elements.collect import ElementCollector, ElementRefused
 
@@ -45,7 +45,7 @@ class ElementPlan:
 def plan(collector: ElementCollector, action: Action) -> ElementPlan:
     """The steps for ``action``; an action naming an element is resolved (ElementRefused if it
     cannot be)."""
-    element_id = getattr(action, "element", None)
+    element_id = element_of(action)
     if element_id is None:
         return ElementPlan(steps=(action,))
     element = collector.resolve(element_id)
