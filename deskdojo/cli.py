@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parse_parser(sub, bench)
     from deskdojo.commands.tasks import add_tasks_parser
     add_tasks_parser(sub)
+    from deskdojo.commands.tiny import add_tiny_parser
+    add_tiny_parser(sub)
     from deskdojo.evolve.cli import add_evolve_parser
 
     add_evolve_parser(sub, bench)

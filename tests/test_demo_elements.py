@@ -88,9 +88,9 @@ def test_sft_in_a11y_tree_mode_trains_on_oracle_demos_with_element_targets(oracl
 
     examples = [e for e in read_demos(oracle_demos) if e.action.kind == "click"]
     for mode, pattern in (("a11y_tree", r"click #\d+"), ("screenshot", r"click <x\d+> <y\d+>")):
-        [sample] = to_samples(load_policy("tiny", PolicyConfig(observation=mode)), examples[:1])
+        [sample] = to_samples(load_policy("tiny-scratch", PolicyConfig(observation=mode)), examples[:1])
         assert re.fullmatch(pattern, sample.target_text), (mode, sample.target_text)
-    assert to_samples(load_policy("tiny", PolicyConfig(observation="a11y_tree")), examples[:1])[0].target_text \
+    assert to_samples(load_policy("tiny-scratch", PolicyConfig(observation="a11y_tree")), examples[:1])[0].target_text \
         == f"click #{examples[0].action.element}"
     result = sft(SFTConfig(demos=str(oracle_demos), out=str(tmp_path / "sft"), steps=3, batch_size=4, lr=1e-3,
                            observation="a11y_tree", log_every=1), log=lambda line: None)

@@ -80,8 +80,8 @@ def set_adapter_weights(policy: VLMPolicy, seed: int) -> None:
 
 
 def test_full_fine_tune_gives_the_same_loss_and_grads_and_really_recomputes():
-    plain = load_policy("tiny", SMALL)
-    checkpointed = load_policy("tiny", SMALL.replace(gradient_checkpointing=True))
+    plain = load_policy("tiny-scratch", SMALL)
+    checkpointed = load_policy("tiny-scratch", SMALL.replace(gradient_checkpointing=True))
     assert not plain.gradient_checkpointing and not plain.model.is_activation_checkpointing
     assert checkpointed.gradient_checkpointing and checkpointed.model.is_activation_checkpointing
     assert not checkpointed.model.training  # GRPO trains in eval mode: checkpointing must still act
@@ -102,8 +102,8 @@ def test_full_fine_tune_gives_the_same_loss_and_grads_and_really_recomputes():
 
 
 def test_lora_adapters_get_the_same_nonzero_grads_with_checkpointing():
-    plain = load_policy("tiny", SMALL.replace(lora=LORA))
-    checkpointed = load_policy("tiny", SMALL.replace(lora=LORA, gradient_checkpointing=True))
+    plain = load_policy("tiny-scratch", SMALL.replace(lora=LORA))
+    checkpointed = load_policy("tiny-scratch", SMALL.replace(lora=LORA, gradient_checkpointing=True))
     assert checkpointed.lora is not None and checkpointed.model.get_base_model().is_activation_checkpointing
     set_adapter_weights(plain, seed=7)
     set_adapter_weights(checkpointed, seed=7)
@@ -122,7 +122,7 @@ def test_lora_adapters_get_the_same_nonzero_grads_with_checkpointing():
 
 
 def test_lora_put_on_after_loading_keeps_checkpointing_and_grads():
-    policy = load_policy("tiny", SMALL.replace(gradient_checkpointing=True))
+    policy = load_policy("tiny-scratch", SMALL.replace(gradient_checkpointing=True))
     policy.enable_lora(LORA)
     set_adapter_weights(policy, seed=3)
     with counting_mlp_forwards(policy) as calls:
@@ -135,8 +135,8 @@ def test_lora_put_on_after_loading_keeps_checkpointing_and_grads():
 def test_acting_keeps_the_kv_cache_and_gives_the_same_decisions(train_mode, caplog):
     from transformers.utils import logging as transformers_logging
 
-    plain = load_policy("tiny", SMALL)
-    checkpointed = load_policy("tiny", SMALL.replace(gradient_checkpointing=True))
+    plain = load_policy("tiny-scratch", SMALL)
+    checkpointed = load_policy("tiny-scratch", SMALL.replace(gradient_checkpointing=True))
     for policy in (plain, checkpointed):
         policy.model.train(train_mode)  # the tiny model has no dropout, so modes agree
     observations = [observation(i) for i in range(2)]
@@ -157,19 +157,19 @@ def test_acting_keeps_the_kv_cache_and_gives_the_same_decisions(train_mode, capl
 
 
 def test_saving_records_the_flag_and_loading_keeps_it(tmp_path):
-    full = load_policy("tiny", SMALL.replace(gradient_checkpointing=True))
+    full = load_policy("tiny-scratch", SMALL.replace(gradient_checkpointing=True))
     full.save(tmp_path / "full")
     assert load_policy(str(tmp_path / "full"), SMALL).gradient_checkpointing
     off = load_policy(str(tmp_path / "full"), SMALL.replace(gradient_checkpointing=False))
     assert not off.gradient_checkpointing and not off.model.is_activation_checkpointing
-    adapter = load_policy("tiny", SMALL.replace(lora=LORA, gradient_checkpointing=True))
+    adapter = load_policy("tiny-scratch", SMALL.replace(lora=LORA, gradient_checkpointing=True))
     adapter.save(tmp_path / "adapter")
     again = load_policy(str(tmp_path / "adapter"), SMALL)
     assert again.lora is not None and again.gradient_checkpointing
     assert again.model.get_base_model().is_activation_checkpointing
     assert not load_policy(str(tmp_path / "adapter"), SMALL.replace(gradient_checkpointing=False)) \
         .model.get_base_model().is_activation_checkpointing
-    plain = load_policy("tiny", SMALL)
+    plain = load_policy("tiny-scratch", SMALL)
     plain.save(tmp_path / "plain")
     assert not load_policy(str(tmp_path / "plain"), SMALL).gradient_checkpointing
 

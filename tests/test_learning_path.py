@@ -51,7 +51,7 @@ def test_epoch_one_ratio_is_one_on_every_step_after_refusals_with_two_screen_win
     from deskdojo.curriculum.families import all_families
     from deskdojo.evolve.learner import StepPrompts, vlm_learner
 
-    policy = load_policy("tiny", PolicyConfig(history_k=2, max_new_tokens=8, temperature=0.7, seed=3,
+    policy = load_policy("tiny-scratch", PolicyConfig(history_k=2, max_new_tokens=8, temperature=0.7, seed=3,
                                               lora=LoraSettings(r=4, alpha=8)))
     task = all_families()["click_button"].generate(0, 0, Split.TRAIN)
     run = RunDir.create(tmp_path / "run", {"test": "learning path"})

@@ -121,7 +121,7 @@ class ListingSandbox(FakeSandbox):
 def tiny_policy(mode: str, **settings: Any) -> Any:
     from deskdojo.agent.policy import PolicyConfig, load_policy
 
-    return load_policy("tiny", PolicyConfig(observation=mode, max_new_tokens=6, temperature=0.7, seed=5,
+    return load_policy("tiny-scratch", PolicyConfig(observation=mode, max_new_tokens=6, temperature=0.7, seed=5,
                                             element_budget=220, **settings))
 
 
@@ -187,7 +187,7 @@ def test_the_mode_is_checked_and_saved_with_the_policy(tmp_path: Path):
     tiny_policy("som").save(tmp_path / "p")
     assert load_policy(str(tmp_path / "p")).observation == "som"
     assert load_policy(str(tmp_path / "p"), PolicyConfig(observation="a11y_tree")).observation == "a11y_tree"
-    assert load_policy("tiny").observation == "screenshot"
+    assert load_policy("tiny-scratch").observation == "screenshot"
 
 
 # --- the training prompt is the acting prompt -----------------------------------------

@@ -34,7 +34,7 @@ def observation(seed: int, *, error: str | None = None) -> Observation:
 
 @pytest.fixture(scope="module")
 def policy() -> VLMPolicy:
-    return load_policy("tiny", PolicyConfig(max_new_tokens=12))
+    return load_policy("tiny-scratch", PolicyConfig(max_new_tokens=12))
 
 
 def test_tiny_loads_offline_without_network_or_torchvision(tmp_path):
@@ -45,7 +45,7 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 from deskdojo.agent.policy import load_policy
-policy = load_policy("tiny")
+policy = load_policy("tiny-scratch")
 print(json.dumps({"torchvision": "torchvision" in sys.modules, "type": type(policy.model).__name__,
                   "params": sum(p.numel() for p in policy.model.parameters()),
                   "format": policy.format.name, "processor": type(policy.processor).__name__}))
@@ -70,8 +70,8 @@ def test_the_tiny_preset_is_seeded_and_sized_as_documented(policy):
     # the budget: a 1024x768 screen is 448x336, 192 image tokens
     batch = policy.encode_samples([PolicySample((observation(0),), TASK, target_text="done")])
     assert int((batch.inputs["input_ids"] == config.image_token_id).sum()) == 192
-    again = load_policy("tiny")
-    other = load_policy("tiny", PolicyConfig(seed=1))
+    again = load_policy("tiny-scratch")
+    other = load_policy("tiny-scratch", PolicyConfig(seed=1))
     first = next(iter(policy.model.state_dict().values()))
     assert first.equal(next(iter(again.model.state_dict().values())))
     assert not first.equal(next(iter(other.model.state_dict().values())))
@@ -109,7 +109,7 @@ def test_image_marker_tokens_are_never_sampled_and_never_trained_on():
     from deskdojo.agent.policy import VISION_TOKENS
     from deskdojo.core.errors import RecordError
 
-    tempted = load_policy("tiny", PolicyConfig(max_new_tokens=6, seed=4))
+    tempted = load_policy("tiny-scratch", PolicyConfig(max_new_tokens=6, seed=4))
     pad = tempted.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert len(tempted.unsayable_ids) == len(VISION_TOKENS) and pad in tempted.unsayable_ids
 
@@ -136,7 +136,7 @@ def test_image_marker_tokens_are_never_sampled_and_never_trained_on():
 def test_temperature_changes_the_stored_logprobs_the_same_way():
     import torch
 
-    hot = load_policy("tiny", PolicyConfig(temperature=2.0, max_new_tokens=6, seed=3))
+    hot = load_policy("tiny-scratch", PolicyConfig(temperature=2.0, max_new_tokens=6, seed=3))
     decisions = hot.act([observation(5)], [TASK], [()])
     batch = hot.encode_samples([PolicySample((observation(5),), TASK, target_ids=decisions[0].token_ids)])
     with torch.no_grad():
@@ -164,7 +164,7 @@ def test_garbage_output_is_a_parse_error_not_an_exception(policy):
 
 
 def test_the_prompt_holds_task_history_screenshots_and_the_last_error():
-    policy = load_policy("tiny", PolicyConfig(history_k=2))
+    policy = load_policy("tiny-scratch", PolicyConfig(history_k=2))
     history = (Decision(text="click <x1> <y2>", action=Click(24, 40)), Decision(text="??", action=None))
     prompt = policy._prompt([observation(0), observation(1, error="refused")], TASK, history)
     assert "Task: Click the red square." in prompt.text
@@ -191,7 +191,7 @@ def test_a_tiny_qwen2_vl_builds_and_acts():
 def test_lora_adapts_the_language_model_only_and_can_be_switched_off():
     import torch
 
-    policy = load_policy("tiny", PolicyConfig(max_new_tokens=4, lora=LoraSettings(r=4, alpha=8)))
+    policy = load_policy("tiny-scratch", PolicyConfig(max_new_tokens=4, lora=LoraSettings(r=4, alpha=8)))
     adapted = [name for name, _ in policy.model.named_modules() if name.endswith(".lora_A")]
     assert adapted and not [name for name in adapted if "visual" in name]
     for target in LoraSettings().targets:
@@ -218,7 +218,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, lora):
     import torch
 
     config = PolicyConfig(max_new_tokens=8, seed=11, lora=LoraSettings(r=4, alpha=8) if lora else None)
-    policy = load_policy("tiny", config)
+    policy = load_policy("tiny-scratch", config)
     with torch.no_grad():  # move away from the seeded init so the weights must come from disk
         for name, parameter in policy.model.named_parameters():
             if not lora or "lora_B" in name:
@@ -309,7 +309,7 @@ def test_the_position_code_is_on_for_tiny_and_used_when_acting_and_training(poli
 
     assert policy.position_code is True
     assert load_policy("tiny-qwen2vl").position_code is True
-    plain = load_policy("tiny", PolicyConfig(position_code=False))
+    plain = load_policy("tiny-scratch", PolicyConfig(position_code=False))
     assert plain.position_code is False
     prompt = policy._prompt([observation(0)], TASK, ())
     coded = policy.model_inputs([prompt.text], [prompt.images])["pixel_values"].view(-1, 3, 2, 196)
@@ -322,7 +322,7 @@ def test_the_position_code_is_on_for_tiny_and_used_when_acting_and_training(poli
 
 
 def test_greedy_mode_and_the_sampling_stream_can_be_saved_and_restored():
-    hot = load_policy("tiny", PolicyConfig(temperature=1.5, max_new_tokens=6, seed=5))
+    hot = load_policy("tiny-scratch", PolicyConfig(temperature=1.5, max_new_tokens=6, seed=5))
     observations = [observation(i) for i in range(2)]
     hot.set_greedy(True)
     first = hot.act(observations, [TASK] * 2, [(), ()])
@@ -333,7 +333,7 @@ def test_greedy_mode_and_the_sampling_stream_can_be_saved_and_restored():
     state = hot.rng_state()
     assert state == {"seed": 5, "act_calls": 2}
     sampled = hot.act(observations, [TASK] * 2, [(), ()])
-    fresh = load_policy("tiny", PolicyConfig(temperature=1.5, max_new_tokens=6, seed=5))
+    fresh = load_policy("tiny-scratch", PolicyConfig(temperature=1.5, max_new_tokens=6, seed=5))
     fresh.set_rng_state(state)
     assert [d.token_ids for d in fresh.act(observations, [TASK] * 2, [(), ()])] == [d.token_ids for d in sampled]
     with pytest.raises(ConfigError, match="act_calls"):
@@ -405,7 +405,7 @@ def test_logprobs_are_gather_minus_logsumexp_equal_to_log_softmax_with_no_vocabu
 
     from deskdojo.agent.model.logprobs import chosen_logprobs
 
-    policy = load_policy("tiny", PolicyConfig(max_new_tokens=10, temperature=0.7, seed=2))
+    policy = load_policy("tiny-scratch", PolicyConfig(max_new_tokens=10, temperature=0.7, seed=2))
     vocab = policy.model.get_output_embeddings().weight.shape[0]
     observations = [observation(i) for i in range(3)]
     with FullVocabularyTensors(vocab) as acting:
@@ -452,7 +452,7 @@ def test_without_lora_the_reference_is_a_frozen_copy_and_kl_settings_are_kept(tm
 
     from deskdojo.evolve.learner import vlm_learner
 
-    policy = load_policy("tiny", PolicyConfig(max_new_tokens=4))
+    policy = load_policy("tiny-scratch", PolicyConfig(max_new_tokens=4))
     batch = policy.encode_samples([PolicySample((observation(0),), TASK, target_text="click <x3> <y4>")])
     with pytest.raises(ConfigError, match="keep_frozen_reference"):
         with policy.reference():

@@ -32,7 +32,7 @@ def policy(request) -> Policy:
         return ScriptedPolicy()
     from deskdojo.agent.policy import PolicyConfig, load_policy
 
-    return load_policy("tiny", PolicyConfig(max_new_tokens=8, history_k=2, temperature=1.0))
+    return load_policy("tiny-scratch", PolicyConfig(max_new_tokens=8, history_k=2, temperature=1.0))
 
 
 def _inputs(policy: Policy, k: int | None = None):

@@ -61,7 +61,7 @@ def test_sft_learns_to_click_near_targets_at_positions_it_never_saw():
 def test_resume_continues_at_the_right_step_with_the_same_result(demos, tmp_path):
     import torch
 
-    common = dict(demos=str(demos), steps=4, batch_size=4, lr=1e-3, checkpoint_every=2, log_every=1,
+    common = dict(demos=str(demos), model="tiny-scratch", steps=4, batch_size=4, lr=1e-3, checkpoint_every=2, log_every=1,
                   max_pixels=28 * 28 * 48)
     straight = sft(SFTConfig(out=str(tmp_path / "straight"), **common), log=lambda line: None)
     # the same run stopped after its step-2 checkpoint, then resumed
@@ -82,7 +82,7 @@ def test_resume_continues_at_the_right_step_with_the_same_result(demos, tmp_path
 
 
 def test_lora_sft_trains_adapters_only(demos, tmp_path):
-    result = sft(SFTConfig(demos=str(demos), out=str(tmp_path / "lora"), steps=3, batch_size=4, lr=1e-3,
+    result = sft(SFTConfig(demos=str(demos), model="tiny-scratch", out=str(tmp_path / "lora"), steps=3, batch_size=4, lr=1e-3,
                            lora=True, lora_r=4, max_pixels=28 * 28 * 48, gradient_checkpointing=True),
                  log=lambda line: None)
     assert result.policy.lora is not None and result.policy.gradient_checkpointing
@@ -95,7 +95,7 @@ def test_lora_sft_trains_adapters_only(demos, tmp_path):
 
 def test_the_sft_command_runs(demos, tmp_path):
     out = tmp_path / "cli"
-    command = [sys.executable, "-m", "deskdojo.cli", "sft", "--demos", str(demos), "--model", "tiny",
+    command = [sys.executable, "-m", "deskdojo.cli", "sft", "--demos", str(demos), "--model", "tiny-scratch",
                "--out", str(out), "--steps", "2", "--batch-size", "2", "--log-every", "1",
                "--gradient-checkpointing"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=240)
@@ -107,3 +107,46 @@ def test_the_sft_command_runs(demos, tmp_path):
 LEARN_DEMOS = 192
 STEPS = 100  # 3 of 32 held-out hits and a median miss of 205 px against the centre guess's 311 px
 HELDOUT = 32
+
+
+def test_a_time_limit_stops_at_a_step_and_leaves_a_resumable_run(demos, tmp_path):
+    """``max_seconds`` ends training at a step boundary: its checkpoint and policy are
+    written as after the last step, the steps done are reported, and resume carries on."""
+    import io
+    import time
+
+    import torch
+
+    import transformers
+
+    transformers.Qwen2_5_VLForConditionalGeneration  # its lazy import, once, before the timed run
+
+    from deskdojo.agent.policy import load_policy
+
+    common = dict(demos=str(demos), model="tiny-scratch", batch_size=4, lr=1e-3, checkpoint_every=1000, max_pixels=28 * 28 * 48)
+    out, lines, bar = tmp_path / "limited", [], io.StringIO()
+    started = time.monotonic()
+    limited = sft(SFTConfig(out=str(out), steps=1000, max_seconds=LIMIT_S, **common), log=lines.append,
+                  progress=bar)
+    took = time.monotonic() - started
+    assert limited.time_limited and 1 <= limited.steps < 1000, limited.steps
+    # no step starts that would end past the limit (by the last step's time): past it only by
+    # that estimate's error and the writing of the checkpoint and the policy
+    step_s = limited.seconds / limited.steps
+    assert took < LIMIT_S + 2 * step_s + 5, (took, step_s)
+    assert latest_checkpoint(out).name == f"{limited.steps:06d}"
+    assert any(f"stopped at step {limited.steps} of 1000" in line for line in lines), lines
+    assert not any(line.startswith("sft: step ") for line in lines)  # the progress line replaced them
+    assert f" {limited.steps}/1000 steps" in bar.getvalue().splitlines()[-1]
+    loaded = load_policy(str(out / "policy"))
+    for (name, a), (_, b) in zip(limited.policy.model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), name  # the policy written is the one trained
+
+    resumed = sft(SFTConfig(out=str(out), steps=limited.steps + 2, **common), resume=True, log=lines.append)
+    assert resumed.steps == limited.steps + 2 and not resumed.time_limited and len(resumed.losses) == 2
+    assert latest_checkpoint(out).name == f"{limited.steps + 2:06d}"
+    with pytest.raises(ConfigError, match="max_seconds"):
+        SFTConfig(demos=str(demos), max_seconds=0)
+
+
+LIMIT_S = 10.0  # the tiny model loads in ~1 s (imports done) and steps in 0.1-2 s here: some steps, not 1000

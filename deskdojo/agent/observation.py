@@ -11,6 +11,7 @@ element's box and id drawn on it, and the table with the same ids).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,26 @@ class ShownElements:
     left_out: int
     listed: bool  # False: the observation carried no listing at all
     truncated: str = ""  # the listing's own note when the guest or host cut it
+    numbered: bool = False  # rows show 1..n in this order (choices), not the listing's ids
+    acted: frozenset[int] = frozenset()  # rows whose names earlier steps acted on (state "acted")
+    named: frozenset[int] = frozenset()  # rows whose whole name the task says (state "named")
+
+    def label_of(self, element_id: int) -> int | None:
+        """What the table calls element ``element_id`` (None: not shown)."""
+        for number, element in enumerate(self.elements, start=1):
+            if element.id == element_id:
+                return number if self.numbered else element_id
+        return None
+
+    def element_of(self, label: int) -> int | None:
+        """The listing id of the row the table calls ``label`` (None: no such row)."""
+        if not self.numbered:
+            return label if any(e.id == label for e in self.elements) else None
+        return self.elements[label - 1].id if 1 <= label <= len(self.elements) else None
 
 
-def element_row(element: Element, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
+def element_row(element: Element, *, screen: tuple[int, int], image: tuple[int, int],
+                number: int | None = None, acted: bool = False, named: bool = False) -> str:
     """``12 button "Save" enabled,focused 40,10,64,24``: id, role, name (JSON-quoted, so a
     name cannot start a new row), states (``-`` for none), box x,y,w,h in ``image`` pixels."""
     from deskdojo.perception.resize import screen_to_image
@@ -39,9 +57,10 @@ def element_row(element: Element, *, screen: tuple[int, int], image: tuple[int, 
     x, y, w, h = element.box
     x0, y0 = screen_to_image(x, y, image, screen)
     x1, y1 = screen_to_image(x + w, y + h, image, screen)
-    states = ",".join(sorted(element.states)) or "-"
+    states = ",".join(sorted(element.states | ({ACTED} if acted else set()) | ({NAMED} if named else set()))) or "-"
     name = json.dumps(element.name, ensure_ascii=False)
-    return f"{element.id} {element.role} {name} {states} {x0},{y0},{x1 - x0},{y1 - y0}"
+    label = element.id if number is None else number
+    return f"{label} {element.role} {name} {states} {x0},{y0},{x1 - x0},{y1 - y0}"
 
 
 def shown_elements(observation: Observation, *, budget: int, image: tuple[int, int]) -> ShownElements:
@@ -59,15 +78,67 @@ def shown_elements(observation: Observation, *, budget: int, image: tuple[int, i
     return ShownElements(tuple(kept), left_out, listed=True, truncated=listing.truncated)
 
 
+ELEMENT_ORDERS = ("id", "task")
+"""How the table's rows are ordered: ``id`` (the listing's order) or ``task`` (rows whose
+names share words with the task first, best match first, as MindAct's candidate ranking
+puts the likely targets before the rest)."""
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def mention_position(name: str, instruction: str) -> int:
+    """Where the instruction first says the name's first word (a word index; past the end
+    when it never does), so rows the task names in order are ranked in that order."""
+    words = [w.lower() for w in _WORD.findall(name)]
+    said = [w.lower() for w in _WORD.findall(instruction)]
+    return next((i for i, w in enumerate(said) if words and w == words[0]), len(said))
+
+
+def task_relevance(name: str, instruction: str) -> float:
+    """How well an element's name matches the task: 2 when the whole name appears in the
+    instruction as a phrase (any case), plus the share of the name's words that appear
+    there. "pepper" for "Click “pepper”." scores 3; "pepper mill" 0.5; "peppers" 0."""
+    words = [w.lower() for w in _WORD.findall(name)]
+    if not words:
+        return 0.0
+    said = [w.lower() for w in _WORD.findall(instruction)]
+    share = sum(w in said for w in words) / len(words)
+    n = len(words)
+    phrase = any(said[i:i + n] == words for i in range(len(said) - n + 1))
+    return 2.0 * phrase + share
+
+
+ACTED = "acted"
+"""The state a ranked table gives a row whose name an earlier step of the episode acted on."""
+NAMED = "named"
+"""The state a ranked table gives a row whose whole name the task says (``task_relevance``
+of 2 or more): where the task's targets end and look-alikes begin."""
+
+
+def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[str] = frozenset()) -> ShownElements:
+    """``shown`` with its rows ordered by ``task_relevance``, then by where the task first
+    names them (ties, and rows that share no word, keep the listing's order); the rows are
+    then numbered 1..n in that order."""
+    order = sorted(shown.elements, key=lambda e: (-task_relevance(e.name, instruction),
+                                                  mention_position(e.name, instruction)))
+    # what the episode already did shows as a state of the row; its place does not change
+    done = frozenset(e.id for e in order if e.name in acted)
+    named = frozenset(e.id for e in order if task_relevance(e.name, instruction) >= 2.0)
+    return ShownElements(tuple(order), shown.left_out, shown.listed, shown.truncated, numbered=True, acted=done,
+                         named=named)
+
+
 def element_table(shown: ShownElements, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
     """The prompt's element table, with a line that says how many rows were left out."""
     if not shown.listed:
         return "Elements: none listed (the sandbox gave no element listing for this screen).\n"
     if not shown.elements and not shown.left_out:
         return "Elements: none on this screen.\n"
-    lines = [f"Elements (id role \"name\" states box x,y,w,h in pixels of a {image[0]}x{image[1]} "
-             "view of the screen):"]
-    lines += [element_row(e, screen=screen, image=image) for e in shown.elements]
+    lines = [f"Elements ({'number' if shown.numbered else 'id'} role \"name\" states box x,y,w,h in pixels "
+             f"of a {image[0]}x{image[1]} view of the screen):"]
+    lines += [element_row(e, screen=screen, image=image, number=k if shown.numbered else None,
+                          acted=e.id in shown.acted, named=e.id in shown.named)
+              for k, e in enumerate(shown.elements, start=1)]
     if shown.left_out:
         lines.append(f"({shown.left_out} more elements left out: those off screen or farthest from the focus)")
     if shown.truncated:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET
+from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS
 from deskdojo.core.actions import Action, action_points, element_of
 from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
@@ -123,6 +123,9 @@ class PolicyConfig:
         "help": "what the prompt shows: screenshot | a11y_tree (element table, no image) | "
                 "screenshot_a11y_tree | som (numbered marks on the screenshot + the table); "
                 "default: the saved value, screenshot otherwise"})
+    element_order: str | None = field(default=None, metadata={
+        "help": "order of the element table's rows: id (the listing's) | task (rows that share words "
+                "with the task first, best match first); default: the saved value, id otherwise"})
     element_budget: int = field(default=DEFAULT_ELEMENT_BUDGET, metadata={
         "help": "characters of element-table rows per prompt; past it, elements off screen or far "
                 "from the focus are left out (the prompt says how many)"})
@@ -146,6 +149,8 @@ class PolicyConfig:
                 check_mode(self.observation)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        if self.element_order is not None and self.element_order not in ELEMENT_ORDERS:
+            raise ConfigError(f"element_order must be one of {', '.join(ELEMENT_ORDERS)}, got {self.element_order!r}")
         if isinstance(self.element_budget, bool) or not isinstance(self.element_budget, int) \
                 or self.element_budget < 1:
             raise ConfigError(f"element_budget must be a positive number of characters, got {self.element_budget!r}")
@@ -224,6 +229,7 @@ class _Prompt:
     images: list[Any]
     screen: tuple[int, int]
     image: tuple[int, int]
+    shown: Any = None  # the ShownElements of the table (None: no table), to map answers back
 
 
 class VLMPolicy:
@@ -235,7 +241,8 @@ class VLMPolicy:
 
     def __init__(self, *, model: Any, tokenizer: Any, processor: Any, config: PolicyConfig,
                  model_type: str, base: str, format_name: str, min_pixels: int, max_pixels: int,
-                 factor: int, position_code: bool = False, observation: str = "screenshot"):
+                 factor: int, position_code: bool = False, observation: str = "screenshot",
+                 element_order: str = "id"):
         from deskdojo.agent.formats import get_format
 
         self.model = model
@@ -250,6 +257,7 @@ class VLMPolicy:
         self.factor = factor
         self.position_code = position_code
         self.observation = check_mode(observation)
+        self.element_order = element_order
         self.lora: LoraSettings | None = None
         self.gradient_checkpointing = False
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
@@ -282,7 +290,7 @@ class VLMPolicy:
 
         from deskdojo.perception.resize import resize_to_budget
 
-        from deskdojo.agent.observation import element_table, marked_screenshot, shown_elements
+        from deskdojo.agent.observation import element_table, marked_screenshot, ranked_for_task, shown_elements
         from deskdojo.perception.resize import smart_resize
 
         mode = self.observation
@@ -295,6 +303,9 @@ class VLMPolicy:
         elements = None
         if mode in MODES_WITH_ELEMENTS:  # the newest screen's listing; older screens are shown plain
             elements = shown_elements(current, budget=self.config.element_budget, image=image_size)
+            if self.element_order == "task":
+                acted = frozenset(d.element_name for d in history if d.element_name)
+                elements = ranked_for_task(elements, task.instruction, acted=acted)
         images = []
         for observation in (shown if mode in MODES_WITH_PIXELS else ()):
             pixels = observation.screenshot
@@ -304,21 +315,23 @@ class VLMPolicy:
                                               min_pixels=self.min_pixels, max_pixels=self.max_pixels)
             images.append(Image.fromarray(frame))
             image_size = mapping.image if observation is current else image_size
-        content: list[dict[str, Any]] = [{"type": "text", "text": f"Task: {task.instruction}\n"}]
-        if self.config.history_text and history:
-            content.append({"type": "text", "text": self._history_text(history, screen, image_size)})
-        for _ in images:
-            content.append({"type": "image"})
+        # the screen first, the task last: what the answer must follow sits nearest to it
+        # (a small model finds the instruction's words at a short, steady distance)
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
         if elements is not None:
             content.append({"type": "text", "text": ("\n" if images else "")
                             + element_table(elements, screen=screen, image=image_size)})
         if current.action_error:
-            content.append({"type": "text", "text": f"\nThe last action failed: {current.action_error}"})
+            content.append({"type": "text", "text": f"The last action failed: {current.action_error}\n"})
+        if self.config.history_text and history:
+            content.append({"type": "text", "text": self._history_text(history, screen, image_size)})
+        content.append({"type": "text", "text": f"{chr(10) if images and elements is None else ''}"
+                                                f"Task: {task.instruction}\n"})
         instructions = self.format.prompt(screen=screen, image=image_size, elements=elements is not None)
         messages = [{"role": "system", "content": instructions},
                     {"role": "user", "content": content}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return _Prompt(text=text, images=images, screen=screen, image=image_size)
+        return _Prompt(text=text, images=images, screen=screen, image=image_size, shown=elements)
 
     def _history_text(self, history: Sequence[Decision], screen: tuple[int, int],
                       image: tuple[int, int]) -> str:
@@ -327,6 +340,11 @@ class VLMPolicy:
         for number, decision in enumerate(history[start:], start=start + 1):
             if decision.action is None:
                 lines.append(f"{number}. (an answer that did not parse)")
+                continue
+            if self.element_order == "task" and decision.text and element_of(decision.action) is not None:
+                # a ranked table's numbers belong to that step's table: say what was said then
+                # (the rows acted on carry the state "acted" in the current table)
+                lines.append(f"{number}. {' '.join(decision.text.split())}")
                 continue
             try:
                 line = self.format.render(decision.action, screen=screen, image=image)
@@ -405,12 +423,27 @@ class VLMPolicy:
         if result.error is not None or not result.actions:
             return Decision(text=text, action=None, token_ids=tuple(ids), logprobs=tuple(logprobs),
                             parse_error=result.error or "the answer holds no action")
-        return Decision(text=text, action=result.actions[0], token_ids=tuple(ids), logprobs=tuple(logprobs))
+        action = result.actions[0]
+        if prompt.shown is not None and prompt.shown.numbered and element_of(action) is not None:
+            element = prompt.shown.element_of(element_of(action))
+            if element is None:
+                return Decision(text=text, action=None, token_ids=tuple(ids), logprobs=tuple(logprobs),
+                                parse_error=f"#{element_of(action)} is not a number of the element list "
+                                            f"(1..{len(prompt.shown.elements)})")
+            action = dataclasses.replace(action, element=element)
+        name = None
+        if prompt.shown is not None and element_of(action) is not None:
+            name = next((e.name for e in prompt.shown.elements if e.id == element_of(action)), None)
+        return Decision(text=text, action=action, token_ids=tuple(ids), logprobs=tuple(logprobs),
+                        element_name=name)
 
     # --- training interface -------------------------------------------------------
 
-    def render_target(self, action: Action, observation: Observation, *, thought: str | None = None) -> str:
-        """What this policy's format says for ``action`` on ``observation``'s screen (SFT targets)."""
+    def render_target(self, action: Action, observation: Observation, *, task: Task | None = None,
+                      thought: str | None = None, history: Sequence[Decision] = ()) -> str:
+        """What this policy's format says for ``action`` on ``observation``'s screen (SFT
+        targets). A table ranked for the task (``element_order`` task) numbers its rows, so
+        an element action needs ``task`` to find the number its element has there."""
         from deskdojo.perception.resize import smart_resize
 
         screen = tuple(observation.screen_size)
@@ -418,7 +451,27 @@ class VLMPolicy:
         if (self.observation not in MODES_WITH_ELEMENTS and element_of(action) is not None
                 and action_points(action)):
             action = dataclasses.replace(action, element=None)  # no element list shown: say the point
+        if self.observation in MODES_WITH_ELEMENTS and self.element_order == "task" \
+                and element_of(action) is not None:
+            action = self._numbered(action, observation, task, image, history)
         return self.format.render(action, screen=screen, image=image, thought=thought)
+
+    def _numbered(self, action: Action, observation: Observation, task: Task | None,
+                  image: tuple[int, int], history: Sequence[Decision] = ()) -> Action:
+        """``action`` with its element id replaced by the row number the ranked table shows."""
+        from deskdojo.agent.observation import ranked_for_task, shown_elements
+
+        if task is None:
+            raise ConfigError("this policy ranks its element table by the task (element_order task): "
+                              "render_target needs the task")
+        acted = frozenset(d.element_name for d in history if d.element_name)
+        shown = ranked_for_task(shown_elements(observation, budget=self.config.element_budget, image=image),
+                                task.instruction, acted=acted)
+        number = shown.label_of(element_of(action))
+        if number is None:
+            raise RecordError(f"element {element_of(action)} of the action {action!r} is not in the table this "
+                              f"screen shows ({len(shown.elements)} rows): its listing lacks it or the budget cut it")
+        return dataclasses.replace(action, element=number)
 
     def target_token_ids(self, text: str) -> list[int]:
         """The tokens of an answer ``text`` followed by the end token."""
@@ -627,7 +680,7 @@ class VLMPolicy:
         record = {"format_version": POLICY_FORMAT_VERSION, "model_type": self.model_type,
                   "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
                   "position_code": self.position_code, "gradient_checkpointing": self.gradient_checkpointing,
-                  "observation": self.observation,
+                  "observation": self.observation, "element_order": self.element_order,
                   "seed": self.config.seed, "policy_id": self.policy_id,
                   "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
         if self.lora is None:
@@ -661,15 +714,15 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     checkpointing) apply unless ``config`` sets them.
     """
     from deskdojo.agent.model.archs import is_random
-    from deskdojo.agent.model.loading import (POLICY_FILE, TINY_PRESETS, load_pretrained, load_random,
-                                              load_tiny)
+    from deskdojo.agent.model.loading import (POLICY_FILE, READER_PRESET, TINY_PRESETS, load_pretrained,
+                                              load_random, load_tiny, reader_folder)
     from deskdojo.agent.model.processor import build_processor
     from deskdojo.agent.model.tiny import TINY_MAX_PIXELS, TINY_MIN_PIXELS
     from deskdojo.perception.resize import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
 
     config = (config or PolicyConfig()).replace(model=model)
     device = _resolve_device(config.device)
-    folder = Path(model).expanduser()
+    folder = reader_folder() if model == READER_PRESET else Path(model).expanduser()
     saved = _read_policy_record(folder / POLICY_FILE) if (folder / POLICY_FILE).exists() else None
     checkpointing = _first(config.gradient_checkpointing, (saved or {}).get("gradient_checkpointing", False))
     if saved is not None and saved.get("base") is not None:  # an adapter over a base
@@ -679,6 +732,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
             max_pixels=config.max_pixels or saved["max_pixels"],
             position_code=_first(config.position_code, saved.get("position_code", False)),
             observation=_first(config.observation, saved.get("observation")),
+            element_order=_first(config.element_order, saved.get("element_order")),
             gradient_checkpointing=checkpointing))
         _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
             {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
@@ -714,11 +768,13 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     image_processor = processor.image_processor
     factor = int(image_processor.patch_size) * int(image_processor.merge_size)
     policy = VLMPolicy(model=loaded.model, tokenizer=loaded.tokenizer, processor=processor, config=config,
-                       model_type=loaded.model_type, base=str(folder.resolve()) if folder.exists() else model,
+                       model_type=loaded.model_type,
+                       base=model if model == READER_PRESET or not folder.exists() else str(folder.resolve()),
                        format_name=config.format or default_format, min_pixels=min_pixels,
                        max_pixels=max_pixels, factor=factor,
                        position_code=_first(config.position_code, default_code),
-                       observation=_first(config.observation, (saved or {}).get("observation") or "screenshot"))
+                       observation=_first(config.observation, (saved or {}).get("observation") or "screenshot"),
+                       element_order=_first(config.element_order, (saved or {}).get("element_order") or "id"))
     if saved is not None:
         policy.policy_id = saved.get("policy_id", policy.policy_id)
     if config.lora is not None:

@@ -40,7 +40,7 @@ class SFTBenchConfig:
     lr: float = field(default=2e-3, metadata={"help": "SFT learning rate"})
     sandboxes: int = field(default=4, metadata={"help": "parallel Xvfb sandboxes"})
     max_steps: int = field(default=3, metadata={"help": "step cap per held-out episode"})
-    model: str = field(default="tiny", metadata={"help": "policy to start from"})
+    model: str = field(default="tiny-scratch", metadata={"help": "policy to start from"})
     out: str | None = field(default=None, metadata={"help": "keep demos, runs and the policy here "
                                                            "(default: a temporary folder, removed)"})
     seed: int = field(default=0, metadata={"help": "weights of a tiny start and the data order"})

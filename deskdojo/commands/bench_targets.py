@@ -33,7 +33,8 @@ def run_click_targets(*, demos: int = 192, steps: int = 200, heldout: int = 32, 
     with tempfile.TemporaryDirectory(prefix="deskdojo-targets-") as tmp:
         train = make_click_target_demos(Path(tmp) / "train", demos, seed=0, screen=SCREEN)
         started = time.perf_counter()
-        result = sft(SFTConfig(demos=str(train), out=str(Path(tmp) / "out"), steps=steps, batch_size=batch_size,
+        result = sft(SFTConfig(demos=str(train), model="tiny-scratch", out=str(Path(tmp) / "out"), steps=steps,
+                               batch_size=batch_size,
                                lr=lr, log_every=max(1, steps // 4), checkpoint_every=steps + 1),
                      log=log or (lambda line: None))
         seconds = time.perf_counter() - started

@@ -92,6 +92,7 @@ class Decision:
     logprobs: tuple[float, ...] = ()
     parse_error: str | None = None
     temperature: float | None = None
+    element_name: str | None = None  # the name of the element the action named, as its table showed it
 
 
 @runtime_checkable

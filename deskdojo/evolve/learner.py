@@ -68,9 +68,21 @@ class StepPrompts:
             # the listing the newest screen came with: the same table (and, for som, marks) as acted
             window[-1] = dataclasses.replace(window[-1], elements=self._listing(folder / step.prompt.elements))
         history = tuple(Decision(text=s.model_text, action=s.action, token_ids=tuple(s.token_ids),
-                                 logprobs=tuple(s.logprobs)) for s in steps[:sample.step_index])
+                                 logprobs=tuple(s.logprobs), element_name=self._element_name(folder, s))
+                        for s in steps[:sample.step_index])
         return PolicySample(observations=tuple(window), task=sample.task, history=history,
                             target_ids=tuple(sample.token_ids))
+
+    def _element_name(self, folder: Path, step: Any) -> str | None:
+        """The name of the element ``step``'s action named, from the listing it was shown
+        (what the acting Decision carried, for prompts that say which rows were acted on)."""
+        from deskdojo.core.actions import element_of
+
+        element = element_of(step.action) if step.action is not None else None
+        if element is None or step.prompt is None or step.prompt.elements is None:
+            return None
+        found = self._listing(folder / step.prompt.elements).by_id(element)
+        return found.name if found is not None else None
 
     @staticmethod
     def _listing(path: Path) -> Any:

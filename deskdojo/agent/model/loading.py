@@ -12,8 +12,24 @@ from typing import Any
 
 from deskdojo.core.errors import ConfigError
 
-TINY_PRESETS = {"tiny": "qwen2_5_vl", "tiny-qwen2vl": "qwen2_vl"}
-"""Preset name -> the architecture it builds (random init, shipped tokenizer)."""
+TINY_PRESETS = {"tiny-scratch": "qwen2_5_vl", "tiny-qwen2vl": "qwen2_vl"}
+"""Preset name -> the architecture it builds (seeded random weights, shipped tokenizer)."""
+
+READER_PRESET = "tiny"
+"""The embedded default: the tiny reader, pretrained on generated element tables
+(``deskdojo tiny pretrain``) and shipped in ``deskdojo/agent/tiny/reader``."""
+
+
+def reader_folder() -> Path:
+    """The shipped tiny reader (a saved-policy folder); a clear error when it is missing."""
+    from deskdojo.agent.tiny import TINY_DIR
+
+    folder = TINY_DIR / "reader"
+    if not (folder / POLICY_FILE).exists():
+        raise ConfigError(f"the tiny reader's weights are missing from {folder}: rebuild them with "
+                          "`deskdojo tiny pretrain` (about 6 minutes on 2 cores), or use --model tiny-scratch "
+                          "(random weights)")
+    return folder
 
 MODEL_CLASSES = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",

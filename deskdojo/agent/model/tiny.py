@@ -48,11 +48,19 @@ class TinySpec:
     vision_heads: int = 4
     vision_intermediate_size: int = 256
     grid_init_scale: float = 1.0
+    tie_embeddings: bool = False  # output layer = input embeddings (as Qwen2.5-VL-3B): a copied word can be said
 
     def __post_init__(self) -> None:
         head_dim = self.hidden_size // self.heads
         if sum(self.mrope_section) * 2 != head_dim:
             raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim/2 = {head_dim // 2}")
+
+
+READER_SPEC = TinySpec(rope_theta=10_000.0, tie_embeddings=True)
+"""The tiny reader (the ``tiny`` preset, text only): rotary angles slow enough that a head
+can match a word to a row hundreds of tokens away (the pixel preset's theta of 20 turns
+every dimension within a few tokens), and tied embeddings, so a word copied from the
+instruction (typed text) can be said."""
 
 
 def special_token_ids(tokenizer: Any) -> dict[str, int]:
@@ -80,7 +88,7 @@ def tiny_config(tokenizer: Any, *, spec: TinySpec = TinySpec(), model_type: str 
                       out_hidden_size=spec.hidden_size, window_size=112,
                       fullatt_block_indexes=[spec.vision_depth - 1], patch_size=14,
                       spatial_merge_size=2, temporal_patch_size=2)
-        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=spec.tie_embeddings,
                                 **special_token_ids(tokenizer))
     if model_type == "qwen2_vl":
         from transformers import Qwen2VLConfig
@@ -89,7 +97,7 @@ def tiny_config(tokenizer: Any, *, spec: TinySpec = TinySpec(), model_type: str 
                       hidden_size=spec.hidden_size, mlp_ratio=max(1, spec.vision_intermediate_size // spec.vision_hidden_size),
                       num_heads=spec.vision_heads, patch_size=14, spatial_merge_size=2,
                       temporal_patch_size=2)
-        return Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False,
+        return Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=spec.tie_embeddings,
                              **special_token_ids(tokenizer))
     raise ValueError(f"the tiny preset is qwen2_5_vl or qwen2_vl, not {model_type!r}")
 

@@ -61,10 +61,13 @@ def _corpus() -> list[str]:
     return texts
 
 
-def build_tokenizer_files(out_dir: Path = TINY_DIR) -> Path:
-    """Train the BPE and write ``tokenizer.json`` + ``tokenizer_config.json`` +
-    ``special_tokens_map.json`` into ``out_dir``; returns ``out_dir``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def build_tokenizer_files(out_dir: Path = TINY_DIR, *, family_words: tuple[str, ...] = ()) -> Path:
+    """Train the BPE, add the grid and whole-word tokens (``words.word_tokens``; a word
+    token stands alone only: "pepper" is one token, "peppers" is not split to reach it),
+    and write ``tokenizer.json`` + ``tokenizer_config.json`` into ``out_dir``."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from deskdojo.agent.tiny.words import word_tokens
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token=None))
@@ -77,6 +80,7 @@ def build_tokenizer_files(out_dir: Path = TINY_DIR) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", bos_token=None, unk_token=None)
     fast.add_tokens(grid_tokens())
+    fast.add_tokens([AddedToken(word, single_word=True, normalized=False) for word in word_tokens(family_words)])
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "left"
     out_dir = Path(out_dir)

@@ -1,5 +1,4 @@
-"""``python -m deskdojo.agent.tiny``: regenerate the tiny preset's tokenizer files."""
+"""``python -m deskdojo.agent.tiny``: points to the commands that rebuild the tiny preset."""
 
-from deskdojo.agent.tiny import build_tokenizer_files
-
-print(build_tokenizer_files())
+print("rebuild the tiny preset with `deskdojo tiny tokenizer` (the tokenizer, with the task families' "
+      "words) and `deskdojo tiny pretrain` (the reader)")

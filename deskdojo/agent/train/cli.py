@@ -34,7 +34,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
                               "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
                               "seed": args.seed, "device": args.device, "dtype": args.dtype,
                               "gradient_checkpointing": args.gradient_checkpointing,
-                              "observation": args.observation}
+                              "observation": args.observation, "max_seconds": args.max_seconds}
     result = sft(SFTConfig(**values), resume=args.resume)
     return 0 if result.steps else 1
 
@@ -56,6 +56,7 @@ def add_sft_parser(sub: Any) -> None:
     p.add_argument("--history-k", type=int, default=1, help=_help("history_k"))
     p.add_argument("--observation", default=None, choices=list(OBSERVATION_MODES), help=_help("observation"))
     p.add_argument("--checkpoint-every", type=int, default=100, help=_help("checkpoint_every"))
+    p.add_argument("--max-seconds", type=float, default=None, help=_help("max_seconds"))
     p.add_argument("--log-every", type=int, default=10, help=_help("log_every"))
     p.add_argument("--seed", type=int, default=0, help=_help("seed"))
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help=_help("device"))

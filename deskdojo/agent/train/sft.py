@@ -24,8 +24,9 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from deskdojo.agent.progress import ProgressLine
 from deskdojo.core.elements import MODES_WITH_ELEMENTS
 from deskdojo.core.errors import ConfigError, RunDirError
 from deskdojo.core.protocols import Decision
@@ -60,6 +61,10 @@ class SFTConfig:
     checkpoint_every: int = field(default=100, metadata={"help": "steps between checkpoints"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many checkpoints to keep"})
     log_every: int = field(default=10, metadata={"help": "steps between progress lines"})
+    max_seconds: float | None = field(default=None, metadata={
+        "help": "time limit in seconds, counted from the start (model loading included): no step starts "
+                "that would likely end past it; SFT then writes its checkpoint and policy and reports the "
+                "steps it did, and --resume carries on to the full count. None: no limit"})
     seed: int = field(default=0, metadata={"help": "weights of a tiny start, data order, dropout"})
     dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | auto"})
@@ -74,6 +79,8 @@ class SFTConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"max_seconds must be > 0 or None, got {self.max_seconds}")
         if self.observation is not None:
             from deskdojo.core.elements import check_mode
 
@@ -104,6 +111,7 @@ class DemoStep:
     action: Any
     error: str | None = None  # the error line the newest screen carried (recorded in Step.prompt)
     elements: Path | None = None  # the newest screen's element listing (recorded in Step.prompt)
+    history_elements: tuple[Path | None, ...] = ()  # each earlier step's listing (for ranked tables)
 
 
 @dataclass(slots=True)
@@ -115,6 +123,7 @@ class SFTResult:
     losses: list[float]
     seconds: float
     out: Path
+    time_limited: bool = False  # stopped by max_seconds before the configured step count
 
 
 # --- data ---------------------------------------------------------------------------
@@ -134,18 +143,21 @@ def read_demos(folder: str | os.PathLike[str], *, history_k: int = 1) -> list[De
         demo = load_demo(folder_path)
         task = demo.task
         history: list[Decision] = []
+        listings: list[Path | None] = []
         frames: list[Path] = []
         for step in demo.trajectory.steps:
             frame = demo_frame(folder_path, step)
             if step.frame is None:  # load_demo checked the frames that are named
                 check_png(frame, f"step {step.index}")
             frames.append(frame)
+            listing = step.prompt.elements if step.prompt is not None else None
             if step.action is not None:
-                listing = step.prompt.elements if step.prompt is not None else None
                 examples.append(DemoStep(tuple(frames[-history_k:]), task, tuple(history), step.action,
                                          error=step.prompt.error if step.prompt is not None else None,
-                                         elements=folder_path / listing if listing else None))
+                                         elements=folder_path / listing if listing else None,
+                                         history_elements=tuple(listings)))
             history.append(Decision(text=step.model_text, action=step.action))
+            listings.append(folder_path / listing if listing else None)
     if not examples:
         raise ConfigError(f"{root} holds no demonstration steps with actions")
     return examples
@@ -174,9 +186,32 @@ def to_samples(policy: Any, examples: Sequence[DemoStep]) -> list[Any]:
 
             listing = ElementList.from_json(json.loads(example.elements.read_text()))
             observations = observations[:-1] + (dataclasses.replace(observations[-1], elements=listing),)
-        target = policy.render_target(example.action, observations[-1])
-        samples.append(PolicySample(observations, example.task, example.history, target_text=target))
+        history = example.history
+        if getattr(policy, "element_order", "id") == "task":
+            history = _history_as_said(policy, example, observations[-1])
+        target = policy.render_target(example.action, observations[-1], task=example.task, history=history)
+        samples.append(PolicySample(observations, example.task, history, target_text=target))
     return samples
+
+
+def _history_as_said(policy: Any, example: DemoStep, current: Observation) -> tuple[Decision, ...]:
+    """The earlier steps' texts as this policy would have said them: a ranked table's row
+    numbers belong to each step's own table, read from that step's listing."""
+    from deskdojo.core.actions import element_of
+    from deskdojo.core.elements import ElementList
+
+    said = []
+    for index, decision in enumerate(example.history):
+        path = example.history_elements[index] if index < len(example.history_elements) else None
+        if decision.action is None or element_of(decision.action) is None or path is None:
+            said.append(decision)
+            continue
+        listing = ElementList.from_json(json.loads(path.read_text()))
+        text = policy.render_target(decision.action, dataclasses.replace(current, elements=listing),
+                                    task=example.task)
+        element = listing.by_id(element_of(decision.action))
+        said.append(dataclasses.replace(decision, text=text, element_name=element.name if element else None))
+    return tuple(said)
 
 
 def batch_order(count: int, batch_size: int, *, seed: int, step: int) -> list[int]:
@@ -196,9 +231,12 @@ def batch_order(count: int, batch_size: int, *, seed: int, step: int) -> list[in
 
 
 def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = print,
-        resume: bool = False) -> SFTResult:
+        resume: bool = False, progress: TextIO | None = None) -> SFTResult:
     """Train, checkpointing to ``config.out``; ``resume`` continues from the last checkpoint
-    (same weights, optimizer state, step and RNG). Returns the trained policy."""
+    (same weights, optimizer state, step and RNG). Returns the trained policy. With
+    ``progress`` (a stream) a progress line with the step, loss and time left replaces
+    the every-``log_every`` log lines."""
+    entered = time.monotonic()  # max_seconds counts model loading too: the caller budgets it all
     import torch
 
     from deskdojo.agent.policy import LoraSettings, PolicyConfig, load_policy
@@ -248,7 +286,15 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
     losses: list[float] = []
     started = time.perf_counter()
     recent: list[float] = []
+    limit_at = entered + config.max_seconds if config.max_seconds is not None else None
+    line = (ProgressLine("sft", total_steps, unit="steps", stream=progress, start=start_step, deadline=limit_at)
+            if progress is not None else None)
+    done, step_s = start_step, 0.0
     for step in range(start_step, total_steps):
+        # no step that would likely end past the limit (by the last one's time; the first: if any is left)
+        if limit_at is not None and time.monotonic() + step_s > limit_at:
+            break
+        step_started = time.monotonic()
         indices = batch_order(len(examples), config.batch_size, seed=config.seed, step=step)
         batch = policy.encode_samples(to_samples(policy, [examples[i] for i in indices]))
         logp, mask = policy.token_logprobs(batch, temperature=1.0)
@@ -263,7 +309,9 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
         losses.append(value)
         recent.append(value)
         done = step + 1
-        if done % config.log_every == 0 or done == total_steps:
+        if line is not None:
+            line.update(done, info=f"loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")
+        elif done % config.log_every == 0 or done == total_steps:
             elapsed = time.perf_counter() - started
             log(f"sft: step {done}/{total_steps}  loss {sum(recent) / len(recent):.4f}  "
                 f"lr {lr_at(step):.2e}  {elapsed / (done - start_step):.2f} s/step")
@@ -272,15 +320,24 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
             model.eval()
             write_checkpoint(out, done, policy, optimizer, config, keep=config.keep_checkpoints)
             model.train()
+        step_s = time.monotonic() - step_started
     model.eval()
+    time_limited = done < total_steps
+    if time_limited and done > start_step and done % config.checkpoint_every:  # what a resume carries on from
+        write_checkpoint(out, done, policy, optimizer, config, keep=config.keep_checkpoints)
     _write_final_policy(out, policy)
     seconds = time.perf_counter() - started
+    if line is not None:
+        line.close()
     first = losses[0] if losses else float("nan")
     last = sum(losses[-5:]) / len(losses[-5:]) if losses else float("nan")
-    log(f"sft: done: {total_steps - start_step} steps in {seconds:.1f} s, loss {first:.4f} -> {last:.4f}; "
+    if time_limited:
+        log(f"sft: time limit of {config.max_seconds:.0f} s reached: stopped at step {done} of {total_steps} "
+            f"(resume to carry on)")
+    log(f"sft: done: {done - start_step} steps in {seconds:.1f} s, loss {first:.4f} -> {last:.4f}; "
         f"policy in {out / 'policy'}")
-    return SFTResult(policy=policy, steps=total_steps, first_loss=first, last_loss=last, losses=losses,
-                     seconds=seconds, out=out)
+    return SFTResult(policy=policy, steps=done, first_loss=first, last_loss=last, losses=losses,
+                     seconds=seconds, out=out, time_limited=time_limited)
 
 
 # --- checkpoints --------------------------------------------------------------------

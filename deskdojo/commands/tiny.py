@@ -1,0 +1,82 @@
+"""``deskdojo tiny``: rebuild the tiny preset's tokenizer and its pretrained reader.
+
+Both are built from what this project generates, never downloaded:
+
+* ``deskdojo tiny tokenizer`` trains the byte-level BPE on deskdojo's own source and adds
+  whole-word tokens (numbers, interface words, the task families' word pools, made-up
+  words; ``deskdojo.agent.tiny.words``);
+* ``deskdojo tiny pretrain`` builds the reader from seeded random weights and pretrains it
+  on generated element tables (``deskdojo.agent.tiny.pretrain``), then writes it to
+  ``deskdojo/agent/tiny/reader`` (the ``tiny`` preset) with a report of its accuracy.
+
+The shipped files come from ``deskdojo tiny tokenizer && deskdojo tiny pretrain`` with
+the defaults. Rebuilding the tokenizer changes token ids, so the reader must then be
+pretrained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def family_words() -> tuple[str, ...]:
+    """The task families' word pools (train and held-out parts: held-out words get a token
+    too, so their names are one token, but no pretraining or training example shows them)."""
+    from deskdojo.curriculum.families.vocab import CITIES, COLORS, NAMES, NOUNS, VERBS
+
+    return tuple(dict.fromkeys(NOUNS + NAMES + COLORS + CITIES + VERBS))
+
+
+def cmd_tiny_tokenizer(args: argparse.Namespace) -> int:
+    from deskdojo.agent.tiny import TINY_DIR, build_tokenizer_files
+
+    out = build_tokenizer_files(Path(args.out) if args.out else TINY_DIR, family_words=family_words())
+    print(f"tokenizer written to {out}; pretrain the reader again: `deskdojo tiny pretrain`")
+    return 0
+
+
+def cmd_tiny_pretrain(args: argparse.Namespace) -> int:
+    from deskdojo.agent.model.loading import quiet_libraries
+    from deskdojo.agent.tiny import TINY_DIR
+    from deskdojo.agent.tiny.pretrain import PretrainConfig, pretrain, reader_from_scratch, write_report
+
+    quiet_libraries()
+    out = Path(args.out) if args.out else TINY_DIR / "reader"
+    config = PretrainConfig(steps=args.steps, seed=args.seed,
+                            max_seconds=args.minutes * 60 if args.minutes else None)
+    policy = reader_from_scratch(seed=args.seed)
+    params = sum(p.numel() for p in policy.model.parameters())
+    print(f"tiny reader: {params / 1e6:.2f} M parameters, {config.steps} steps of {config.batch_size} "
+          f"generated examples")
+    result = pretrain(policy, config)
+    staging = out.with_name(out.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    policy.policy_id = "vlm:tiny"
+    policy.save(staging)
+    write_report(staging / "pretrain_report.json", config, result)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    print(f"reader written to {out} ({result.steps} steps, {result.seconds / 60:.1f} min)")
+    return 0
+
+
+def add_tiny_parser(sub: Any) -> None:
+    tiny = sub.add_parser("tiny", help="rebuild the tiny preset: its tokenizer and its pretrained reader").add_subparsers(
+        dest="tiny_cmd", required=True)
+    p = tiny.add_parser("tokenizer", help="train the BPE on deskdojo's source and add the whole-word tokens")
+    p.add_argument("--out", default=None, help="folder (default: the shipped one, deskdojo/agent/tiny)")
+    p.set_defaults(fn=cmd_tiny_tokenizer)
+    p = tiny.add_parser("pretrain", help="pretrain the reader on generated element tables (text only)")
+    p.add_argument("--steps", type=int, default=PRETRAIN_STEPS, help="optimizer steps of 16 examples")
+    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
+    p.add_argument("--seed", type=int, default=0, help="weights and data")
+    p.add_argument("--out", default=None, help="folder (default: the shipped one, deskdojo/agent/tiny/reader)")
+    p.set_defaults(fn=cmd_tiny_pretrain)
+
+
+PRETRAIN_STEPS = 600
