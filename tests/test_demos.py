@@ -4,7 +4,9 @@ export/import (deskdojo jsonl and OSWorld), and the CLI."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -125,6 +127,29 @@ def test_osworld_import_parses_code_and_never_runs_it(tmp_path: Path) -> None:
 
 
 # --- real sandboxes ----------------------------------------------------------------
+
+
+class SlowFakeSandbox(FakeSandbox):
+    """A fake whose actions take 0.1 s, like a busy machine's sandbox."""
+
+    def act(self, action: Any) -> Any:
+        time.sleep(0.1)
+        return super().act(action)
+
+
+def test_oracle_demos_stop_at_the_deadline_and_keep_what_was_recorded(tmp_path: Path) -> None:
+    tasks = [Task(id=f"click-{i}", instruction="Click.", family="test", oracle=(OracleStep(Click(5, 5)),))
+             for i in range(40)]
+    progress = io.StringIO()
+    started = time.monotonic()
+    paths = record_oracle_demos(tasks, [SlowFakeSandbox(synthetic_frames(64, 48)) for _ in range(2)],
+                                tmp_path / "demos", settle_s=0, deadline=started + 1.0, progress=progress)
+    took = time.monotonic() - started
+    # each sandbox starts no demo that its last demo's time says would end past the deadline
+    assert 2 <= len(paths) < 40 and took < 1.0 + 0.5, (len(paths), took)
+    assert sorted(p.name for p in (tmp_path / "demos").iterdir()) == sorted(p.name for p in paths)  # no leftovers
+    assert all(load_demo(p).task.id.startswith("click-") for p in paths)
+    assert f" {len(paths)}/40 demos" in progress.getvalue().splitlines()[-1]
 
 
 @pytest.mark.display

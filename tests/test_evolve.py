@@ -232,6 +232,33 @@ def test_toy_evolve_learns_and_writes_the_run_directory(tmp_path: Path):
     assert [p.name for p in RunDir.open(run_dir).checkpoints()] == [f"{i:06d}" for i in range(7)]
 
 
+def test_a_deadline_passed_between_iterations_still_ends_with_a_held_out_evaluation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The loop's clock jumps past the deadline after iteration 2 (a slow spell, a long
+    pause), which evaluated nothing because it expected more iterations to follow: no
+    iteration starts after it, and the learning curve still gets its last point."""
+    import types
+
+    import deskdojo.evolve.loop as loop
+
+    skipped = [0.0]
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(
+        monotonic=lambda: time.monotonic() + skipped[0], time=time.time, sleep=time.sleep))
+
+    def after_iteration(iteration: int) -> None:
+        if iteration == 2:
+            skipped[0] = 3600.0
+
+    run_dir = tmp_path / "run"
+    config = toy_config(budget={"iterations": 50}, eval={"every": 100, "at_start": True})
+    result = run_toy(run_dir, config, after_iteration=after_iteration, deadline=time.monotonic() + 1800)
+    assert result.state == "finished" and result.iterations == 2
+    heldout = list(JsonlFile(run_dir / "heldout.jsonl").read())
+    assert [h["iteration"] for h in heldout] == [0, 2]
+    checkpoint = json.loads((RunDir.open(run_dir).latest_checkpoint() / "cursor.json").read_text())
+    assert checkpoint["iteration"] == 2 and checkpoint["lines"]["heldout.jsonl"] == 2  # counted: a resume keeps it
+
+
 def test_pause_resume_and_stop_through_control_json(tmp_path: Path):
     import threading
 
@@ -342,7 +369,7 @@ def test_smoke_two_iterations_with_the_tiny_vlm_policy_and_grpo(tmp_path: Path):
                         grpo={"lr": 1e-2, "neg_imitation_weight": 0.1, "normaliser": "global"},
                         eval={"every": 2, "at_start": False})
     run = open_or_create_run(tmp_path / "run", config, resume=False)
-    policy = load_policy("tiny", policy_config(config))
+    policy = load_policy("tiny-scratch", policy_config(config))
     learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories")
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters() if p.requires_grad}
     assert before and all("lora" in n for n in before)

@@ -24,8 +24,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
 
+from deskdojo.agent.progress import ProgressLine
 from deskdojo.core.actions import Action, Click, Done, Fail, by_point
 from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import RecordError
@@ -281,19 +282,29 @@ def with_clicked_element(action: Action, listing: ElementList) -> Action:
 
 
 def record_oracle_demos(tasks: Sequence[Task], sandboxes: Any, demos_dir: str | os.PathLike[str], *,
-                        probe: WorldProbe | None = None, settle_s: float = DEFAULT_SETTLE_S) -> list[Path]:
+                        probe: WorldProbe | None = None, settle_s: float = DEFAULT_SETTLE_S,
+                        deadline: float | None = None, progress: TextIO | None = None) -> list[Path]:
     """Record each task's oracle as a demo ending in ``Done()``; ``sandboxes`` is one sandbox
     or a list (tasks are shared out round robin, the sandboxes work in parallel). An oracle
-    that fails raises ``OracleError`` after the other demos are finished."""
+    that fails raises ``OracleError`` after the other demos are finished. With ``deadline``
+    (a ``time.monotonic()`` value) a sandbox starts no demo that would likely end past it
+    (by its last demo's time), so a slow machine records fewer: the ones recorded are
+    returned. ``progress`` is a stream for a progress line."""
     from deskdojo.core.oracle import run_oracle
 
     pool = list(sandboxes) if isinstance(sandboxes, (list, tuple)) else [sandboxes]
     if not pool:
         raise RecordError("record_oracle_demos needs at least one sandbox")
     paths: list[Path | None] = [None] * len(tasks)
+    line = (ProgressLine("recording oracle demos", len(tasks), unit="demos", stream=progress, deadline=deadline)
+            if progress is not None else None)
 
     def record_share(lane: int) -> None:
+        demo_s = 0.0
         for index in range(lane, len(tasks), len(pool)):
+            if deadline is not None and time.monotonic() + demo_s > deadline:
+                return
+            started = time.monotonic()
             task = tasks[index]
             recorder = DemoRecorder(pool[lane], task, demos_dir, probe=probe, settle_s=settle_s,
                                     policy_id="oracle")
@@ -303,10 +314,17 @@ def record_oracle_demos(tasks: Sequence[Task], sandboxes: Any, demos_dir: str | 
             except BaseException:
                 recorder.discard()
                 raise
+            demo_s = time.monotonic() - started
+            if line is not None:
+                line.advance()
 
-    with ThreadPoolExecutor(max_workers=len(pool)) as executor:
-        futures = [executor.submit(record_share, lane) for lane in range(min(len(pool), len(tasks)))]
-        errors = [f.exception() for f in futures if f.exception() is not None]
+    try:
+        with ThreadPoolExecutor(max_workers=len(pool)) as executor:
+            futures = [executor.submit(record_share, lane) for lane in range(min(len(pool), len(tasks)))]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+    finally:
+        if line is not None:
+            line.close()
     if errors:
         raise errors[0]
     return [p for p in paths if p is not None]

@@ -7,8 +7,11 @@ Every heavy import happens here, inside functions, when a run starts.
 
 from __future__ import annotations
 
+import math
 import pkgutil
 import shutil
+import sys
+import time
 from typing import Any, Callable
 
 from deskdojo.core.errors import ConfigError, SandboxError
@@ -18,6 +21,8 @@ from deskdojo.evolve.config import EvolveConfig
 from deskdojo.evolve.parts import FamilyPlan, Parts
 
 SFT_DIR = "sft"
+DEMO_SHARE = 0.5
+"""Of the warm start's time limit, the share demo recording may use; SFT gets what is left."""
 DEMO_SEED_BASE = 500_000
 """Demo tasks use training seeds from here up, apart from the tasks the plan proposes."""
 
@@ -86,6 +91,7 @@ def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
     concrete = provider or (config.provider if config.provider != "auto" else "docker")
     sections: list[tuple[str, Callable[[], Any]]] = [
         ("curriculum.families", lambda: select_families(config.curriculum.families)),
+        ("sft.families", lambda: sft_families(config, select_families(config.curriculum.families))),
         ("curriculum.scheduler", lambda: SchedulerConfig.from_dict({"seed": config.seed,
                                                                     **config.curriculum.scheduler})),
         ("rollout", lambda: RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout})),
@@ -94,7 +100,8 @@ def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
         ("grpo", lambda: GRPOConfig.from_dict(config.grpo_settings())),
     ]
     if config.sft.enabled:
-        sections.append(("sft.options", lambda: sft_config(config, demos="demos", out="sft", history_k=1)))
+        sections.append(("sft.options", lambda: sft_config(config, demos="demos", out="sft", history_k=1,
+                                                           max_seconds=config.sft.max_seconds)))
     for section, build in sections:
         try:
             build()
@@ -106,8 +113,9 @@ def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
 
 
 def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print,
-                provider: str | None = None) -> Parts:
-    """Start the sandboxes and build everything else; the pool is closed if building fails."""
+                provider: str | None = None, warm_start_deadline: float | None = None) -> Parts:
+    """Start the sandboxes and build everything else; the pool is closed if building fails.
+    ``warm_start_deadline`` (a ``time.monotonic()`` value) is when the SFT warm start must end."""
     from deskdojo.agent.model.loading import quiet_libraries
     from deskdojo.agent.rollout import RolloutConfig, rollout
     from deskdojo.vm.pool import SandboxPool
@@ -127,7 +135,7 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
     if config.curriculum.admission and provider != "fake":  # fake sandboxes run no apps to check
         plan.admit = pool_admission(pool, StateJudge())
     try:
-        policy = warm_started_policy(config, run, pool, families, log=log)
+        policy = warm_started_policy(config, run, pool, families, log=log, deadline=warm_start_deadline)
         from deskdojo.evolve.learner import vlm_learner
 
         learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories", log=log)
@@ -161,7 +169,7 @@ def policy_config(config: EvolveConfig) -> Any:
 
 
 def warm_started_policy(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, Any], *,
-                        log: Callable[[str], None] = print) -> Any:
+                        log: Callable[[str], None] = print, deadline: float | None = None) -> Any:
     """The policy evolving starts from: the SFT result (trained now, or found in the run
     folder when resuming), or the model itself when SFT is off. LoRA goes on top."""
     from deskdojo.agent.policy import load_policy
@@ -171,51 +179,79 @@ def warm_started_policy(config: EvolveConfig, run: RunDir, pool: Any, families: 
         return load_policy(config.model, settings)
     final = run.path / SFT_DIR / "policy"
     if not (final / "deskdojo_policy.json").exists():
-        run_sft(config, run, pool, families, log=log)
+        run_sft(config, run, pool, families, log=log, deadline=deadline)
     return load_policy(str(final), settings)
 
 
+def sft_families(config: EvolveConfig, families: dict[str, Any]) -> dict[str, Any]:
+    """The warm start's families: ``sft.families`` (each must be a training family), or the
+    first ``SFT_DEFAULT_FAMILIES`` training families."""
+    from deskdojo.evolve.config import SFT_DEFAULT_FAMILIES
+
+    if not config.sft.families:
+        return dict(list(families.items())[:SFT_DEFAULT_FAMILIES])
+    missing = [name for name in config.sft.families if name not in families]
+    if missing:
+        raise ConfigError(f"sft.families names {missing}, which curriculum.families does not train "
+                          f"({', '.join(families)}): name training families only")
+    return {name: families[name] for name in config.sft.families}
+
+
 def demo_tasks(config: EvolveConfig, families: dict[str, Any]) -> list[Any]:
+    """Oracle demo tasks, families interleaved (a recording cut short still covers each)."""
+    chosen = sft_families(config, families)
     tasks = []
-    for name, family in families.items():
-        levels = [lv for lv in config.sft.levels if lv < family.levels] or [0]
-        for i in range(config.sft.demos_per_family):
+    for i in range(config.sft.demos_per_family):
+        for family in chosen.values():
+            levels = [lv for lv in config.sft.levels if lv < family.levels] or [0]
             tasks.append(family.generate(levels[i % len(levels)], DEMO_SEED_BASE + i, Split.TRAIN))
     return tasks
 
 
 def run_sft(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, Any], *,
-            log: Callable[[str], None] = print) -> Any:
-    """Record oracle demos of the easy levels into ``demos/`` and fine-tune on them."""
+            log: Callable[[str], None] = print, deadline: float | None = None) -> Any:
+    """Record oracle demos of the easy levels into ``demos/`` and fine-tune on them, within
+    ``deadline`` (a ``time.monotonic()`` value) and ``sft.max_seconds``: recording may use
+    ``DEMO_SHARE`` of that time, SFT the rest. Progress lines go to stderr."""
     from deskdojo.agent.demos import record_oracle_demos
     from deskdojo.agent.train.sft import sft
     from deskdojo.core.oracle import OracleError
 
+    started = time.monotonic()
+    if config.sft.max_seconds is not None:
+        deadline = min(deadline or math.inf, started + config.sft.max_seconds)
     demos = run.path / "demos"
     if demos.exists():  # a killed warm start: record again from scratch
         shutil.rmtree(demos)
     demos.mkdir(parents=True)
     tasks = demo_tasks(config, families)
-    log(f"sft warm start: recording {len(tasks)} oracle demos")
+    limit = f" (time limit {deadline - started:.0f} s for demos and SFT)" if deadline is not None else ""
+    log(f"sft warm start: recording {len(tasks)} oracle demos{limit}")
+    recording_deadline = started + DEMO_SHARE * (deadline - started) if deadline is not None else None
     try:
-        record_oracle_demos(tasks, list(pool), demos)
+        record_oracle_demos(tasks, list(pool), demos, deadline=recording_deadline, progress=sys.stderr)
     except OracleError as exc:  # keep the demos that were recorded
         log(f"sft warm start: an oracle failed ({exc}); training on the demos that were recorded")
-    if not any(p.is_dir() for p in demos.iterdir()):
+    recorded = sum(1 for p in demos.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not recorded:
         raise ConfigError("no oracle demo could be recorded for the SFT warm start; turn it off with sft.enabled: false")
+    if recorded < len(tasks):
+        log(f"sft warm start: {recorded} of {len(tasks)} demos recorded in the time given; training on them")
     out = run.path / SFT_DIR
     settings = sft_config(config, demos=str(demos), out=str(out), history_k=policy_config(config).history_k,
-                          observation=policy_config(config).observation)
-    return sft(settings, log=log, resume=(out / "checkpoints").exists())
+                          observation=policy_config(config).observation,
+                          max_seconds=max(1.0, deadline - time.monotonic()) if deadline is not None else None)
+    return sft(settings, log=log, resume=(out / "checkpoints").exists(), progress=sys.stderr)
 
 
 def sft_config(config: EvolveConfig, *, demos: str, out: str, history_k: int,
-               observation: str | None = None) -> Any:
-    """The warm start's SFTConfig: the run's settings (the policy's observation mode too),
-    then ``sft.options``."""
+               observation: str | None = None, max_seconds: float | None = None) -> Any:
+    """The warm start's SFTConfig: the run's settings (the policy's observation mode too,
+    and ``max_seconds``: what is left of the warm start's time), then ``sft.options``."""
     from deskdojo.agent.train.sft import SFTConfig
 
     return SFTConfig.from_dict({"demos": demos, "model": config.model, "out": out,
                                 "steps": config.sft.steps, "seed": config.seed,
                                 "history_k": history_k, "observation": observation, "log_every": 20,
-                                "checkpoint_every": max(config.sft.steps, 1), **config.sft.options})
+                                "checkpoint_every": max(config.sft.steps, 1), "max_seconds": max_seconds,
+                                **config.sft.options})

@@ -17,6 +17,12 @@ from deskdojo.core.errors import DeskdojoError
 
 MAIN_JOB_SECONDS = 900.0
 """The main job's whole budget (set-up check, SFT warm start and evolving), in seconds."""
+WARM_START_SHARE = 0.4
+"""Of the main job's budget, the most the SFT warm start (demo recording and SFT) may take,
+counted from the job's start: a slow machine records fewer demos and trains fewer steps,
+and evolving always gets the rest (more than half)."""
+CLOSING_RESERVE_S = 10.0
+"""Kept back at the end of the main job for closing the sandboxes and printing the table."""
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,10 +93,13 @@ def setup_check(provider: str) -> str:
 
 
 def main_job_config(wall_seconds: float, **overrides: Any) -> Any:
-    """The embedded defaults, bounded to ``wall_seconds`` for the evolve loop."""
+    """The embedded defaults, bounded to ``wall_seconds`` for the evolve loop, with the warm
+    start limited to its share of it."""
     from deskdojo.evolve.config import EvolveConfig, merge
 
-    return EvolveConfig.from_dict(merge({"budget": {"wall_seconds": wall_seconds}}, overrides))
+    return EvolveConfig.from_dict(merge({"budget": {"wall_seconds": wall_seconds},
+                                         "sft": {"max_seconds": round(WARM_START_SHARE * wall_seconds, 1)}},
+                                        overrides))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -105,18 +114,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     budget = args.minutes * 60
     config = main_job_config(budget, **overrides)
     run_dir = args.run_dir or new_run_dir(args.runs_root, prefix="main")
-    # the warm start takes what it takes; the loop gets the rest of the budget
-    result = run_evolve(config, run_dir, provider=provider, deadline=started + budget)
+    # phases by the clock, not by step counts: the warm start ends by its share of the budget
+    # (from the job's start: set-up and sandbox start count), evolving and its final held-out
+    # evaluation by the end, less what closing takes
+    result = run_evolve(config, run_dir, provider=provider, deadline=started + budget - CLOSING_RESERVE_S,
+                        warm_start_deadline=started + WARM_START_SHARE * budget)
     print(f"main job done in {(time.monotonic() - started) / 60:.1f} min")
     return 0 if result.state in ("finished", "stopped") else 1
 
 
 def cmd_bench_learning(args: argparse.Namespace) -> int:
-    from deskdojo.evolve.bench import print_report, run_learning_bench
+    """Runs or resumes the bench under --runs-root; a stopped arm exits 1 (run it again to go on)."""
+    import shlex
 
-    report = run_learning_bench(seeds=args.seeds, env_steps=args.budget_env_steps,
-                                heldout_per_level=args.heldout_per_level, runs_root=args.runs_root,
-                                provider=args.provider, sandboxes=args.sandboxes, config_path=args.config)
+    from deskdojo.evolve.bench import BenchStopped, run_learning_bench
+    from deskdojo.evolve.bench_report import print_report
+
+    try:
+        report = run_learning_bench(
+            seeds=args.seeds, env_steps=args.budget_env_steps, heldout_per_level=args.heldout_per_level,
+            levels=tuple(args.levels), families=tuple(args.families) if args.families else None,
+            runs_root=args.runs_root, provider=args.provider, sandboxes=args.sandboxes, config_path=args.config,
+            chunk_demos=args.more_sft_chunk_demos, chunk_steps=args.more_sft_chunk_steps,
+            resamples=args.bootstrap_resamples, command=shlex.join(["deskdojo", *sys.argv[1:]]))
+    except BenchStopped as exc:
+        print(f"deskdojo: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -156,14 +179,23 @@ def add_evolve_parser(sub: Any, bench: Any = None) -> None:
     p.set_defaults(fn=cmd_run)
 
     if bench is not None:
-        p = bench.add_parser("learning", help="SFT only vs SFT+evolve (curriculum) vs SFT+evolve (uniform)")
-        p.add_argument("--seeds", type=int, default=2, help="seeds per arm (medians reported)")
-        p.add_argument("--budget-env-steps", type=int, default=400, help="env steps each evolve arm may spend")
-        p.add_argument("--heldout-per-level", type=int, default=6,
-                       help="held-out tasks per family and level (the run default is 3: cheaper, noisier)")
+        p = bench.add_parser("learning", help="from one SFT start per seed: (a) SFT only, (b) GRPO with the "
+                             "curriculum, (c) GRPO uniform, (d) more SFT for (b)'s CPU time; resumable")
+        p.add_argument("--seeds", type=int, default=3, help="seeds (medians over seeds reported)")
+        p.add_argument("--budget-env-steps", type=int, default=400, help="env steps each GRPO arm may spend")
+        p.add_argument("--heldout-per-level", type=int, default=4, help="held-out tasks per family and level")
+        p.add_argument("--levels", type=int, nargs="+", default=[0, 1, 2, 3],
+                       help="levels held out (and (d)'s demos' levels)")
+        p.add_argument("--families", nargs="+", default=None,
+                       help="task families (default: the config's curriculum.families)")
         p.add_argument("--provider", default="auto", choices=["auto", "docker", "xvfb"])
         p.add_argument("--sandboxes", type=int, default=None, help="parallel sandboxes")
         p.add_argument("--config", default=None, help="base config (YAML/JSON) for all arms")
-        p.add_argument("--runs-root", default="runs/bench-learning", help="where the arms' run folders go")
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--runs-root", default="runs/bench-learning",
+                       help="the bench's folder: the same path resumes it, skipping finished arms")
+        p.add_argument("--more-sft-chunk-demos", type=int, default=None,
+                       help="(d): demos recorded per chunk (default: one per family and level)")
+        p.add_argument("--more-sft-chunk-steps", type=int, default=20, help="(d): SFT steps per chunk")
+        p.add_argument("--bootstrap-resamples", type=int, default=2000, help="resamples of the held-out tasks")
+        p.add_argument("--json", action="store_true", help="print JSON instead of tables")
         p.set_defaults(fn=cmd_bench_learning)

@@ -20,8 +20,14 @@ from deskdojo.core.errors import ConfigError
 from deskdojo.core.records import decode
 
 PROVIDERS = ("auto", "docker", "xvfb", "fake")
-MAIN_JOB_FAMILIES = ("click_button", "toggle_choices")
-"""The main job's families: one-click practice-app tasks a tiny policy can learn on 2 cores."""
+MAIN_JOB_FAMILIES = ("click_button", "select_list", "toggle_choices", "menu_command", "confirm_dialog",
+                     "switch_tab")
+"""The main job's families: practice apps a policy acts on by element (no typing of free
+text, no dragging), from one click to four in order."""
+SFT_DEFAULT_FAMILIES = 2
+"""With ``sft.families`` empty, the warm start's demos come from this many of the training
+families (the first ones: click_button and select_list in the main job): they teach the
+answer format; the rest is the loop's."""
 SAMPLING = ("curriculum", "uniform")
 
 
@@ -50,8 +56,8 @@ class EvalConfig:
     """Held-out evaluation: tasks that never train, scored every ``every`` iterations."""
 
     every: int = field(default=4, metadata={"help": "evaluate every K iterations (and after the last one)"})
-    tasks_per_level: int = field(default=3, metadata={"help": "held-out tasks per family and level"})
-    levels: tuple[int, ...] = field(default=(0, 1), metadata={"help": "levels evaluated"})
+    tasks_per_level: int = field(default=2, metadata={"help": "held-out tasks per family and level"})
+    levels: tuple[int, ...] = field(default=(0, 1, 2, 3), metadata={"help": "levels evaluated"})
     greedy: bool = field(default=True, metadata={"help": "greedy decoding (else sampled at the policy's temperature)"})
     at_start: bool = field(default=True, metadata={"help": "also evaluate before the first iteration"})
 
@@ -68,11 +74,20 @@ class SFTSettings:
     """Warm start: supervised fine-tuning on oracle demonstrations before evolving."""
 
     enabled: bool = field(default=True, metadata={"help": "run the SFT warm start"})
-    demos_per_family: int = field(default=96, metadata={"help": "oracle demos recorded per family"})
+    demos_per_family: int = field(default=32, metadata={"help": "oracle demos recorded per family"})
     levels: tuple[int, ...] = field(default=(0,), metadata={"help": "levels the demos are drawn from"})
-    steps: int = field(default=240, metadata={"help": "optimizer steps"})
-    # the tiny preset's settings from `deskdojo bench sft` (batch 16, lr 2e-3)
-    options: Mapping[str, Any] = field(default_factory=lambda: {"batch_size": 16, "lr": 2e-3}, metadata={
+    families: tuple[str, ...] = field(default=(), metadata={
+        "help": f"families the demos are drawn from, among curriculum.families (empty: the first "
+                f"{SFT_DEFAULT_FAMILIES} of them); the others, and the levels above, are left to the loop"})
+    steps: int = field(default=20, metadata={"help": "optimizer steps"})
+    max_seconds: float | None = field(default=None, metadata={
+        "help": "time limit of the warm start in seconds (demo recording, then SFT): recording stops early "
+                "and SFT stops at the step it is on, so a slow machine gets fewer demos and steps instead of "
+                "a later start of evolving; null: no limit (`deskdojo run` gives it 40% of its minutes)"})
+    # the tiny reader is pretrained: a few gentle steps teach the answer format on real screens;
+    # more (100 steps at 1e-3) collapsed it onto the demos' one pattern (click #1, then done),
+    # with no sampling entropy left for the loop to explore (measured 0.0002 nats per token)
+    options: Mapping[str, Any] = field(default_factory=lambda: {"batch_size": 16, "lr": 2e-4}, metadata={
         "help": "further settings for the SFT trainer (its own config's keys)"})
 
     def __post_init__(self) -> None:
@@ -80,6 +95,7 @@ class SFTSettings:
             raise ConfigError(f"sft.demos_per_family and sft.steps must be >= 1, got "
                               f"{self.demos_per_family}, {self.steps}")
         object.__setattr__(self, "levels", tuple(self.levels))
+        object.__setattr__(self, "families", tuple(self.families))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,7 +134,7 @@ class EvolveConfig:
         "help": "further sandbox settings (SandboxConfig keys, e.g. screen)"})
     group_size: int = field(default=4, metadata={"help": "rollouts per task (G); advantages are group-relative"})
     tasks_per_iteration: int = field(default=2, metadata={"help": "tasks proposed per iteration"})
-    max_steps: int | None = field(default=4, metadata={
+    max_steps: int | None = field(default=5, metadata={
         "help": "cap on steps per episode (the task's own max_steps when lower); null: the task's"})
     rollout: Mapping[str, Any] = field(default_factory=dict, metadata={
         "help": "rollout settings (RolloutConfig keys)"})
@@ -126,7 +142,7 @@ class EvolveConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint_every: int = field(default=1, metadata={"help": "write a checkpoint every N iterations"})
     sft: SFTSettings = field(default_factory=SFTSettings)
-    grpo: Mapping[str, Any] = field(default_factory=lambda: {"lr": 2e-4}, metadata={
+    grpo: Mapping[str, Any] = field(default_factory=lambda: {"lr": 5e-4}, metadata={
         "help": "GRPO settings (GRPOConfig keys; group_size comes from the top level)"})
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
     sampling: str = field(default="curriculum", metadata={

@@ -123,6 +123,8 @@ class Evolver:
                 if self._stop.is_set():
                     break
             final = "stopped" if self._stop.is_set() else "finished"
+            if final == "finished":
+                self._final_evaluation()
             if self._checkpointed != self.cursor.iteration:
                 self._checkpoint()
             if final == "stopped":  # what an abandoned iteration wrote is not the run's
@@ -173,7 +175,11 @@ class Evolver:
         self._write_status(force=True)
         if checkpoint is None:
             if self.config.eval.at_start and self.parts.plan.heldout():
-                self._evaluate(0)
+                t0 = time.monotonic()
+                record = self._evaluate(0)
+                self._last_eval_s = time.monotonic() - t0
+                if record is not None:
+                    self._last_iteration_s = self._first_iteration_guess(self._last_eval_s, record["eval_env_steps"])
             self._count_lines()
             self._checkpoint()
 
@@ -192,6 +198,33 @@ class Evolver:
     def _next_iteration_s(self) -> float:
         """How long one more iteration would likely take, its final evaluation included."""
         return self._last_iteration_s + self._last_eval_s
+
+    def _first_iteration_guess(self, eval_s: float, eval_steps: int) -> float:
+        """Before any iteration is timed: the evaluation's time per step of all sandboxes at
+        once, times the steps of an iteration whose episodes all run to the step cap (greedy
+        evaluation often stops sooner than sampled training), so that a deadline close after
+        the first evaluation is not met with a first iteration it cannot hold."""
+        size = max(1, len(self.parts.pool))
+        per_step = eval_s / max(1, -(-eval_steps // size))
+        batches = -(-self.config.tasks_per_iteration * self.config.group_size // size)
+        cap = getattr(self.parts.rollout_config, "max_steps", None) or 1
+        return per_step * batches * cap
+
+    def _final_evaluation(self) -> None:
+        """The learning curve's last point. An iteration evaluates when it expects to be the
+        last; when the loop then ended by the clock after one that did not (its estimate
+        said another would fit, then the next check said not), evaluate now: every start
+        of an iteration kept the time of one evaluation free for this."""
+        if self.cursor.iteration == 0 or not self.parts.plan.heldout():
+            return
+        records = list(JsonlFile(self.run.path / HELDOUT_FILE).read())
+        if records and records[-1]["iteration"] == self.cursor.iteration:
+            return
+        t0 = time.monotonic()
+        if self._evaluate(self.cursor.iteration) is not None:
+            self._last_eval_s = time.monotonic() - t0
+            self._count_lines()
+            self._checkpoint()  # replaces this iteration's checkpoint: the cursor counts the evaluation
 
     def _wall(self) -> float:
         return self._wall_at_start + (time.monotonic() - self._session_start)
@@ -241,7 +274,11 @@ class Evolver:
             GroupOutcome(g[0][0], tuple(v.success for _, _, v in g), 0.0, False) for g in groups]
         retired_before = len(self.parts.plan.snapshot().get("retired", ()))
         self.parts.plan.record(outcomes, iteration=iteration)
-        retired = len(self.parts.plan.snapshot().get("retired", ())) - retired_before
+        snapshot = self.parts.plan.snapshot()
+        retired = len(snapshot.get("retired", ())) - retired_before
+        # the scheduler labels each level move with its iteration; its history is bounded,
+        # so the count is kept here, per iteration, where nothing drops it
+        moves = [m for m in snapshot.get("moves", ()) if m.get("iteration") == iteration]
 
         steps = sum(len(p.trajectory.steps) for p in played)
         self.cursor.iteration = iteration
@@ -276,6 +313,7 @@ class Evolver:
             time_split={"rollout": round(timing.rollout, 3), "judge": round(timing.judge, 3),
                         "train": round(timing.train, 3), "admission": round(admission_s, 3)},
             replayed=stats.replayed, retired=retired,
+            promotions=sum(m["to"] > m["from"] for m in moves), demotions=sum(m["to"] < m["from"] for m in moves),
             admitted=sum(bool(a["admitted"]) for a in admissions),
             rejected=sum(not a["admitted"] for a in admissions),
             groups_used=stats.groups_used, groups_dropped=len(tasks) - stats.groups_used,
@@ -395,7 +433,11 @@ class Evolver:
                   "success": mean([float(p.verdict.success) for p in judged]),
                   "by_family": success_table((p.task.family, p.task.level, p.verdict.success) for p in judged),
                   "tasks": len(tasks), "errors": len(played) - len(judged), "eval_env_steps": steps,
-                  "greedy": self.config.eval.greedy}
+                  "greedy": self.config.eval.greedy,
+                  # per task, so a reader can bootstrap intervals over tasks (success null: error)
+                  "outcomes": [{"task": p.task.id, "family": p.task.family, "level": p.task.level,
+                                "success": None if p.verdict is None else bool(p.verdict.success)}
+                               for p in played]}
         JsonlFile(self.run.path / HELDOUT_FILE).append(record)
         heldout = list(JsonlFile(self.run.path / HELDOUT_FILE).read())
         try:

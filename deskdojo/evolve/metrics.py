@@ -15,16 +15,18 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 METRIC_KEYS = ("iteration", "time", "wall_s", "env_steps", "train_success", "heldout_success",
                "success_by_family", "heldout_by_family", "reward_mean", "grounding", "adv_mean_abs", "adv_std",
                "loss", "kl", "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "time_split",
-               "groups_used", "groups_dropped", "errors", "replayed", "retired", "admitted", "rejected")
+               "groups_used", "groups_dropped", "errors", "replayed", "retired", "admitted", "rejected",
+               "promotions", "demotions")
 """Exactly the keys of a metrics.jsonl line (the panel reads them). ``errors``: the
 iteration's training episodes that ended as ``error`` (a sandbox died or failed, also
 under the judge); they are in no group and never scored. ``replayed``: all-fail groups
 that got a stored success; ``retired``: tasks newly retired (mastered); ``admitted`` and
-``rejected``: admission checks run while proposing (each task is checked once per run)."""
+``rejected``: admission checks run while proposing (each task is checked once per run);
+``promotions`` and ``demotions``: the scheduler's level moves this iteration."""
 
 SCALARS = ("train_success", "heldout_success", "reward_mean", "grounding", "adv_mean_abs", "adv_std", "loss", "kl",
            "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "groups_used", "groups_dropped", "errors",
-           "replayed", "retired", "admitted", "rejected")
+           "replayed", "retired", "admitted", "rejected", "promotions", "demotions")
 
 
 def success_table(results: Iterable[tuple[str, int, bool]]) -> dict[str, dict[str, float]]:
@@ -153,12 +155,15 @@ class Progress:
         return min(1.0, max(parts)) if parts else 0.0
 
     def update(self, line: Mapping[str, Any]) -> None:
+        from deskdojo.agent.progress import bar, duration
+
         fraction = self._fraction(line)
-        bar = "#" * int(fraction * 20) + "." * (20 - int(fraction * 20))
         held = line.get("heldout_success")
-        text = (f"[{bar}] {fraction:4.0%} it {line['iteration']:>3}  steps {line['env_steps']:>6}  "
+        text = (f"{bar(fraction)} {fraction:4.0%} it {line['iteration']:>3}  steps {line['env_steps']:>6}  "
                 f"train {_pct(line.get('train_success'))}  held-out {_pct(held)}  "
                 f"loss {_num(line.get('loss'))}  {line['wall_s']:6.0f}s")
+        if self.wall_seconds:  # the same words as the warm start's progress line
+            text += f"  time limit in {duration(self.wall_seconds - line['wall_s'])}"
         if line.get("errors"):  # sandbox trouble is news: say it only when there is some
             text += f"  errors {line['errors']}"
         if self.tty:

@@ -84,12 +84,15 @@ def resolved(run: RunDir) -> dict[str, Any]:
 
 def run_evolve(config: EvolveConfig | None, run_dir: str | Path, *, resume: bool = False, force: bool = False,
                provider: str | None = None, log: Any = print, deadline: float | None = None,
-               progress: Any = None) -> Any:
+               progress: Any = None, warm_start_deadline: float | None = None, build: Any = None) -> Any:
     """Open (or create) the run, build its parts, run the loop, close the sandboxes, print
     the learning-curve table. Returns the loop's RunResult. Resuming, ``config`` None
     means the stored one; a different one is refused unless ``force``. ``deadline`` (a
-    ``time.monotonic()`` value) bounds this session beyond the config's budget; ``progress``
-    is the stream of the per-iteration progress line (default stdout)."""
+    ``time.monotonic()`` value) bounds this session beyond the config's budget, the final
+    held-out evaluation included; ``warm_start_deadline`` bounds the SFT warm start (demo
+    recording and training); ``progress`` is the stream of the per-iteration progress line
+    (default stdout); ``build`` replaces ``build_parts`` (same signature), for benches and
+    tests that run the loop on fakes."""
     from deskdojo.evolve.build import build_parts, check_settings
     from deskdojo.evolve.loop import Evolver, final_table
     from deskdojo.evolve.runstate import check_resumable
@@ -106,7 +109,8 @@ def run_evolve(config: EvolveConfig | None, run_dir: str | Path, *, resume: bool
     if resume:
         config = stored_config(run)
     log(f"run folder: {run.path}  (config hash {config.config_hash()})")
-    parts = build_parts(config, run, log=log, provider=provider)
+    parts = (build or build_parts)(config, run, log=log, provider=provider,
+                                   warm_start_deadline=warm_start_deadline)
     try:
         result = Evolver(config, run, parts, resume=resume, deadline=deadline, out=progress).run_loop()
     finally:
