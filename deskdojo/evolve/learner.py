@@ -28,6 +28,7 @@ class StepPrompts:
         self.root = Path(trajectories_root)
         self.history_k = history_k
         self._frames: OrderedDict[Path, Any] = OrderedDict()
+        self._names: dict[Path, dict[int, str]] = {}  # a listing's element names by id
 
     def _frame(self, path: Path) -> Any:
         if path in self._frames:
@@ -81,8 +82,12 @@ class StepPrompts:
         element = element_of(step.action) if step.action is not None else None
         if element is None or step.prompt is None or step.prompt.elements is None:
             return None
-        found = self._listing(folder / step.prompt.elements).by_id(element)
-        return found.name if found is not None else None
+        path = folder / step.prompt.elements
+        if path not in self._names:  # each earlier step's listing is read once, not per sample
+            self._names[path] = {e.id: e.name for e in self._listing(path).elements}
+            while len(self._names) > FRAME_CACHE:
+                self._names.pop(next(iter(self._names)))
+        return self._names[path].get(element)
 
     @staticmethod
     def _listing(path: Path) -> Any:

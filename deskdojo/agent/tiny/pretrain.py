@@ -257,6 +257,7 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
     import torch
 
     from deskdojo.agent.tiny.words import pseudo_words
+    from deskdojo.agent.train.sft import supervised_step
 
     train_words, heldout_words = split_words(words or pseudo_words(), config.heldout_words, seed=config.seed)
     rng = random.Random(config.seed)
@@ -289,16 +290,8 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
         model.train()
         batch_examples = [make_example(rng, train_words, rows=rows_at(step, config, rng))
                           for _ in range(config.batch_size)]
-        batch = policy.encode_samples(_samples(policy, batch_examples))
-        logp, mask = policy.token_logprobs(batch, temperature=1.0)
-        loss = -(logp * mask).sum() / mask.sum()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        value = float(loss.detach())
+        value = supervised_step(policy, _samples(policy, batch_examples), optimizer, parameters,
+                                lr=lr_at(step), max_grad_norm=1.0)
         result.losses.append(value)
         recent.append(value)
         result.steps = step + 1

@@ -296,16 +296,8 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
             break
         step_started = time.monotonic()
         indices = batch_order(len(examples), config.batch_size, seed=config.seed, step=step)
-        batch = policy.encode_samples(to_samples(policy, [examples[i] for i in indices]))
-        logp, mask = policy.token_logprobs(batch, temperature=1.0)
-        loss = -(logp * mask).sum() / mask.sum()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-        optimizer.step()
-        value = float(loss.detach())
+        value = supervised_step(policy, to_samples(policy, [examples[i] for i in indices]), optimizer,
+                                parameters, lr=lr_at(step), max_grad_norm=config.max_grad_norm)
         losses.append(value)
         recent.append(value)
         done = step + 1
@@ -338,6 +330,24 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
         f"policy in {out / 'policy'}")
     return SFTResult(policy=policy, steps=done, first_loss=first, last_loss=last, losses=losses,
                      seconds=seconds, out=out, time_limited=time_limited)
+
+
+def supervised_step(policy: Any, samples: Sequence[Any], optimizer: Any, parameters: Sequence[Any], *,
+                    lr: float, max_grad_norm: float) -> float:
+    """One optimizer step on the mean negative log-likelihood of the samples' target tokens;
+    returns the loss (SFT and the tiny reader's pretraining both step here)."""
+    import torch
+
+    batch = policy.encode_samples(samples)
+    logp, mask = policy.token_logprobs(batch, temperature=1.0)
+    loss = -(logp * mask).sum() / mask.sum()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    return float(loss.detach())
 
 
 # --- checkpoints --------------------------------------------------------------------
