@@ -245,3 +245,46 @@ def test_real_sandboxes_oracle_policy_and_a_crash(tmp_path: Path) -> None:
     assert summary["env_steps"] == sum(len(t.steps) for t in trajectories) and summary["median_ms"]["action"] > 0
     header = json.loads((tmp_path / trajectories[2].id / "trajectory.json").read_text())
     assert header["end"] == "error"
+
+
+class LaggingListing:
+    """A sandbox whose element walk shows the new page only from its ``lag``-th read on,
+    as a practice app publishes its walk a moment after the change."""
+
+    def __init__(self, lag: int):
+        from deskdojo.core.elements import Element, ElementList
+
+        self.reads = 0
+        self.lag = lag
+        self.before = ElementList((Element(1, "page tab", "Tomato", (0, 0, 10, 10)),))
+        self.after = ElementList((Element(1, "page tab", "Parrot", (0, 0, 10, 10)),
+                                  Element(2, "check box", "Enable parrot", (0, 20, 10, 10))))
+
+    def elements(self, sources: Any = None) -> Any:
+        self.reads += 1
+        return self.after if self.reads >= self.lag else self.before
+
+
+def test_after_an_action_the_listing_is_read_once_it_holds_still():
+    from deskdojo.agent.rollout import _settled_listing
+
+    sandbox = LaggingListing(lag=4)  # the walk changes 0.15 s after the first read
+    config = RolloutConfig(listing_quiet_s=0.2, listing_timeout_s=2.0)
+    started = time.monotonic()
+    listing = _settled_listing(sandbox, config)
+    assert [e.name for e in listing.elements] == ["Parrot", "Enable parrot"]
+    assert 0.2 <= time.monotonic() - started < 1.0
+    # off: the first read, whatever it shows
+    assert _settled_listing(LaggingListing(lag=4), RolloutConfig(listing_quiet_s=0)).elements[0].name == "Tomato"
+    # a walk that never holds still is read until the timeout, then taken as it is
+    restless = LaggingListing(lag=10**9)
+    restless.elements = lambda sources=None, n=iter(range(10**6)): type(sandbox.before)(
+        (type(sandbox.before.elements[0])(1, "label", f"clock {next(n)}", (0, 0, 1, 1)),))
+    started = time.monotonic()
+    _settled_listing(restless, RolloutConfig(listing_quiet_s=0.2, listing_timeout_s=0.5))
+    assert time.monotonic() - started < 0.8
+
+
+def test_listing_waits_must_not_be_negative():
+    with pytest.raises(ConfigError, match="listing_quiet_s"):
+        RolloutConfig(listing_quiet_s=-1)

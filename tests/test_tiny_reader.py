@@ -131,5 +131,5 @@ def test_a_ranked_table_numbers_its_rows_and_answers_map_back_to_listing_ids():
     decided = policy._decision(ids, [0.0] * len(ids), prompt)
     assert decided.element_name == "pepper"
     again = policy._prompt([observation], task, (decided,)).text
-    assert '1 button "pepper" acted,named ' in again and '2 button "pepper mill" -' in again
+    assert '1 button "pepper" acted ' in again and '2 button "pepper mill" -' in again
     assert "Earlier actions:\n1. click #1\n" in again

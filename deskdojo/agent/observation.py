@@ -112,7 +112,11 @@ ACTED = "acted"
 """The state a ranked table gives a row whose name an earlier step of the episode acted on."""
 NAMED = "named"
 """The state a ranked table gives a row whose whole name the task says (``task_relevance``
-of 2 or more): where the task's targets end and look-alikes begin."""
+of 2 or more) and that no earlier step acted on: where the task's targets end and
+look-alikes begin. An acted row shows ``acted`` instead, so "is any target left?" is one
+state to look for, which a small model learns at once (told apart by "named without
+acted" in the same row, a reader trained on 13,000 examples still answered ``done``
+after the first click of a two-click task 15 times in 16)."""
 
 
 def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[str] = frozenset()) -> ShownElements:
@@ -123,7 +127,7 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[
                                                   mention_position(e.name, instruction)))
     # what the episode already did shows as a state of the row; its place does not change
     done = frozenset(e.id for e in order if e.name in acted)
-    named = frozenset(e.id for e in order if task_relevance(e.name, instruction) >= 2.0)
+    named = frozenset(e.id for e in order if task_relevance(e.name, instruction) >= 2.0 and e.id not in done)
     return ShownElements(tuple(order), shown.left_out, shown.listed, shown.truncated, numbered=True, acted=done,
                          named=named)
 

@@ -58,6 +58,12 @@ class RolloutConfig:
         "help": "the most seconds one stable-screen wait may take"})
     threads: int = field(default=8, metadata={
         "help": "threads for sandbox calls (reset, act, observe, frame writing)"})
+    listing_quiet_s: float = field(default=0.3, metadata={
+        "help": "in modes with elements, after each action: observe once the element listing has not "
+                "changed for this many seconds (apps publish their widget walk 0.15-0.25 s after a change; "
+                "read at once, a listing can still show the screen before the action); 0 disables"})
+    listing_timeout_s: float = field(default=1.5, metadata={
+        "help": "the most seconds one listing wait may take (an app that keeps changing, e.g. a clock)"})
     first_listing_s: float = field(default=3.0, metadata={
         "help": "in modes with elements, the most seconds to wait after a reset for a non-empty element "
                 "listing (apps publish their widget walk a moment after their window shows)"})
@@ -71,6 +77,9 @@ class RolloutConfig:
             raise ConfigError(f"stable_timeout_s must be >= 0, got {self.stable_timeout_s}")
         if not 1 <= self.threads <= 256:
             raise ConfigError(f"threads must be within 1..256, got {self.threads}")
+        if not (self.listing_quiet_s >= 0 and self.listing_timeout_s >= 0):
+            raise ConfigError(f"listing_quiet_s and listing_timeout_s must be >= 0, got "
+                              f"{self.listing_quiet_s}, {self.listing_timeout_s}")
         if not self.first_listing_s >= 0:
             raise ConfigError(f"first_listing_s must be >= 0, got {self.first_listing_s}")
 
@@ -282,7 +291,8 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
             action = result.resolved if result.resolved is not None else action  # an element: where it was clicked
         delta = None
         if episode.end is None:
-            episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements)
+            episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements,
+                                           settle=True)
             if probe is not None:
                 after = _timed(stats.probe, probe.snapshot, episode.sandbox)
                 delta = probe.delta(episode.snapshot or {}, after) if episode.snapshot is not None else None
@@ -306,8 +316,33 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
     return step
 
 
-def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats, *, elements: bool = False) -> Observation:
+def _settled_listing(sandbox: Any, config: RolloutConfig) -> Any:
+    """The element listing once it has held still for ``listing_quiet_s`` (at most
+    ``listing_timeout_s``). Measured on switch_tab: read right after the click on a tab,
+    the listing still showed the old page in 1 rollout of 8, so the policy answered
+    ``done`` to a screen it had not yet changed, and the group's outcome was the clock's,
+    not the policy's."""
+    listing = sandbox.elements()
+    if config.listing_quiet_s <= 0:
+        return listing
+    started = since = time.monotonic()
+    while time.monotonic() - started < config.listing_timeout_s:
+        time.sleep(min(0.05, config.listing_quiet_s))
+        again = sandbox.elements()
+        if again.elements != listing.elements:
+            since = time.monotonic()
+        listing = again
+        if time.monotonic() - since >= config.listing_quiet_s:
+            break
+    return listing
+
+
+def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats, *, elements: bool = False,
+             settle: bool = False) -> Observation:
+    """The sandbox's screen (and listing). ``settle``: after an action, wait for the listing
+    to hold still first, then take the screenshot, so both show the screen after it."""
     started = time.perf_counter()
+    listing = _settled_listing(sandbox, config) if elements and settle else None
     if config.wait_stable:
         from deskdojo.perception.stable import wait_for_stable_screen
 
@@ -324,7 +359,7 @@ def _observe(sandbox: Any, config: RolloutConfig, stats: RolloutStats, *, elemen
     if config.observe_app_state:
         observation = dataclasses.replace(observation, app_state=sandbox.app_state())
     if elements:  # read after the screen settled, so the listing belongs to the frame shown
-        observation = dataclasses.replace(observation, elements=sandbox.elements())
+        observation = dataclasses.replace(observation, elements=sandbox.elements() if listing is None else listing)
     stats.observe.append(time.perf_counter() - started)
     return observation
 

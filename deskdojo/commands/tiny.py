@@ -79,4 +79,4 @@ def add_tiny_parser(sub: Any) -> None:
     p.set_defaults(fn=cmd_tiny_pretrain)
 
 
-PRETRAIN_STEPS = 600
+PRETRAIN_STEPS = 800

@@ -45,6 +45,8 @@ STATES = ("enabled", "enabled", "enabled", "enabled,focused", "checked,enabled",
 
 GLUE = tuple("the a and then in of to with on at for from this that it its each".split())
 VERBS = tuple("click press choose select open pick tap hit activate use".split())
+TARGET_COUNTS = (1, 1, 2, 2, 3, 4)
+"""How many rows an instruction names (weights by repetition)."""
 NOUN_HINTS = tuple("button item entry option box tab menu control field thing one".split())
 
 
@@ -52,7 +54,7 @@ NOUN_HINTS = tuple("button item entry option box tab menu control field thing on
 class PretrainConfig:
     """One pretraining run. ``steps`` optimizer steps of ``batch_size`` generated examples."""
 
-    steps: int = 600
+    steps: int = 800
     batch_size: int = 16
     lr: float = 2e-3
     warmup_steps: int = 100
@@ -137,7 +139,15 @@ def _instruction(rng: random.Random, mentions: Sequence[Element], ordered: bool,
 
 
 def make_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
-    """One generated screen, instruction, history and answer."""
+    """One generated screen, instruction, history and answer.
+
+    Most examples are mid-episode (earlier clicks in the history), because that is where
+    a reader trained on first steps alone falls back on counting: "one name quoted, one
+    click made, so done". Half of the multi-target screens reveal their targets one at a
+    time, as menus and dialogs do: a later target is not on the screen until the one
+    before it was clicked, and a clicked target may be gone. The only cue that stays true
+    is the rows' states: ``done`` exactly when no row the task names is left un-acted.
+    """
     count = max(2, rows)
     names: list[str] = []
     used: set[str] = set()
@@ -146,12 +156,10 @@ def make_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exam
         if name.lower() not in used:
             used.add(name.lower())
             names.append(name)
-    clickable_rows = [i for i in range(count - 1)]
     roles = [rng.choice(ROLES) for _ in names]
-    targets_n = min(rng.choice((1, 1, 1, 2, 2, 3)), len(names))
-    candidates = [i for i, r in enumerate(roles) if r in CLICKABLE] or clickable_rows
-    if len(candidates) < targets_n:
-        targets_n = len(candidates)
+    targets_n = min(rng.choice(TARGET_COUNTS), len(names))
+    candidates = [i for i, r in enumerate(roles) if r in CLICKABLE] or list(range(len(names)))
+    targets_n = min(targets_n, len(candidates))
     chosen = rng.sample(candidates, targets_n)
     if len(chosen) > 1 and rng.random() < 0.4:  # a target may contain another ("Zebra", "Enable Zebra")
         joined = f"{rng.choice(words)} {names[chosen[0]]}"
@@ -166,36 +174,49 @@ def make_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exam
             if alike.lower() not in used:
                 used.add(alike.lower())
                 names[i] = alike
+    revealed = len(chosen) > 1 and rng.random() < 0.5  # the screen, not the sentence, orders them
+    ordered = len(chosen) > 1 and (revealed or rng.random() < 0.6)
+    history_share = 0.5 if len(chosen) == 1 else 0.8
+    clicked = rng.randint(1, len(chosen)) if rng.random() < history_share else 0
+    done_first = chosen[:clicked] if ordered else rng.sample(chosen, clicked)
+    remaining = [i for i in chosen if i not in done_first]
+    hidden: set[int] = set()
+    if revealed:
+        hidden |= set(remaining[1:])  # not on the screen until the one before is clicked
+        hidden |= {i for i in done_first if rng.random() < 0.3}  # a clicked menu item closes its menu
+    kept = [i for i in rng.sample(range(len(names)), len(names)) if i not in hidden]  # screen order
     elements = [Element(0, "frame", f"deskdojo {rng.choice(words)}", (0, 0, 640, 480), frozenset({"enabled"}))]
-    for i, (name, role) in enumerate(zip(names, roles), start=1):
+    row_of: dict[int, Element] = {}
+    for number, i in enumerate(kept, start=1):
         x, y = rng.randrange(0, 900), rng.randrange(0, 700)
         states = frozenset(s for s in rng.choice(STATES).split(",") if s != "-")
-        elements.append(Element(i, role, name, (x, y, rng.randrange(30, 160), rng.randrange(12, 40)), states))
-    order = rng.sample(elements[1:], len(elements) - 1)  # ids in screen order, not mention order
-    elements = [elements[0]] + [Element(k + 1, e.role, e.name, e.box, e.states) for k, e in enumerate(order)]
-    by_name = {e.name: e for e in elements}
-    mentions = [by_name[names[i]] for i in chosen]
-    ordered = len(mentions) > 1 and rng.random() < 0.6
-    instruction = _instruction(rng, mentions, ordered, words)
-    clicked = rng.randint(0, len(mentions)) if rng.random() < 0.5 else 0
-    done_first = mentions[:clicked] if ordered else rng.sample(mentions, clicked)
-    history = tuple(Decision(text=f"click #{e.id}", action=Click(element=e.id), element_name=e.name)
-                    for e in done_first)
-    remaining = [e for e in mentions if e not in done_first]
+        row_of[i] = Element(number, roles[i], names[i], (x, y, rng.randrange(30, 160), rng.randrange(12, 40)), states)
+        elements.append(row_of[i])
+    mentions = [Element(0, roles[i], names[i], (0, 0, 1, 1), frozenset()) for i in chosen]
+    if revealed and rng.random() < 0.3:  # "Choose Tulip from the Panda menu": named last, clicked first
+        mentions = mentions[::-1]
+        ordered_sentence = False
+    else:
+        ordered_sentence = ordered
+    instruction = _instruction(rng, mentions, ordered_sentence, words)
+    # what an earlier step clicked keeps its id only when its row is still on the screen
+    history = tuple(Decision(text=f"click #{row_of[i].id if i in row_of else rng.randint(1, len(elements))}",
+                             action=Click(element=row_of[i].id if i in row_of else 10_000 + i),
+                             element_name=names[i]) for i in done_first)
     if not remaining:
         target, choices = Done(), (Done(),)
     elif ordered:
-        target = Click(element=remaining[0].id)
+        target = Click(element=row_of[remaining[0]].id)
         choices = (target,)
     else:
-        choices = tuple(Click(element=e.id) for e in remaining)
+        choices = tuple(Click(element=row_of[i].id) for i in remaining)
         target = rng.choice(choices)
     observation = Observation(screenshot=_blank_screen(), screen_size=SCREEN,
                               elements=ElementList(tuple(elements)))
     task = Task(id="pretrain", instruction=instruction, family="pretrain")
-    # half the time the screen changed since the earlier clicks (a menu or dialog opened), so
-    # the numbers the history says are not this table's: only the rows' "acted" state tells
-    stale = bool(history) and rng.random() < 0.5
+    # the screen changed since the earlier clicks (a menu or dialog opened), so the numbers
+    # the history says are not this table's: only the rows' "acted" state tells
+    stale = bool(history) and (revealed or rng.random() < 0.5)
     if stale:
         history = tuple(dataclasses.replace(d, text=f"click #{rng.randint(1, len(elements))}") for d in history)
     return Example(task, observation, history, target, choices, stale=stale)
