@@ -115,7 +115,7 @@ NAMED = "named"
 of 2 or more) and that no earlier step acted on: where the task's targets end and
 look-alikes begin. An acted row shows ``acted`` instead, so "is any target left?" is one
 state to look for, which a small model learns at once (told apart by "named without
-acted" in the same row, a reader trained on 13,000 examples still answered ``done``
+acted" in the same row, a reader trained on 12,800 examples still answered ``done``
 after the first click of a two-click task 15 times in 16)."""
 
 

@@ -6,8 +6,8 @@ phase buys that skill once, on made-up data, so that the warm start and the loop
 their examples on tasks instead. Each example is a prompt built by the policy's own
 prompt code (the ``a11y_tree`` observation: the table, no image) from a generated
 screen: rows with made-up names (``words.pseudo_words``; no task family's word and no
-family's instruction template appears), an instruction that mentions one to three rows,
-and sometimes earlier clicks. The target is the policy's own answer text:
+family's instruction template appears), an instruction that mentions one to four rows,
+and, in most examples, earlier clicks. The target is the policy's own answer text:
 
 * ``click #id`` of a mentioned row not yet clicked: the next one when the instruction
   gives an order ("then", "in that order"), one of them at random when it does not, so
