@@ -191,3 +191,37 @@ def test_a_refused_element_click_has_no_point_to_ground():
     box = {"x": 100, "y": 100, "w": 40, "h": 20}
     assert grounding([Click(element=9)], [Target(box)]) == 0.0
     assert grounding([Click(element=9), Click(120, 110, element=2)], [Target(box)]) == 1.0
+
+
+def test_the_first_observation_waits_past_text_read_off_the_screen_for_the_widget_walk(tmp_path: Path):
+    """OCR answers as soon as the window shows; the app's walk comes a moment later. A
+    first table of text lines only hides every menu, tab and button as such."""
+    from deskdojo.agent.rollout import RolloutConfig, lists_widgets, rollout
+    from deskdojo.core.elements import SourceReport
+    from deskdojo.core.fakes import ScriptedPolicy
+    from deskdojo.core.rundir import RunDir
+    from deskdojo.core.types import Task
+    from deskdojo.vm.fake import FakeSandbox, synthetic_frames
+
+    text_only = ElementList((Element(id=0, role="text line", name="Panda Tulip", box=(0, 0, 40, 8)),),
+                            sources={"tk": SourceReport(ok=True), "ocr": SourceReport(ok=True, count=1)})
+    walked = ElementList((Element(id=0, role="menu", name="Panda", box=(0, 0, 20, 8)),
+                          Element(id=1, role="text line", name="Panda Tulip", box=(0, 0, 40, 8))),
+                         sources={"tk": SourceReport(ok=True, count=1), "ocr": SourceReport(ok=True, count=1)})
+    assert not lists_widgets(text_only) and lists_widgets(walked) and lists_widgets(listing((0, 0, 1, 1)))
+
+    class OcrFirst(FakeSandbox):
+        reads = 0
+
+        def elements(self, sources: Any = None) -> ElementList:
+            self.reads += 1
+            return text_only if self.reads <= 3 else walked
+
+    policy = ScriptedPolicy([Done()])
+    policy.observation = "a11y_tree"
+    run = RunDir.create(tmp_path / "run", {"test": "ocr first"})
+    task = Task(id="t", instruction="Choose Tulip from the Panda menu", family="test")
+    [trajectory] = rollout(policy, [task], [OcrFirst(synthetic_frames(64, 48))], run, config=RolloutConfig(max_steps=1))
+    first = ElementList.from_json(json.loads((run.path / "trajectories" / trajectory.id /
+                                              trajectory.steps[0].prompt.elements).read_text()))
+    assert [e.role for e in first.elements] == ["menu", "text line"]

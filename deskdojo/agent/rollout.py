@@ -65,8 +65,9 @@ class RolloutConfig:
     listing_timeout_s: float = field(default=1.5, metadata={
         "help": "the most seconds one listing wait may take (an app that keeps changing, e.g. a clock)"})
     first_listing_s: float = field(default=3.0, metadata={
-        "help": "in modes with elements, the most seconds to wait after a reset for a non-empty element "
-                "listing (apps publish their widget walk a moment after their window shows)"})
+        "help": "in modes with elements, the most seconds to wait after a reset for an element listing "
+                "with widget rows, not only OCR text (apps publish their widget walk a moment after their "
+                "window shows)"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_steps <= 1000:
@@ -251,10 +252,12 @@ def _reset(episode: _Episode, config: RolloutConfig, probe: WorldProbe | None, s
         episode.sandbox.reset(episode.task)
         episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements)
         deadline = time.monotonic() + config.first_listing_s
-        while (episode.with_elements and not episode.observation.elements.elements
-               and time.monotonic() < deadline):  # the app shows before its walk: don't act on an empty table
+        while (episode.with_elements and not lists_widgets(episode.observation.elements)
+               and time.monotonic() < deadline):  # the app shows before its walk: don't act on its text alone
             time.sleep(0.05)
             episode.observation = _observe(episode.sandbox, config, stats, elements=True)
+        if episode.with_elements and config.first_listing_s > 0:  # the walk can come in parts: act on it once still
+            episode.observation = _observe(episode.sandbox, config, stats, elements=True, settle=True)
         if probe is not None:
             episode.snapshot = _timed(stats.probe, probe.snapshot, episode.sandbox)
     except SandboxError as exc:
@@ -314,6 +317,19 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
     stats.write.append(writing + time.perf_counter() - appending)
     episode.history.append(decision)
     return step
+
+
+def lists_widgets(listing: Any) -> bool:
+    """Whether a listing holds rows from a widget source (the app's own walk, AT-SPI), not
+    only text read off the screen. Measured in a main job: every held-out episode's first
+    listing held OCR text lines only (the Tk walk came a moment later), so the policy's
+    first step never saw a menu, tab or button as such."""
+    if not listing.elements:
+        return False
+    reports = listing.sources or {}
+    if not reports:
+        return True  # a listing that does not say where its rows came from
+    return any(name != "ocr" and report.ok and report.count > 0 for name, report in reports.items())
 
 
 def _settled_listing(sandbox: Any, config: RolloutConfig) -> Any:
