@@ -153,13 +153,25 @@ def test_bench_sft_trains_one_policy_per_mode_on_one_recording_and_resumes(tmp_p
     print_sft_bench_table(again)
 
 
+def first_listing(sandbox: Any, run: Any, config: Any, instruction: str = "look") -> ElementList:
+    """The element listing the first step of a one-step a11y_tree rollout on ``sandbox`` saw."""
+    from deskdojo.agent.rollout import rollout
+    from deskdojo.core.fakes import ScriptedPolicy
+    from deskdojo.core.types import Task
+
+    policy = ScriptedPolicy([Done()])
+    policy.observation = "a11y_tree"
+    task = Task(id="t", instruction=instruction, family="test")
+    [trajectory] = rollout(policy, [task], [sandbox], run, config=config)
+    return ElementList.from_json(json.loads((run.path / "trajectories" / trajectory.id /
+                                             trajectory.steps[0].prompt.elements).read_text()))
+
+
 def test_the_first_observation_in_an_element_mode_waits_for_the_apps_listing(tmp_path: Path):
     """Apps show their window a moment before they publish their widget walk; a rollout
     that acted on that first, empty table would face a screen no demo ever showed."""
-    from deskdojo.agent.rollout import RolloutConfig, rollout
-    from deskdojo.core.fakes import ScriptedPolicy
+    from deskdojo.agent.rollout import RolloutConfig
     from deskdojo.core.rundir import RunDir
-    from deskdojo.core.types import Task
     from deskdojo.vm.fake import FakeSandbox, synthetic_frames
 
     class LateWalk(FakeSandbox):
@@ -169,18 +181,10 @@ def test_the_first_observation_in_an_element_mode_waits_for_the_apps_listing(tmp
             self.reads += 1
             return listing() if self.reads <= 3 else listing((10, 10, 30, 20))
 
-    policy = ScriptedPolicy([Done()])
-    policy.observation = "a11y_tree"
     run = RunDir.create(tmp_path / "run", {"test": "late walk"})
-    task = Task(id="t", instruction="look", family="test")
-    [trajectory] = rollout(policy, [task], [LateWalk(synthetic_frames(64, 48))], run, config=RolloutConfig(max_steps=1))
-    first = ElementList.from_json(json.loads((run.path / "trajectories" / trajectory.id /
-                                              trajectory.steps[0].prompt.elements).read_text()))
-    assert len(first.elements) == 1
+    assert len(first_listing(LateWalk(synthetic_frames(64, 48)), run, RolloutConfig(max_steps=1)).elements) == 1
     no_wait = RolloutConfig(max_steps=1, first_listing_s=0)
-    [impatient] = rollout(policy, [task], [LateWalk(synthetic_frames(64, 48))], run, config=no_wait)
-    assert not ElementList.from_json(json.loads((run.path / "trajectories" / impatient.id /
-                                                 impatient.steps[0].prompt.elements).read_text())).elements
+    assert not first_listing(LateWalk(synthetic_frames(64, 48)), run, no_wait).elements
 
 
 def test_a_refused_element_click_has_no_point_to_ground():
@@ -196,11 +200,9 @@ def test_a_refused_element_click_has_no_point_to_ground():
 def test_the_first_observation_waits_past_text_read_off_the_screen_for_the_widget_walk(tmp_path: Path):
     """OCR answers as soon as the window shows; the app's walk comes a moment later. A
     first table of text lines only hides every menu, tab and button as such."""
-    from deskdojo.agent.rollout import RolloutConfig, lists_widgets, rollout
+    from deskdojo.agent.rollout import RolloutConfig, lists_widgets
     from deskdojo.core.elements import SourceReport
-    from deskdojo.core.fakes import ScriptedPolicy
     from deskdojo.core.rundir import RunDir
-    from deskdojo.core.types import Task
     from deskdojo.vm.fake import FakeSandbox, synthetic_frames
 
     text_only = ElementList((Element(id=0, role="text line", name="Panda Tulip", box=(0, 0, 40, 8)),),
@@ -217,11 +219,7 @@ def test_the_first_observation_waits_past_text_read_off_the_screen_for_the_widge
             self.reads += 1
             return text_only if self.reads <= 3 else walked
 
-    policy = ScriptedPolicy([Done()])
-    policy.observation = "a11y_tree"
     run = RunDir.create(tmp_path / "run", {"test": "ocr first"})
-    task = Task(id="t", instruction="Choose Tulip from the Panda menu", family="test")
-    [trajectory] = rollout(policy, [task], [OcrFirst(synthetic_frames(64, 48))], run, config=RolloutConfig(max_steps=1))
-    first = ElementList.from_json(json.loads((run.path / "trajectories" / trajectory.id /
-                                              trajectory.steps[0].prompt.elements).read_text()))
+    first = first_listing(OcrFirst(synthetic_frames(64, 48)), run, RolloutConfig(max_steps=1),
+                          "Choose Tulip from the Panda menu")
     assert [e.role for e in first.elements] == ["menu", "text line"]
