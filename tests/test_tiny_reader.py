@@ -101,6 +101,24 @@ def test_task_relevance_prefers_the_exact_name_over_look_alikes():
     assert task_relevance("", instruction) == 0.0
 
 
+def test_a_container_the_task_names_ranks_after_its_targets_and_is_never_named():
+    from deskdojo.agent.observation import ShownElements, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    rows = (Element(1, "check box", "tomato", (0, 0, 40, 12)),
+            Element(2, "panel", "Marble colour", (0, 20, 100, 50)),
+            Element(3, "radio button", "Cyan", (0, 30, 40, 12)),
+            Element(4, "radio button", "Purple", (0, 45, 40, 12)),
+            Element(5, "button", "Marble tray", (0, 80, 40, 12)))
+    instruction = "Check the box labelled “tomato” and set “Marble colour” to “Cyan”."
+    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), instruction, acted=frozenset({"tomato"}))
+    assert [e.id for e in ranked.elements] == [1, 3, 2, 5, 4]
+    assert ranked.named == {3} and ranked.acted == {1}
+    # the same name on a control is a target as before
+    as_button = (rows[0], Element(2, "button", "Marble colour", (0, 20, 100, 50)), *rows[2:])
+    assert ranked_for_task(ShownElements(as_button, 0, listed=True), instruction).named == {1, 2, 3}
+
+
 def test_a_ranked_table_numbers_its_rows_and_answers_map_back_to_listing_ids():
     import numpy as np
 
