@@ -126,8 +126,9 @@ CONTAINER_ROLES = frozenset({"panel", "frame", "filler", "group", "heading", "me
 ("set “Marble colour” to “Cyan”": a radio group's panel) says where to look, so the row
 ranks after the rows the task names whole and is never ``named`` itself. Ranked among
 them and named, it was clicked as a target: the reader takes the first named row that no
-step acted on, and in generated tables those rows are always together at the top. In 52 recorded oracle demos of 14 families no click
-or key went to such a row, and a panel was ``named`` on 13 of their steps."""
+step acted on, and in generated tables those rows are always together at the top. In 52
+recorded oracle demos of 13 families no click went to such a row, and a panel was
+``named`` on 13 of their steps."""
 
 
 def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[str] = frozenset()) -> ShownElements:
