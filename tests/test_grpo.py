@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from deskdojo.agent.train.grpo import (
-    GRPOConfig, GRPOTrainer, GRPOSample, SuccessReplay, build_samples, group_advantages,
+    GRPOConfig, GRPOTrainer, GRPOSample, LossStats, SuccessReplay, build_samples, group_advantages,
     grpo_loss, loss_normaliser, trajectory_reward)
 from deskdojo.core.actions import Wait
 from deskdojo.core.errors import ConfigError, RecordError
@@ -169,6 +169,8 @@ def test_k3_kl_to_the_reference():
     k3 = 0.5 + math.log(2) - 1
     assert float(loss.detach()) == pytest.approx(0.5 * k3)
     assert stats.as_dict()["kl"] == pytest.approx(k3)
+    # no reference, no KL: absent, not a 0 that reads as "the policy has not moved"
+    assert "kl" not in LossStats(tokens=3).as_dict() and LossStats(tokens=3).as_dict()["kl_tokens"] == 0
     loss.backward()
     assert float(logp.grad.sum()) == pytest.approx(0.5 * (1 - 0.5))  # beta * (1 - e^d)
     with pytest.raises(ConfigError, match="ref_logp"):
@@ -298,6 +300,37 @@ def test_success_replay_is_keyed_by_family_and_level_so_fresh_seeds_still_get_on
     old_style = SuccessReplay()  # a checkpoint from before keying by family and level
     old_style.add(*make_rollout(solved, "kept", ONE_STEP, success=True)[1:])
     assert SuccessReplay.from_dict(old_style.to_dict()).sample_for(solved)[1].id == "kept"
+
+
+def test_rehearsal_adds_successes_of_other_cells_to_updates_in_turn():
+    """Every update also trains on stored successes of OTHER families and levels (positive
+    advantage), least recently rehearsed first; never without an update of its own."""
+    config = GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, rehearsal=2, rehearsal_advantage=0.4)
+    replay = SuccessReplay()
+    cells = [Task(id=f"{family}-L{level}", instruction="do it", family=family, level=level)
+             for family, level in (("a", 0), ("b", 0), ("c", 1))]
+    for task in cells:
+        replay.add(*make_rollout(task, f"win-{task.id}", ONE_STEP, success=True)[1:], task=task)
+
+    def mixed(task, tag):
+        return [make_rollout(task, f"{tag}-w", ONE_STEP, success=True),
+                make_rollout(task, f"{tag}-l", ONE_STEP, success=False)]
+
+    first = build_samples([mixed(cells[0], "1")], config, replay)
+    rehearsed = [s for s in first.samples if s.replayed]
+    assert first.counts()["rehearsed"] == 2
+    assert [(s.trajectory.id, s.advantage, s.policy_gradient) for s in rehearsed] == [
+        ("win-b-L0", 0.4, True), ("win-c-L1", 0.4, True)]  # never the update's own cell (a/L0)
+    second = build_samples([mixed(cells[1], "2")], config, replay)
+    # b/L0 is this update's own; of the others a/L0 is now the least recently used
+    assert [s.trajectory.id for s in second.samples if s.replayed] == ["1-w", "win-c-L1"]
+    no_signal = build_samples([[make_rollout(cells[2], f"x{i}", ONE_STEP, success=True) for i in range(2)]],
+                              config, replay)
+    assert no_signal.samples == () and no_signal.rehearsed == 0
+    with pytest.raises(ConfigError, match="rehearsal"):
+        GRPOConfig(rehearsal=1, success_replay=False)
+    with pytest.raises(ConfigError, match="rehearsal"):
+        GRPOConfig(rehearsal=-1)
 
 
 # --- the trainer, with a toy policy ---------------------------------------------------

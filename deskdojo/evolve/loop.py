@@ -312,7 +312,7 @@ class Evolver:
             env_steps_per_s=steps / timing.rollout if timing.rollout > 0 else None,
             time_split={"rollout": round(timing.rollout, 3), "judge": round(timing.judge, 3),
                         "train": round(timing.train, 3), "admission": round(admission_s, 3)},
-            replayed=stats.replayed, retired=retired,
+            replayed=stats.replayed, rehearsed=stats.rehearsed, retired=retired,
             promotions=sum(m["to"] > m["from"] for m in moves), demotions=sum(m["to"] < m["from"] for m in moves),
             admitted=sum(bool(a["admitted"]) for a in admissions),
             rejected=sum(not a["admitted"] for a in admissions),

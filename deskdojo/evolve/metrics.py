@@ -15,18 +15,19 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 METRIC_KEYS = ("iteration", "time", "wall_s", "env_steps", "train_success", "heldout_success",
                "success_by_family", "heldout_by_family", "reward_mean", "grounding", "adv_mean_abs", "adv_std",
                "loss", "kl", "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "time_split",
-               "groups_used", "groups_dropped", "errors", "replayed", "retired", "admitted", "rejected",
-               "promotions", "demotions")
+               "groups_used", "groups_dropped", "errors", "replayed", "rehearsed", "retired", "admitted",
+               "rejected", "promotions", "demotions")
 """Exactly the keys of a metrics.jsonl line (the panel reads them). ``errors``: the
 iteration's training episodes that ended as ``error`` (a sandbox died or failed, also
 under the judge); they are in no group and never scored. ``replayed``: all-fail groups
-that got a stored success; ``retired``: tasks newly retired (mastered); ``admitted`` and
+that got a stored success; ``rehearsed``: stored successes of other families and levels
+the update also trained on (``grpo.rehearsal``); ``retired``: tasks newly retired (mastered); ``admitted`` and
 ``rejected``: admission checks run while proposing (each task is checked once per run);
 ``promotions`` and ``demotions``: the scheduler's level moves this iteration."""
 
 SCALARS = ("train_success", "heldout_success", "reward_mean", "grounding", "adv_mean_abs", "adv_std", "loss", "kl",
            "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "groups_used", "groups_dropped", "errors",
-           "replayed", "retired", "admitted", "rejected", "promotions", "demotions")
+           "replayed", "rehearsed", "retired", "admitted", "rejected", "promotions", "demotions")
 
 
 def success_table(results: Iterable[tuple[str, int, bool]]) -> dict[str, dict[str, float]]:

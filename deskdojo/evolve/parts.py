@@ -33,6 +33,7 @@ class UpdateStats:
 
     groups_used: int = 0
     replayed: int = 0
+    rehearsed: int = 0
     samples: int = 0
     skipped: bool = False
     reward_mean: float | None = None
@@ -50,7 +51,7 @@ class UpdateStats:
             return float(stats[key]) if key in stats else None
 
         return cls(groups_used=int(stats.get("groups_used", 0)), replayed=int(stats.get("replayed", 0)),
-                   samples=int(stats.get("samples", 0)), skipped=bool(stats.get("skipped", 0)),
+                   rehearsed=int(stats.get("rehearsed", 0)), samples=int(stats.get("samples", 0)), skipped=bool(stats.get("skipped", 0)),
                    reward_mean=number("reward_mean"), loss=number("loss"), kl=number("kl"),
                    entropy=number("entropy_estimate"), clip_fraction=number("clip_fraction"),
                    ratio_mean=number("ratio_mean"), details=dict(stats))

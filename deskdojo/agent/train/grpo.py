@@ -71,6 +71,12 @@ class GRPOConfig:
     replay_per_task: int = field(default=4, metadata={"help": "successes kept per family and level"})
     replay_max_tasks: int = field(default=1024, metadata={
         "help": "families x levels kept in the replay buffer (least recently updated goes first)"})
+    rehearsal: int = field(default=0, metadata={
+        "help": "stored successes of OTHER families and levels added to every update with advantage "
+                "rehearsal_advantage, the least recently rehearsed first, so that an update which "
+                "learns one cell keeps the answers other cells already get right; 0 disables"})
+    rehearsal_advantage: float = field(default=0.5, metadata={
+        "help": "advantage of a rehearsed success (a success in a group of two with one failure)"})
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
@@ -88,7 +94,7 @@ class GRPOConfig:
         if self.normaliser not in NORMALISERS:
             raise ConfigError(f"normaliser {self.normaliser!r} is not one of: {', '.join(NORMALISERS)}")
         for name in ("invalid_step_penalty", "no_op_penalty", "grounding_weight", "kl_beta", "neg_imitation_weight",
-                     "clip_high", "weight_decay", "max_grad_norm"):
+                     "clip_high", "weight_decay", "max_grad_norm", "rehearsal_advantage"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -102,6 +108,9 @@ class GRPOConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.rehearsal < 0 or (self.rehearsal and not self.success_replay):
+            raise ConfigError(f"rehearsal must be >= 0 and needs success_replay (it replays the buffer's "
+                              f"successes), got rehearsal={self.rehearsal}, success_replay={self.success_replay}")
 
     @property
     def needs_reference(self) -> bool:
@@ -231,6 +240,20 @@ class SuccessReplay:
         legacy = self._buffers.get(task.id)
         return (task, *legacy[-1][1:]) if legacy else None
 
+    def rehearse(self, count: int, *, exclude: frozenset[str]) -> list[tuple[Task, Trajectory, Verdict]]:
+        """The newest success of each of up to ``count`` keys not in ``exclude``, least
+        recently added or rehearsed first; each key taken goes to the back of that order,
+        so rehearsal cycles through the families and levels the buffer holds."""
+        chosen = []
+        for key in [k for k in self._buffers if k not in exclude]:
+            if len(chosen) == count:
+                break
+            entries = [entry for entry in self._buffers[key] if entry[0] is not None]
+            if entries:
+                chosen.append(entries[-1])
+                self._buffers.move_to_end(key)
+        return chosen
+
     def to_dict(self) -> dict[str, Any]:
         return {"per_task": self.per_task, "max_tasks": self.max_tasks,
                 "tasks": [{"key": key,
@@ -324,6 +347,7 @@ class GroupSummary:
 class SampleBatch:
     samples: tuple[GRPOSample, ...]
     groups: tuple[GroupSummary, ...]
+    rehearsed: int = 0  # stored successes of other families and levels added (``rehearsal``)
 
     def counts(self) -> dict[str, float]:
         own = [s for g in self.groups for s in g.successes]
@@ -335,6 +359,7 @@ class SampleBatch:
             "trajectories": len(own),
             "trajectories_error_excluded": sum(g.error_excluded for g in self.groups),
             "replayed": sum(g.replayed for g in self.groups),
+            "rehearsed": self.rehearsed,
             "samples": len(self.samples),
             "negative_imitation_samples": sum(s.negative_imitation for s in self.samples),
             "success_rate": sum(own) / len(own) if own else 0.0,
@@ -394,7 +419,15 @@ def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: G
 
         for rollout, advantage in zip(valid, advantages or [0.0] * len(valid)):
             samples.extend(_step_samples(rollout, advantage, advantages is not None, config))
-    return SampleBatch(tuple(samples), tuple(summaries))
+    rehearsed = 0
+    if config.rehearsal and replay is not None and any(s.policy_gradient for s in samples):
+        # only alongside an update: rehearsal keeps what works, it is no signal by itself
+        own_keys = frozenset(replay_key(s.task) for s in samples)
+        for task, trajectory, verdict in replay.rehearse(config.rehearsal, exclude=own_keys):
+            samples.extend(_step_samples(Rollout(task, trajectory, verdict, replayed=True),
+                                         config.rehearsal_advantage, True, config))
+            rehearsed += 1
+    return SampleBatch(tuple(samples), tuple(summaries), rehearsed)
 
 
 def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
@@ -471,7 +504,11 @@ class LossStats:
         return LossStats(*(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)))
 
     def as_dict(self) -> dict[str, float]:
+        """Means per token. ``kl`` is over the tokens that have a reference and is absent
+        when none has: with ``kl_beta`` 0 only negative-imitation samples get one, and a
+        0 there would read as "the policy has not moved" when nothing was measured."""
         tokens = max(1, self.tokens)
+        kl = {"kl": self.kl_sum / self.kl_tokens} if self.kl_tokens else {}
         return {
             "loss": self.loss, "policy_loss": self.policy_loss, "kl_loss": self.kl_loss,
             "neg_imitation_loss": self.neg_imitation_loss, "tokens": self.tokens,
@@ -480,7 +517,7 @@ class LossStats:
             "clip_high_fraction": self.clipped_high / tokens,
             "capped_fraction": self.capped / tokens,
             "ratio_mean": self.ratio_sum / tokens,
-            "kl": self.kl_sum / max(1, self.kl_tokens),
+            **kl, "kl_tokens": self.kl_tokens,
             # -log p of sampled tokens: an unbiased per-token entropy estimate on-policy
             "entropy_estimate": -self.logp_sum / tokens,
         }
