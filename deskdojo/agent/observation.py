@@ -136,14 +136,12 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[
     names them (ties, and rows that share no word, keep the listing's order); the rows are
     then numbered 1..n in that order. A container the task names (``CONTAINER_ROLES``)
     ranks after every row the task names whole, so those stay together at the top."""
-    def relevance(element: Element) -> float:
-        score = task_relevance(element.name, instruction)
-        return min(score, 1.9) if element.role in CONTAINER_ROLES else score
-
-    order = sorted(shown.elements, key=lambda e: (-relevance(e), mention_position(e.name, instruction)))
+    relevance = {e.id: min(score, 1.9) if e.role in CONTAINER_ROLES else score
+                 for e in shown.elements for score in (task_relevance(e.name, instruction),)}
+    order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))
     # what the episode already did shows as a state of the row; its place does not change
     done = frozenset(e.id for e in order if e.name in acted)
-    named = frozenset(e.id for e in order if relevance(e) >= 2.0 and e.id not in done)
+    named = frozenset(e.id for e in order if relevance[e.id] >= 2.0 and e.id not in done)
     return ShownElements(tuple(order), shown.left_out, shown.listed, shown.truncated, numbered=True, acted=done,
                          named=named)
 
