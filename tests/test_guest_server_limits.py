@@ -247,7 +247,9 @@ def test_connections_over_the_limit_get_a_503_when_all_are_busy(
         local_server: Callable[..., GuestHTTPServer]) -> None:
     server = local_server(max_connections=2)
     busy = [GuestClient(server.socket_path, timeout=10) for _ in range(2)]
-    runs = [threading.Thread(target=client.exec, args=(["sleep", "1.5"],)) for client in busy]
+    # long enough that the third request still finds both busy when the two take a while to
+    # be seen open (under CI load a 1.5 s sleep once ended first: no 503)
+    runs = [threading.Thread(target=client.exec, args=(["sleep", "5"],)) for client in busy]
     for run in runs:
         run.start()
     try:
@@ -255,7 +257,7 @@ def test_connections_over_the_limit_get_a_503_when_all_are_busy(
         with pytest.raises(SandboxError, match="503.*2 requests at once"):
             GuestClient(server.socket_path, timeout=5).health()
         for run in runs:
-            run.join(10)
+            run.join(15)
         assert GuestClient(server.socket_path, timeout=5).health()["ok"]  # idle ones make room
     finally:
         for client in busy:
