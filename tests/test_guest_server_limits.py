@@ -244,20 +244,23 @@ def test_client_reconnects_when_the_server_closed_its_idle_connection(
 
 
 def test_connections_over_the_limit_get_a_503_when_all_are_busy(
-        local_server: Callable[..., GuestHTTPServer]) -> None:
+        local_server: Callable[..., GuestHTTPServer], tmp_path: Path) -> None:
     server = local_server(max_connections=2)
     busy = [GuestClient(server.socket_path, timeout=10) for _ in range(2)]
-    # long enough that the third request still finds both busy when the two take a while to
-    # be seen open (under CI load a 1.5 s sleep once ended first: no 503)
-    runs = [threading.Thread(target=client.exec, args=(["sleep", "5"],)) for client in busy]
+    # each command marks that it runs: the counts alone can read "2 open, none waiting" while
+    # a connection is between requests, and under CI load the third request then evicted it
+    marks = [tmp_path / f"running-{i}" for i in range(2)]
+    runs = [threading.Thread(target=client.exec, args=(["sh", "-c", f"touch {mark}; sleep 1.5"],))
+            for client, mark in zip(busy, marks)]
     for run in runs:
         run.start()
     try:
-        wait_for(lambda: server.connection_counts() == {"open": 2, "waiting": 0}, 5, "two busy requests")
+        wait_for(lambda: all(m.exists() for m in marks) and server.connection_counts() == {"open": 2, "waiting": 0},
+                 5, "two busy requests")
         with pytest.raises(SandboxError, match="503.*2 requests at once"):
             GuestClient(server.socket_path, timeout=5).health()
         for run in runs:
-            run.join(15)
+            run.join(10)
         assert GuestClient(server.socket_path, timeout=5).health()["ok"]  # idle ones make room
     finally:
         for client in busy:
