@@ -12,7 +12,9 @@ from deskdojo.core.fakes import FixedJudge
 from deskdojo.core.protocols import Judge
 from deskdojo.core.types import Check, EndReason, Step, Task, Trajectory, Verdict
 from deskdojo.vm.fake import FakeSandbox, synthetic_frames
+from deskdojo.world_model.hybrid import HybridJudge
 from deskdojo.world_model.judge import StateJudge
+from deskdojo.world_model.vlm_judge import ScriptedJudgeModel, VLMJudge
 
 TASK = Task(id="judge-contract", instruction="set the value", family="contract",
             checks=(Check(getter="app_state", args={"app": "form", "path": "value"}, metric="equals",
@@ -27,10 +29,24 @@ def _sandbox(value: str) -> FakeSandbox:
     return sandbox
 
 
-@pytest.fixture(params=["fixed", "state"])
-def judge(request) -> Judge:
+VLM_ANSWER = ('{"success": false, "score": 0.0, "first_error_step": 1, "redundant_steps": [], '
+              '"error_type": "wrong_target", "correct_action": null, "rationale": "not set"}')
+
+
+def _vlm() -> VLMJudge:
+    return VLMJudge(ScriptedJudgeModel(lambda prompt: VLM_ANSWER), None)
+
+
+@pytest.fixture(params=["fixed", "state", "vlm", "hybrid", "hybrid-both"])
+def judge(request, tmp_path) -> Judge:
     if request.param == "fixed":
         return FixedJudge(success=True)
+    if request.param == "vlm":
+        return _vlm()
+    if request.param.startswith("hybrid"):
+        mode = "both" if request.param == "hybrid-both" else "fallback"
+        return HybridJudge(StateJudge(settle_timeout=0.2, quiet=0.0), _vlm(), mode=mode,
+                           disagreements=tmp_path / "disagreements.jsonl")
     return StateJudge(settle_timeout=0.2, quiet=0.0)
 
 
@@ -66,11 +82,21 @@ def test_the_state_judge_follows_the_world():
         assert verdict.success is success and verdict.score == float(success)
 
 
-@pytest.mark.parametrize("probing_judge", [StateJudge(settle_timeout=0.2, quiet=0.0)], ids=["state"])
+@pytest.mark.parametrize("probing_judge", [
+    StateJudge(settle_timeout=0.2, quiet=0.0),
+    HybridJudge(StateJudge(settle_timeout=0.2, quiet=0.0), _vlm()),
+    "vlm-after-step-limit",
+], ids=["state", "hybrid", "vlm"])
 def test_a_dead_sandbox_is_an_error_not_a_score(probing_judge):
-    """For every judge that probes the sandbox (the fixed one never looks)."""
+    """For every judge that probes the sandbox (the fixed one never looks; the VLM judge
+    reads the screen after the last action when the episode did not end with done)."""
+    trajectory = TRAJECTORY
+    if probing_judge == "vlm-after-step-limit":
+        probing_judge = _vlm()
+        trajectory = Trajectory(id=TRAJECTORY.id, task_id=TASK.id, steps=TRAJECTORY.steps,
+                                end=EndReason.STEP_LIMIT)
     sandbox = _sandbox("pear")
     sandbox.kill()
     with pytest.raises(SandboxDied):
-        probing_judge.judge(TASK, TRAJECTORY, sandbox)
+        probing_judge.judge(TASK, trajectory, sandbox)
     sandbox.close()

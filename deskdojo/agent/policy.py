@@ -414,6 +414,32 @@ class VLMPolicy:
                                     temperature=scored_at)
                 for i in range(len(prompts))]
 
+    def generate_texts(self, texts: Sequence[str], images: Sequence[Sequence[Any]], *, temperature: float = 0.0,
+                       max_new_tokens: int | None = None) -> list[str]:
+        """Free text for prompts built elsewhere (the VLM judge's): the model's answer up to
+        its end token, decoded; sampled from this policy's private generator like ``act``."""
+        import torch
+
+        if not texts:
+            return []
+        inputs = self.model_inputs(list(texts), [list(i) for i in images]).to(self.device)
+        generator_seed = hash((self.config.seed, "text", self._act_calls)) & 0x7FFF_FFFF
+        self._act_calls += 1
+        cpu_only = [] if self.device.type == "cpu" else None
+        with torch.no_grad(), self._checkpointing_modules_training(False), torch.random.fork_rng(devices=cpu_only):
+            torch.manual_seed(generator_seed)
+            out = self.model.generate(
+                **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                top_p=None, top_k=None, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                eos_token_id=self.end_token_id, pad_token_id=self.pad_token_id,
+                suppress_tokens=list(self.unsayable_ids) or None)
+        answers = []
+        for row in out[:, inputs["input_ids"].shape[1]:].tolist():
+            if self.end_token_id in row:
+                row = row[:row.index(self.end_token_id)]
+            answers.append(self.tokenizer.decode(row, skip_special_tokens=True))
+        return answers
+
     def _decision(self, ids: list[int], logprobs: list[float], prompt: _Prompt) -> Decision:
         if self.end_token_id in ids:
             cut = ids.index(self.end_token_id) + 1

@@ -1,0 +1,516 @@
+"""The VLM world-state judge: a model reads what an episode left on screen and answers one
+strict JSON verdict, for what no executable check covers.
+
+What it reads (``judge_view``): the instruction; keyframes (the first frame, the last, and
+the frames where the screen changed, at most ``keyframes`` of them); the actions as text,
+a click on an element named by its role and name; and the element changes between
+consecutive listings (rows that appeared, went, or changed state). It never reads the
+state the practice apps publish for checks: a judge distilled from checks must learn to
+see the outcome, not to copy the check's input.
+
+What it answers (``parse_judge_answer``), exactly these keys::
+
+    {"success": true, "score": 1.0, "first_error_step": null, "redundant_steps": [],
+     "error_type": "none", "correct_action": null, "rationale": "..."}
+
+An answer that does not parse is a judge error: the vote is asked again up to
+``retries`` times, then ``JudgeError``. It is never a silent success or failure.
+Votes: ``k`` samples; with ``rule="unanimous"`` success needs every vote (ZeroGUI's
+rule), with ``"majority"`` more than half.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+from deskdojo.core.elements import Element, ElementList
+from deskdojo.core.errors import ConfigError, JudgeError, RecordError, SandboxError
+from deskdojo.core.types import CheckEvidence, StepLabel, Task, Trajectory, Verdict
+
+ERROR_TYPES = ("none", "wrong_target", "missing_step", "premature_done", "undone", "no_effect", "other")
+"""What went wrong, when something did: ``none`` for a success."""
+ANSWER_KEYS = ("success", "score", "first_error_step", "redundant_steps", "error_type", "correct_action",
+               "rationale")
+RULES = ("unanimous", "majority")
+MAX_ANSWER_CHARS = 4096
+MAX_RATIONALE_CHARS = 1000
+VLM_EVIDENCE = "vlm"
+"""``CheckEvidence.check`` of a VLM verdict's evidence (one entry per vote)."""
+
+
+class JudgeAnswerError(ValueError):
+    """A judge model's answer is not one valid verdict; the message says what is wrong."""
+
+
+# --- the answer ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeAnswer:
+    """One vote: the verdict a judge model answered, parsed and checked."""
+
+    success: bool
+    score: float
+    first_error_step: int | None = None
+    redundant_steps: tuple[int, ...] = ()
+    error_type: str = "none"
+    correct_action: str | None = None
+    rationale: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"success": self.success, "score": self.score, "first_error_step": self.first_error_step,
+                "redundant_steps": list(self.redundant_steps), "error_type": self.error_type,
+                "correct_action": self.correct_action, "rationale": self.rationale}
+
+
+def format_judge_answer(answer: JudgeAnswer) -> str:
+    """The canonical text of an answer (what a distilled judge is trained to say)."""
+    return json.dumps(answer.to_json(), ensure_ascii=False, separators=(", ", ": "))
+
+
+def parse_judge_answer(text: str, *, steps: int) -> JudgeAnswer:
+    """Parse one answer strictly: one JSON object (a ```json fence around it is allowed),
+    exactly ``ANSWER_KEYS``, each of its type; step numbers within the ``steps`` of the
+    trajectory. Raises ``JudgeAnswerError`` naming the first problem."""
+    if not isinstance(text, str):
+        raise JudgeAnswerError(f"the answer must be text, got {type(text).__name__}")
+    if len(text) > MAX_ANSWER_CHARS:
+        raise JudgeAnswerError(f"the answer has {len(text)} characters, more than {MAX_ANSWER_CHARS}")
+    body = text.strip()
+    if body.startswith("```"):
+        first_line, _, rest = body.partition("\n")
+        if first_line.strip() not in ("```", "```json") or not rest.rstrip().endswith("```"):
+            raise JudgeAnswerError("a fenced answer must be ```json, the object, then ``` and nothing else")
+        body = rest.rstrip()[:-3].strip()
+    if not body.startswith("{"):
+        raise JudgeAnswerError(f"the answer must be one JSON object, it starts with {body[:20]!r}")
+    try:
+        data, end = json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError as exc:
+        raise JudgeAnswerError(f"not valid JSON: {exc.msg} at character {exc.pos}") from None
+    if body[end:].strip():
+        raise JudgeAnswerError(f"text after the JSON object: {body[end:].strip()[:20]!r}")
+    if not isinstance(data, dict):
+        raise JudgeAnswerError(f"the answer must be a JSON object, got {type(data).__name__}")
+    missing = [key for key in ANSWER_KEYS if key not in data]
+    if missing:
+        raise JudgeAnswerError(f"the answer lacks {missing[0]!r} (keys: {', '.join(ANSWER_KEYS)})")
+    extra = sorted(set(data) - set(ANSWER_KEYS))
+    if extra:
+        raise JudgeAnswerError(f"the answer has an unknown key {extra[0]!r} (keys: {', '.join(ANSWER_KEYS)})")
+
+    success, score = data["success"], data["score"]
+    if not isinstance(success, bool):
+        raise JudgeAnswerError(f"success must be true or false, got {success!r}")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
+            or not 0.0 <= score <= 1.0:
+        raise JudgeAnswerError(f"score must be a number within [0, 1], got {score!r}")
+
+    def step_number(value: Any, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < max(steps, 1):
+            raise JudgeAnswerError(f"{what} must be a step number within 0..{max(steps, 1) - 1}, got {value!r}")
+        return value
+
+    first_error = data["first_error_step"]
+    first_error = None if first_error is None else step_number(first_error, "first_error_step")
+    redundant = data["redundant_steps"]
+    if not isinstance(redundant, list):
+        raise JudgeAnswerError(f"redundant_steps must be a list of step numbers, got {redundant!r}")
+    redundant_steps = tuple(sorted({step_number(v, "each of redundant_steps") for v in redundant}))
+    error_type = data["error_type"]
+    if error_type not in ERROR_TYPES:
+        raise JudgeAnswerError(f"error_type must be one of {', '.join(ERROR_TYPES)}, got {error_type!r}")
+    correct_action, rationale = data["correct_action"], data["rationale"]
+    if correct_action is not None and not isinstance(correct_action, str):
+        raise JudgeAnswerError(f"correct_action must be text or null, got {correct_action!r}")
+    if not isinstance(rationale, str):
+        raise JudgeAnswerError(f"rationale must be text, got {rationale!r}")
+    if success and error_type != "none":
+        raise JudgeAnswerError(f"a success has error_type 'none', got {error_type!r}")
+    return JudgeAnswer(success=success, score=float(score), first_error_step=first_error,
+                       redundant_steps=redundant_steps, error_type=error_type,
+                       correct_action=correct_action, rationale=rationale[:MAX_RATIONALE_CHARS])
+
+
+def combine_votes(votes: Sequence[JudgeAnswer], rule: str = "unanimous") -> JudgeAnswer:
+    """One answer from k votes. Success: every vote (``unanimous``) or more than half
+    (``majority``). The score is the votes' mean; the first error step is the earliest
+    any failing vote names; a step is redundant when most votes say so; the error type,
+    correct action and rationale come from the first vote that agrees with the outcome."""
+    if not votes:
+        raise ValueError("combine_votes needs at least one vote")
+    if rule not in RULES:
+        raise ConfigError(f"voting rule {rule!r} is not one of: {', '.join(RULES)}")
+    yes = sum(v.success for v in votes)
+    success = yes == len(votes) if rule == "unanimous" else yes * 2 > len(votes)
+    agreeing = next(v for v in votes if v.success == success) if any(v.success == success for v in votes) \
+        else votes[0]
+    errors = [v.first_error_step for v in votes if not v.success and v.first_error_step is not None]
+    counts: dict[int, int] = {}
+    for vote in votes:
+        for step in vote.redundant_steps:
+            counts[step] = counts.get(step, 0) + 1
+    return JudgeAnswer(
+        success=success, score=sum(v.score for v in votes) / len(votes),
+        first_error_step=None if success or not errors else min(errors),
+        redundant_steps=tuple(sorted(s for s, n in counts.items() if n * 2 > len(votes))),
+        error_type="none" if success else (agreeing.error_type if agreeing.error_type != "none" else "other"),
+        correct_action=None if success else agreeing.correct_action, rationale=agreeing.rationale)
+
+
+# --- what the judge reads --------------------------------------------------------------------
+
+
+def element_line(element: Element) -> str:
+    states = ",".join(sorted(element.states - {"enabled", "focused"}))
+    return f'{element.role} "{element.name}"' + (f" [{states}]" if states else "")
+
+
+def element_changes(before: ElementList | None, after: ElementList | None, *, limit: int = 12) -> list[str]:
+    """What changed between two listings, by role and name (ids change between listings):
+    ``+ row`` appeared, ``- row`` went, ``~ row: +checked -selected`` changed state.
+    Focus moves are left out (every click moves focus); at most ``limit`` lines, then a
+    count of the rest."""
+    if before is None or after is None:
+        return []
+
+    def keyed(listing: ElementList) -> dict[tuple[str, str], list[Element]]:
+        rows: dict[tuple[str, str], list[Element]] = {}
+        for element in listing.elements:
+            rows.setdefault((element.role, element.name), []).append(element)
+        return rows
+
+    old, new = keyed(before), keyed(after)
+    lines: list[str] = []
+    for key in list(old) + [k for k in new if k not in old]:
+        was, now = old.get(key, []), new.get(key, [])
+        for element in now[len(was):]:
+            lines.append(f"+ {element_line(element)}")
+        for element in was[len(now):]:
+            lines.append(f"- {element_line(element)}")
+        for a, b in zip(was, now):
+            gained = sorted(b.states - a.states - {"focused"})
+            lost = sorted(a.states - b.states - {"focused"})
+            if gained or lost:
+                change = " ".join([f"+{s}" for s in gained] + [f"-{s}" for s in lost])
+                lines.append(f'~ {a.role} "{a.name}": {change}')
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"(and {len(lines) - limit} more changes)"]
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeView:
+    """What the judge is shown of one episode. ``frames`` are (step index, path) of the
+    keyframes; index ``len(actions)`` is the screen after the last action."""
+
+    instruction: str
+    actions: tuple[str, ...]
+    frames: tuple[tuple[int, Path], ...] = ()
+    changes: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (step, lines): what step's action changed
+    end: str = ""
+    final_elements: tuple[str, ...] = ()
+    final_screenshot: Any = None  # the screen after the last action (an RGB array), when it was read
+
+
+def _read_listing(folder: Path, name: str | None) -> ElementList | None:
+    if not name:
+        return None
+    path = folder / name
+    try:
+        return ElementList.from_json(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, RecordError):
+        return None  # a missing or torn listing shows no changes; the frames still do
+
+
+def action_line(step: Any, listing: ElementList | None) -> str:
+    """A step's action as the judge reads it: a click on an element names its role and name."""
+    from deskdojo.core.actions import describe, element_of
+
+    if step.action is None:
+        return "(an answer that did not parse)"
+    element_id = element_of(step.action)
+    element = listing.by_id(element_id) if listing is not None and element_id is not None else None
+    line = f"{step.action.kind} {element_line(element)}" if element is not None else describe(step.action)
+    if getattr(step.action, "kind", "") == "type":
+        line += f" text={step.action.text!r}"
+    return line + (f" (refused: {step.action_error})" if step.action_error else "")
+
+
+def keyframe_indices(changed: Sequence[bool], *, cap: int) -> list[int]:
+    """Frames to show, of ``len(changed)`` (``changed[i]``: frame i differs from frame i-1):
+    the first, the last and the changed ones, thinned evenly to ``cap`` keeping both ends."""
+    count = len(changed)
+    if count == 0 or cap < 1:
+        return []
+    chosen = sorted({0, count - 1} | {i for i, c in enumerate(changed) if c and i > 0})
+    if len(chosen) <= cap:
+        return chosen
+    if cap == 1:
+        return [count - 1]
+    middle = chosen[1:-1]
+    keep = cap - 2
+    picked = [middle[round(j * (len(middle) - 1) / max(keep - 1, 1))] for j in range(keep)] if keep else []
+    return sorted({chosen[0], chosen[-1], *picked})
+
+
+def judge_view(task: Task, trajectory: Trajectory, folder: Path | None, *, keyframes: int = 6,
+               final: Any | None = None) -> JudgeView:
+    """Build what the judge reads from a trajectory folder (frames and listings) and, when
+    given, ``final``: the Observation after the last action (the sandbox's screen at
+    judging time)."""
+    listings = [(_read_listing(folder, s.prompt.elements if s.prompt else None) if folder else None)
+                for s in trajectory.steps]
+    final_listing = getattr(final, "elements", None)
+    after = listings[1:] + [final_listing]
+    actions = tuple(action_line(step, listing) for step, listing in zip(trajectory.steps, listings))
+    changes = tuple((i, tuple(lines)) for i, (a, b) in enumerate(zip(listings, after))
+                    if (lines := element_changes(a, b)))
+    frames: list[tuple[int, Path]] = []
+    if folder is not None:
+        paths = [(i, folder / s.frame) for i, s in enumerate(trajectory.steps) if s.frame]
+        sizes = [p.stat().st_size if p.exists() else -1 for _, p in paths]
+        changed = [i == 0 or sizes[i] != sizes[i - 1] or _differs(paths[i - 1][1], paths[i][1])
+                   for i in range(len(paths))]
+        cap = keyframes - 1 if getattr(final, "screenshot", None) is not None else keyframes
+        frames = [paths[i] for i in keyframe_indices(changed, cap=max(cap, 1)) if sizes[i] >= 0]
+    last = final_listing if final_listing is not None else (listings[-1] if listings else None)
+    return JudgeView(instruction=task.instruction, actions=actions, frames=tuple(frames), changes=changes,
+                     end=trajectory.end.value if trajectory.end is not None else "",
+                     final_elements=tuple(element_line(e) for e in last.elements) if last else (),
+                     final_screenshot=getattr(final, "screenshot", None))
+
+
+def _differs(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() != b.read_bytes()
+    except OSError:
+        return True
+
+
+JUDGE_SYSTEM = (
+    "You judge whether a computer-use agent did its task. You see the task, the agent's actions, "
+    "what each action changed on screen, and the screen's elements at the end. Answer with one JSON "
+    "object and nothing else, with exactly these keys: success (true/false), score (0 to 1: how much "
+    "of the task is done), first_error_step (the number of the first wrong action, or null), "
+    "redundant_steps (numbers of actions that did nothing useful), error_type (one of "
+    + ", ".join(ERROR_TYPES) + "), correct_action (what should have been done at the first error, "
+    "or null) and rationale (one sentence).")
+
+
+def judge_text(view: JudgeView, *, final_rows: int = 40) -> str:
+    """The user message's text (the keyframes come before it as images)."""
+    lines = [f"Task: {view.instruction}", "Actions:"]
+    changes = dict(view.changes)
+    for i, action in enumerate(view.actions):
+        lines.append(f"{i}. {action}")
+        lines += [f"   {change}" for change in changes.get(i, ())]
+    if not view.actions:
+        lines.append("(none)")
+    lines.append(f"The episode ended: {view.end or 'unknown'}.")
+    if view.final_elements:
+        shown = view.final_elements[:final_rows]
+        lines.append("Elements at the end:")
+        lines += shown
+        if len(view.final_elements) > len(shown):
+            lines.append(f"(and {len(view.final_elements) - len(shown)} more)")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class JudgePrompt:
+    """One question to a judge model: the system and user text and the keyframe images."""
+
+    system: str
+    text: str
+    images: tuple[Any, ...] = ()
+
+
+def judge_prompt(view: JudgeView, *, images: bool = True) -> JudgePrompt:
+    loaded: list[Any] = []
+    if images:
+        from PIL import Image
+
+        for _, path in view.frames:
+            with Image.open(path) as image:
+                loaded.append(image.convert("RGB"))
+        if view.final_screenshot is not None:
+            loaded.append(Image.fromarray(view.final_screenshot))
+    return JudgePrompt(system=JUDGE_SYSTEM, text=judge_text(view), images=tuple(loaded))
+
+
+# --- the model and the judge -----------------------------------------------------------------
+
+
+class JudgeModel(Protocol):
+    """Answers judge prompts: one text per prompt, sampled at ``temperature`` (0: greedy)."""
+
+    model_id: str
+
+    def answer(self, prompts: Sequence[JudgePrompt], *, temperature: float) -> list[str]: ...
+
+
+class ScriptedJudgeModel:
+    """A fake judge model for tests: answers from a list, in order (a callable gets the
+    prompt). Records every prompt it was asked."""
+
+    model_id = "scripted"
+
+    def __init__(self, answers: Sequence[str] | Any):
+        self._answers = answers if callable(answers) else list(answers)
+        self.asked: list[JudgePrompt] = []
+
+    def answer(self, prompts: Sequence[JudgePrompt], *, temperature: float) -> list[str]:
+        out = []
+        for prompt in prompts:
+            self.asked.append(prompt)
+            if callable(self._answers):
+                out.append(self._answers(prompt))
+            elif self._answers:
+                out.append(self._answers.pop(0))
+            else:
+                raise RuntimeError("the scripted judge model ran out of answers")
+        return out
+
+
+class PolicyJudgeModel:
+    """A judge model on a loaded ``VLMPolicy`` (any Qwen-VL checkpoint or the tiny preset):
+    its processor and weights, the judge's own prompt. ``images`` off sends text only (a
+    model whose vision tower is untrained reads nothing from pixels)."""
+
+    def __init__(self, policy: Any, *, max_new_tokens: int = 160, images: bool = True):
+        self.policy = policy
+        self.max_new_tokens = max_new_tokens
+        self.images = images
+        self.model_id = f"policy:{getattr(policy, 'policy_id', 'model')}"
+
+    def chat_text(self, prompt: JudgePrompt) -> str:
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in (prompt.images if self.images else ())]
+        content.append({"type": "text", "text": prompt.text})
+        messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": content}]
+        return self.policy.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def answer(self, prompts: Sequence[JudgePrompt], *, temperature: float) -> list[str]:
+        texts = [self.chat_text(p) for p in prompts]
+        images = [list(p.images) if self.images else [] for p in prompts]
+        return self.policy.generate_texts(texts, images, temperature=temperature,
+                                          max_new_tokens=self.max_new_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class VLMJudgeConfig:
+    votes: int = field(default=1, metadata={"help": "samples per verdict (k)"})
+    rule: str = field(default="unanimous", metadata={"help": "unanimous | majority"})
+    retries: int = field(default=2, metadata={"help": "re-asks of a vote whose answer did not parse"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature when votes > 1"})
+    keyframes: int = field(default=6, metadata={"help": "frames shown at most (first, last, changed)"})
+    images: bool = field(default=True, metadata={"help": "show the keyframes (off: text only)"})
+
+    def __post_init__(self) -> None:
+        if self.votes < 1 or self.retries < 0 or self.keyframes < 1:
+            raise ConfigError(f"votes and keyframes must be >= 1 and retries >= 0, got votes={self.votes}, "
+                              f"retries={self.retries}, keyframes={self.keyframes}")
+        if self.rule not in RULES:
+            raise ConfigError(f"voting rule {self.rule!r} is not one of: {', '.join(RULES)}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+
+
+class VLMJudge:
+    """The ``Judge`` protocol on a judge model. ``trajectories`` is the folder that holds
+    the trajectory folders (by trajectory id), where the frames and listings are; with a
+    sandbox, its screen after the last action is read too (never its app state)."""
+
+    def __init__(self, model: JudgeModel, trajectories: str | Path | None, config: VLMJudgeConfig | None = None,
+                 *, judge_id: str = "vlm"):
+        self.model = model
+        self.trajectories = Path(trajectories) if trajectories is not None else None
+        self.config = config or VLMJudgeConfig()
+        self.judge_id = judge_id
+        self.retried = 0  # answers asked again because they did not parse (all verdicts)
+
+    def view(self, task: Task, trajectory: Trajectory, sandbox: Any | None) -> JudgeView:
+        final = None
+        if sandbox is not None and trajectory.end is not None and trajectory.end.value != "done":
+            import dataclasses
+
+            final = sandbox.observe()  # the last action's effect; a done step's frame already shows it
+            try:
+                final = dataclasses.replace(final, elements=sandbox.elements())
+            except SandboxError:
+                raise
+            except Exception:  # noqa: BLE001 - a provider without elements: frames and actions only
+                pass
+        folder = self.trajectories / trajectory.id if self.trajectories is not None else None
+        return judge_view(task, trajectory, folder, keyframes=self.config.keyframes, final=final)
+
+    def votes(self, prompt: JudgePrompt, steps: int) -> list[JudgeAnswer]:
+        """k parsed votes; each unparsed answer is asked again (``retries``), then JudgeError."""
+        config = self.config
+        temperature = config.temperature if config.votes > 1 else 0.0
+        pending, answers, problems = config.votes, [], []
+        for attempt in range(config.retries + 1):
+            if attempt:
+                self.retried += pending
+                temperature = max(temperature, 0.7)  # greedy would say the same again
+            for text in self.model.answer([prompt] * pending, temperature=temperature):
+                try:
+                    answers.append(parse_judge_answer(text, steps=steps))
+                except JudgeAnswerError as exc:
+                    problems.append(f"{exc} (answer: {text[:120]!r})")
+            pending = config.votes - len(answers)
+            if not pending:
+                return answers
+        raise JudgeError(f"judge model {self.model.model_id} gave {pending} of {config.votes} answers that "
+                         f"do not parse, after {config.retries} retries; the last problem: {problems[-1]}")
+
+    def judge(self, task: Task, trajectory: Trajectory, sandbox: Any | None) -> Verdict:
+        return self.verdict_for(task, trajectory, self.view(task, trajectory, sandbox))
+
+    def judge_folder(self, task: Task, folder: str | Path) -> Verdict:
+        """Judge a stored trajectory (a run's or a demo's folder) from its frames alone."""
+        from deskdojo.core.rundir import read_trajectory
+
+        trajectory = read_trajectory(folder)
+        return self.verdict_for(task, trajectory, judge_view(task, trajectory, Path(folder),
+                                                             keyframes=self.config.keyframes))
+
+    def verdict_for(self, task: Task, trajectory: Trajectory, view: JudgeView) -> Verdict:
+        prompt = judge_prompt(view, images=self.config.images)
+        votes = self.votes(prompt, len(trajectory.steps))
+        answer = combine_votes(votes, self.config.rule)
+        return verdict_from_answer(task, trajectory, answer, votes, judge_id=self.judge_id)
+
+
+def answer_labels(trajectory: Trajectory, answer: JudgeAnswer) -> tuple[StepLabel, ...]:
+    """Step labels from a judge's answer over the syntactic ones: an action that did not
+    parse or was refused stays ``error``; the first error step is ``error``; a redundant
+    step is ``no-op`` (it did nothing the task needed)."""
+    from deskdojo.world_model.judge import step_labels
+
+    labels = list(step_labels(trajectory)[0])
+    for step in answer.redundant_steps:
+        if step < len(labels) and labels[step] is StepLabel.PROGRESS:
+            labels[step] = StepLabel.NO_OP
+    if answer.first_error_step is not None and answer.first_error_step < len(labels):
+        labels[answer.first_error_step] = StepLabel.ERROR
+    return tuple(labels)
+
+
+def verdict_from_answer(task: Task, trajectory: Trajectory, answer: JudgeAnswer,
+                        votes: Sequence[JudgeAnswer] = (), *, judge_id: str = "vlm") -> Verdict:
+    labels = answer_labels(trajectory, answer)
+    first_error = next((i for i, label in enumerate(labels) if label is StepLabel.ERROR), None)
+    evidence = tuple(CheckEvidence(VLM_EVIDENCE, vote.success, vote.score, observed=vote.to_json(),
+                                   message=vote.rationale) for vote in (votes or [answer]))
+    return Verdict(task_id=task.id, trajectory_id=trajectory.id, success=answer.success, score=answer.score,
+                   judge_id=judge_id, evidence=evidence, step_labels=labels, first_error_step=first_error)
+
+
+def answer_of(verdict: Verdict) -> Mapping[str, Any] | None:
+    """The first VLM vote a verdict carries (its evidence), or None for a checks verdict."""
+    return next((e.observed for e in verdict.evidence if e.check == VLM_EVIDENCE), None)
