@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_tasks_parser(sub)
     from deskdojo.commands.tiny import add_tiny_parser
     add_tiny_parser(sub)
+    from deskdojo.commands.judge import add_judge_parser
+    add_judge_parser(sub)
     from deskdojo.evolve.cli import add_evolve_parser
 
     add_evolve_parser(sub, bench)

@@ -218,3 +218,24 @@ def test_bootstrap_intervals():
     assert figure["pp"] == 50.0 and figure["ci_pp"][0] <= 50.0 <= figure["ci_pp"][1] and figure["ci_pp"][0] > 0
     same = median_difference([(a, a)] * 3)
     assert same == {"pp": 0.0, "ci_pp": [0.0, 0.0], "tasks": 40, "seeds": 3}
+
+
+def test_a_bench_started_before_a_setting_existed_still_resumes(tmp_path: Path):
+    """The stored spec lacks a config section added later (``judge``); with the default it
+    is the same experiment, and another value is refused."""
+    import json
+
+    from deskdojo.core.errors import ConfigError
+    from deskdojo.evolve.bench import SPEC, _check_spec, bench_config
+
+    def spec(**overrides):
+        config = bench_config(None, seed=0, sampling="curriculum", provider="xvfb", env_steps=40,
+                              heldout_per_level=1, levels=(0,), families=None, sandboxes=None)
+        return {"config": {**config.to_dict(), **overrides, "seed": None}, "more_sft": {"chunk_demos": 1}}
+
+    old = spec()
+    del old["config"]["judge"]
+    (tmp_path / SPEC).write_text(json.dumps(old))
+    _check_spec(tmp_path, spec())
+    with pytest.raises(ConfigError, match="judge.kind"):
+        _check_spec(tmp_path, spec(judge={"kind": "hybrid", "model": "tiny", "mode": "fallback", "vlm": {}}))

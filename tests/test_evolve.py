@@ -335,6 +335,48 @@ def test_resume_refuses_a_changed_config_unless_forced(tmp_path: Path, capsys: p
     assert (run_dir / "config.previous.json").exists()
 
 
+def test_a_run_made_before_a_setting_existed_resumes_with_its_default(tmp_path: Path):
+    """A run's stored config lacks a section added later (here ``judge``): read through
+    today's config it takes the default, which is what the run ran with."""
+    import json
+
+    from deskdojo.evolve.run import open_or_create_run
+
+    run_dir = tmp_path / "run"
+    config = toy_config(budget={"iterations": 1}, eval={"at_start": False})
+    run_toy(run_dir, config)
+    record = json.loads((run_dir / "config.json").read_text())
+    del record["config"]["judge"]
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert open_or_create_run(run_dir, config, resume=True).path == run_dir
+    changed = toy_config(budget={"iterations": 1}, eval={"at_start": False}, judge={"kind": "hybrid", "model": "tiny"})
+    from deskdojo.evolve.run import ConfigChanged
+
+    with pytest.raises(ConfigChanged, match="judge.kind"):
+        open_or_create_run(run_dir, changed, resume=True)
+
+
+def test_the_judge_section_builds_the_hybrid_judge(tmp_path: Path):
+    from deskdojo.core.rundir import RunDir
+    from deskdojo.evolve.build import build_judge
+    from deskdojo.world_model.hybrid import HybridJudge
+    from deskdojo.world_model.judge import StateJudge
+
+    run = RunDir.create(tmp_path / "run", {})
+    assert isinstance(build_judge(load_config(None, {}), run, log=lambda _: None), StateJudge)
+    config = load_config(None, {"judge": {"kind": "hybrid", "model": "tiny", "mode": "both",
+                                          "vlm": {"votes": 3, "images": False}}})
+    judge = build_judge(config, run, log=lambda _: None)
+    assert isinstance(judge, HybridJudge) and judge.mode == "both" and judge.vlm.config.votes == 3
+    assert judge.disagreements is not None and judge.disagreements.path == run.path / "disagreements.jsonl"
+    from deskdojo.evolve.build import check_settings
+
+    for bad, problem in (({"kind": "hybrid"}, "needs judge.model"), ({"kind": "vote"}, "judge.kind"),
+                         ({"vlm": {"vots": 2}}, "judge.vlm has no key 'vots'")):
+        with pytest.raises(ConfigError, match=problem):
+            check_settings(load_config(None, {"judge": bad}), "xvfb")
+
+
 # --- the real tiny VLM policy and GRPO -----------------------------------------------------
 
 

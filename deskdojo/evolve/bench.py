@@ -164,9 +164,15 @@ def _check_spec(root: Path, spec: dict[str, Any]) -> None:
     """A bench root holds one experiment: a later call with other settings would mix arms."""
     from deskdojo.evolve.config import diff_configs
 
+    from deskdojo.evolve.run import with_new_defaults
+
     path = root / SPEC
     if path.exists():
-        differences = diff_configs(json.loads(path.read_text()), spec)
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
+            seed = stored["config"].get("seed")
+            stored = {**stored, "config": {**with_new_defaults({**stored["config"], "seed": 0}), "seed": seed}}
+        differences = diff_configs(stored, spec)
         if differences:
             listing = "\n  ".join(differences)
             raise ConfigError(f"{root} holds a learning bench started with other settings:\n  {listing}\n"

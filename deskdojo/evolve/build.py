@@ -98,6 +98,7 @@ def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
         ("sandbox", lambda: sandbox_config(config, concrete)),
         ("policy", lambda: policy_config(config)),
         ("grpo", lambda: GRPOConfig.from_dict(config.grpo_settings())),
+        ("judge.vlm", lambda: vlm_judge_config(config)),
     ]
     if config.sft.enabled:
         sections.append(("sft.options", lambda: sft_config(config, demos="demos", out="sft", history_k=1,
@@ -110,6 +111,29 @@ def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
             raise ConfigError(message if message.startswith(section) else f"{section}: {message}") from None
         except (TypeError, ValueError) as exc:  # a value of the wrong type reaching a comparison
             raise ConfigError(f"{section}: {exc}") from None
+
+
+def vlm_judge_config(config: EvolveConfig) -> Any:
+    from deskdojo.core.records import decode
+    from deskdojo.world_model.vlm_judge import VLMJudgeConfig
+
+    return decode(VLMJudgeConfig, dict(config.judge.vlm), where="judge.vlm", error=ConfigError)
+
+
+def build_judge(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print) -> Any:
+    """The state judge, or the hybrid judge over it and the VLM judge ``judge.model``."""
+    from deskdojo.world_model.judge import StateJudge
+
+    if config.judge.kind == "checks":
+        return StateJudge()
+    from deskdojo.world_model.distill import load_judge_model
+    from deskdojo.world_model.hybrid import DISAGREEMENTS, HybridJudge
+    from deskdojo.world_model.vlm_judge import VLMJudge
+
+    model = load_judge_model(config.judge.model)
+    log(f"judge: hybrid ({config.judge.mode}): checks, and the VLM judge {config.judge.model}")
+    return HybridJudge(StateJudge(), VLMJudge(model, run.path / "trajectories", vlm_judge_config(config)),
+                       mode=config.judge.mode, disagreements=run.path / DISAGREEMENTS)
 
 
 def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print,
@@ -139,8 +163,8 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
         from deskdojo.evolve.learner import vlm_learner
 
         learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories", log=log)
-        return Parts(learner=learner, plan=plan, judge=StateJudge(), pool=pool, rollout=rollout,
-                     rollout_config=rollout_config, probe=StateProbe(files=False))
+        return Parts(learner=learner, plan=plan, judge=build_judge(config, run, log=log), pool=pool,
+                     rollout=rollout, rollout_config=rollout_config, probe=StateProbe(files=False))
     except BaseException:
         pool.close()
         raise

@@ -119,6 +119,38 @@ class CurriculumSettings:
             raise ConfigError(f"curriculum.seeds_per_level must be >= 0, got {self.seeds_per_level}")
 
 
+JUDGES = ("checks", "hybrid")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JudgeSettings:
+    """Who judges the rollouts: the executable checks, or the hybrid judge (checks where a
+    task has them, the VLM judge ``model`` where it has none, or both with every
+    disagreement in the run's ``disagreements.jsonl``)."""
+
+    kind: str = field(default="checks", metadata={"help": "checks | hybrid"})
+    model: str | None = field(default=None, metadata={
+        "help": "the VLM judge: a folder from `deskdojo judge train`, or a model checkpoint (hybrid only)"})
+    mode: str = field(default="fallback", metadata={
+        "help": "hybrid: fallback (the VLM judges only tasks without checks) | both (it also judges "
+                "tasks with checks; they keep the outcome, it gives the step labels)"})
+    vlm: Mapping[str, Any] = field(default_factory=dict, metadata={
+        "help": "VLM judge settings (VLMJudgeConfig keys: votes, rule, retries, temperature, keyframes, images)"})
+
+    def __post_init__(self) -> None:
+        from deskdojo.world_model.hybrid import MODES
+
+        if self.kind not in JUDGES:
+            raise ConfigError(f"judge.kind {self.kind!r} is not one of: {', '.join(JUDGES)}")
+        if self.mode not in MODES:
+            raise ConfigError(f"judge.mode {self.mode!r} is not one of: {', '.join(MODES)}")
+        if self.kind == "hybrid" and not self.model:
+            raise ConfigError("judge.kind hybrid needs judge.model: a folder from `deskdojo judge train` "
+                              "or a model checkpoint")
+        if not isinstance(self.vlm, Mapping):
+            raise ConfigError("judge.vlm must be a mapping of VLMJudgeConfig keys")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvolveConfig:
     """Everything a `deskdojo evolve` run needs. Field docs are the ``--help`` texts."""
@@ -148,6 +180,7 @@ class EvolveConfig:
     sampling: str = field(default="curriculum", metadata={
         "help": "curriculum (the scheduler picks) | uniform (families and levels at random: the baseline)"})
     seed: int = field(default=0, metadata={"help": "seeds python, numpy, torch and the policy"})
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:

@@ -56,7 +56,7 @@ def open_or_create_run(path: str | Path, config: EvolveConfig | None, *, resume:
     run = RunDir.open(path)
     if config is None:
         return run
-    old = run.config()["config"]
+    old = with_new_defaults(run.config()["config"])
     differences = diff_configs(old, config.to_dict())
     if differences and not force:
         raise ConfigChanged(path, differences)
@@ -72,6 +72,16 @@ def open_or_create_run(path: str | Path, config: EvolveConfig | None, *, resume:
         }, indent=1).encode())
         write_atomic(run.path / "config.yaml", to_yaml(config).encode())
     return run
+
+
+def with_new_defaults(stored: Any) -> Any:
+    """A stored config read through today's ``EvolveConfig``: a setting added since the run
+    was made takes its default, which is what the run ran with, so the run still resumes.
+    A config that no longer reads is compared as stored (and so differs)."""
+    try:
+        return EvolveConfig.from_dict(stored).to_dict()
+    except ConfigError:
+        return stored
 
 
 def describe_differences(differences: list[str]) -> str:

@@ -165,12 +165,24 @@ def combine_votes(votes: Sequence[JudgeAnswer], rule: str = "unanimous") -> Judg
 # --- what the judge reads --------------------------------------------------------------------
 
 
-def element_line(element: Element) -> str:
-    states = ",".join(sorted(element.states - {"enabled", "focused"}))
-    return f'{element.role} "{element.name}"' + (f" [{states}]" if states else "")
+def names_whole(element: Element, instruction: str) -> bool:
+    """The task says this element's whole name, and it is not a container (as the
+    reader's ``named`` state): what a judge checks first."""
+    from deskdojo.agent.observation import CONTAINER_ROLES, task_relevance
+
+    return bool(instruction) and element.role not in CONTAINER_ROLES and task_relevance(element.name,
+                                                                                         instruction) >= 2.0
 
 
-def element_changes(before: ElementList | None, after: ElementList | None, *, limit: int = 12) -> list[str]:
+def element_line(element: Element, instruction: str = "") -> str:
+    """``role "name" [states]``; ``named`` among the states when the task says the name."""
+    states = sorted(element.states - {"enabled", "focused"}) + (["named"] if names_whole(element, instruction)
+                                                                 else [])
+    return f'{element.role} "{element.name}"' + (f" [{','.join(states)}]" if states else "")
+
+
+def element_changes(before: ElementList | None, after: ElementList | None, *, limit: int = 12,
+                    instruction: str = "") -> list[str]:
     """What changed between two listings, by role and name (ids change between listings):
     ``+ row`` appeared, ``- row`` went, ``~ row: +checked -selected`` changed state.
     Focus moves are left out (every click moves focus); at most ``limit`` lines, then a
@@ -189,15 +201,16 @@ def element_changes(before: ElementList | None, after: ElementList | None, *, li
     for key in list(old) + [k for k in new if k not in old]:
         was, now = old.get(key, []), new.get(key, [])
         for element in now[len(was):]:
-            lines.append(f"+ {element_line(element)}")
+            lines.append(f"+ {element_line(element, instruction)}")
         for element in was[len(now):]:
-            lines.append(f"- {element_line(element)}")
+            lines.append(f"- {element_line(element, instruction)}")
         for a, b in zip(was, now):
             gained = sorted(b.states - a.states - {"focused"})
             lost = sorted(a.states - b.states - {"focused"})
             if gained or lost:
                 change = " ".join([f"+{s}" for s in gained] + [f"-{s}" for s in lost])
-                lines.append(f'~ {a.role} "{a.name}": {change}')
+                lines.append(f"~ {element_line(b, instruction).split(' [')[0]}: {change}"
+                             + (" [named]" if names_whole(b, instruction) else ""))
     if len(lines) > limit:
         lines = lines[:limit] + [f"(and {len(lines) - limit} more changes)"]
     return lines
@@ -227,7 +240,7 @@ def _read_listing(folder: Path, name: str | None) -> ElementList | None:
         return None  # a missing or torn listing shows no changes; the frames still do
 
 
-def action_line(step: Any, listing: ElementList | None) -> str:
+def action_line(step: Any, listing: ElementList | None, instruction: str = "") -> str:
     """A step's action as the judge reads it: a click on an element names its role and name."""
     from deskdojo.core.actions import describe, element_of
 
@@ -235,7 +248,8 @@ def action_line(step: Any, listing: ElementList | None) -> str:
         return "(an answer that did not parse)"
     element_id = element_of(step.action)
     element = listing.by_id(element_id) if listing is not None and element_id is not None else None
-    line = f"{step.action.kind} {element_line(element)}" if element is not None else describe(step.action)
+    line = (f"{step.action.kind} {element_line(element, instruction)}" if element is not None
+            else describe(step.action))
     if getattr(step.action, "kind", "") == "type":
         line += f" text={step.action.text!r}"
     return line + (f" (refused: {step.action_error})" if step.action_error else "")
@@ -267,9 +281,10 @@ def judge_view(task: Task, trajectory: Trajectory, folder: Path | None, *, keyfr
                 for s in trajectory.steps]
     final_listing = getattr(final, "elements", None)
     after = listings[1:] + [final_listing]
-    actions = tuple(action_line(step, listing) for step, listing in zip(trajectory.steps, listings))
+    said = task.instruction
+    actions = tuple(action_line(step, listing, said) for step, listing in zip(trajectory.steps, listings))
     changes = tuple((i, tuple(lines)) for i, (a, b) in enumerate(zip(listings, after))
-                    if (lines := element_changes(a, b)))
+                    if (lines := element_changes(a, b, instruction=said)))
     frames: list[tuple[int, Path]] = []
     if folder is not None:
         paths = [(i, folder / s.frame) for i, s in enumerate(trajectory.steps) if s.frame]
@@ -281,8 +296,16 @@ def judge_view(task: Task, trajectory: Trajectory, folder: Path | None, *, keyfr
     last = final_listing if final_listing is not None else (listings[-1] if listings else None)
     return JudgeView(instruction=task.instruction, actions=actions, frames=tuple(frames), changes=changes,
                      end=trajectory.end.value if trajectory.end is not None else "",
-                     final_elements=tuple(element_line(e) for e in last.elements) if last else (),
+                     final_elements=final_rows(last, said),
                      final_screenshot=getattr(final, "screenshot", None))
+
+
+def final_rows(listing: ElementList | None, instruction: str) -> tuple[str, ...]:
+    """The last screen's rows, those the task names first (then the listing's order)."""
+    if listing is None:
+        return ()
+    rows = sorted(listing.elements, key=lambda e: not names_whole(e, instruction))
+    return tuple(element_line(e, instruction) for e in rows)
 
 
 def _differs(a: Path, b: Path) -> bool:
@@ -302,7 +325,7 @@ JUDGE_SYSTEM = (
     "or null) and rationale (one sentence).")
 
 
-def judge_text(view: JudgeView, *, final_rows: int = 40) -> str:
+def judge_text(view: JudgeView, *, final_rows: int = 10) -> str:
     """The user message's text (the keyframes come before it as images)."""
     lines = [f"Task: {view.instruction}", "Actions:"]
     changes = dict(view.changes)

@@ -1,0 +1,160 @@
+"""``deskdojo judge``: distil the executable checks into a VLM judge, and measure a judge
+against the checks.
+
+* ``deskdojo judge train --runs RUN [RUN ...] --out DIR`` builds examples from the runs'
+  judged trajectories (``deskdojo.world_model.distill``), fine-tunes the whole tiny model
+  (or any policy checkpoint given with ``--model``) to answer the checks' verdicts as
+  judge answers, and writes the judge with ``judge.json`` and ``train_report.json``.
+* ``deskdojo judge calibrate --judge DIR --runs RUN [RUN ...]`` answers every held-out and
+  unseen-family example, records the three adversarial sets in real sandboxes, and prints
+  (and writes, ``--out``) precision, recall, negative predictive value, accuracy and
+  Cohen's kappa per split and family, the false-success rates and seconds per verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _examples(args: argparse.Namespace) -> list[Any]:
+    from deskdojo.world_model.distill import run_examples
+
+    unseen = [f for f in (args.unseen or "").split(",") if f]
+    return run_examples(args.runs, unseen=unseen, heldout_share=args.heldout_share, log=_log)
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_judge_train(args: argparse.Namespace) -> int:
+    from deskdojo.agent.model.loading import quiet_libraries
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.core.rundir import write_atomic
+    from deskdojo.world_model.distill import JudgeTrainConfig, examples_digest, save_judge, train_judge
+
+    quiet_libraries()
+    config = JudgeTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    examples = _examples(args)
+    digest = examples_digest(examples)
+    _log(f"judge train: {json.dumps(digest['splits'])}")
+    policy = load_policy(args.model, PolicyConfig(lora=None))
+    result = train_judge(policy, examples, config, log=_log)
+    out = Path(args.out)
+    policy.policy_id = f"judge:{out.name}"
+    info = {"command": shlex.join(["deskdojo", *sys.argv[1:]]), "runs": [str(r) for r in args.runs],
+            "unseen": args.unseen, "heldout_share": args.heldout_share, "base": args.model,
+            "examples": digest, "train": result}
+    save_judge(policy, out, config, info)
+    write_atomic(out / "train_report.json", json.dumps(info, indent=1).encode())
+    print(f"judge written to {out} ({result['train_examples']} training examples, loss "
+          f"{result['loss_first']:.3f} -> {result['loss_last']:.3f}, {result['seconds'] / 60:.1f} min)")
+    return 0
+
+
+def cmd_judge_calibrate(args: argparse.Namespace) -> int:
+    from deskdojo.agent.model.loading import quiet_libraries
+    from deskdojo.core.rundir import write_atomic
+    from deskdojo.evolve.bench import git_state
+    from deskdojo.vm.config import SandboxConfig
+    from deskdojo.vm.pool import make_provider
+    from deskdojo.world_model.distill import (
+        ADVERSARIAL, adversarial_tasks, calibration_report, judge_examples, load_judge_model, record_adversarial,
+    )
+
+    quiet_libraries()
+    model = load_judge_model(args.judge)
+    examples = [e for e in _examples(args) if e.split != "train"]
+    if args.limit:
+        by_split: dict[str, list[Any]] = {}
+        for example in examples:
+            by_split.setdefault(example.split, []).append(example)
+        examples = [e for rows in by_split.values() for e in rows[:args.limit]]
+    if args.adversarial:
+        families = sorted({e.task.family for e in examples if e.split == "heldout"}) or ["toggle_choices"]
+        with tempfile.TemporaryDirectory(prefix="deskdojo-adversarial-") as folder:
+            sandbox = make_provider(SandboxConfig(provider=args.provider)).start()
+            try:
+                for kind in ADVERSARIAL:
+                    tasks = adversarial_tasks(kind, families=families, count=args.adversarial)
+                    examples += record_adversarial(kind, tasks, sandbox, Path(folder) / kind, log=_log)
+            finally:
+                sandbox.close()
+    started = time.perf_counter()
+    judged = judge_examples(model, examples, log=_log)
+    report = calibration_report(judged)
+    commit, dirty = git_state()
+    result = {"command": shlex.join(["deskdojo", *sys.argv[1:]]), "git_commit": commit, "git_dirty": dirty,
+              "judge": str(args.judge), "runs": [str(r) for r in args.runs], "unseen": args.unseen,
+              "seconds": round(time.perf_counter() - started, 1), **report}
+    if "heldout" in report:
+        overall = report["heldout"]["overall"]
+        result["seen_families"] = {"precision": overall["precision"], "recall": overall["recall"],
+                                   "families": sorted(report["heldout"]["families"])}
+    if args.out:
+        write_atomic(Path(args.out), json.dumps(result, indent=1).encode())
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(calibration_table(result))
+    return 0
+
+
+def calibration_table(result: dict[str, Any]) -> str:
+    lines = ["| split | family | n | precision | recall | NPV | accuracy | kappa | unparsed | s/verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    for split in ("heldout", "unseen"):
+        if split not in result:
+            continue
+        rows = [("all", result[split]["overall"])] + sorted(result[split]["families"].items())
+        for family, f in rows:
+            lines.append(f"| {split} | {family} | {f['n']} | {fmt(f['precision'])} | {fmt(f['recall'])} | "
+                         f"{fmt(f['npv'])} | {fmt(f['accuracy'])} | {fmt(f['kappa'])} | {f['unparsed']} | "
+                         f"{fmt(f['median_s_per_verdict'])} |")
+    for kind, f in result.get("adversarial", {}).items():
+        lines.append(f"adversarial {kind}: false-success rate {fmt(f['false_success_rate'])} "
+                     f"({f['judge_says_success']} of {f['checks_fail']} failing episodes judged a success)")
+    return "\n".join(lines)
+
+
+def add_judge_parser(sub: Any) -> None:
+    judge = sub.add_parser("judge", help="the VLM judge: distil it from checks, calibrate it against them"
+                           ).add_subparsers(dest="judge_cmd", required=True)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--runs", nargs="+", required=True, help="run folders whose trajectories the checks judged")
+        p.add_argument("--unseen", default="confirm_dialog,switch_tab",
+                       help="families that never train (comma-separated; they measure transfer)")
+        p.add_argument("--heldout-share", type=float, default=0.25,
+                       help="share of each seen family's task seeds kept for evaluation")
+
+    p = judge.add_parser("train", help="distil the checks of runs' trajectories into a judge (tiny: full FT)")
+    data_args(p)
+    p.add_argument("--out", required=True, help="folder for the judge")
+    p.add_argument("--model", default="tiny", help="the model to start from (tiny, a checkpoint, a folder)")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=8, help="examples per step (half successes)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_judge_train)
+
+    p = judge.add_parser("calibrate", help="measure a judge against the checks (and three adversarial sets)")
+    data_args(p)
+    p.add_argument("--judge", required=True, help="a folder from `judge train`, or a model checkpoint")
+    p.add_argument("--adversarial", type=int, default=30, help="episodes per adversarial set (0: none)")
+    p.add_argument("--provider", default="xvfb", choices=["docker", "xvfb"], help="where adversarial sets play")
+    p.add_argument("--limit", type=int, default=0, help="at most this many examples per split (0: all)")
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(fn=cmd_judge_calibrate)
