@@ -175,6 +175,27 @@ def test_trajectory_browser_steps_through_frames_actions_delta_and_verdict(windo
     assert browser.index == 3 and isinstance(browser.canvas.last_action, Scroll)
 
 
+def test_the_trajectory_view_lists_where_the_judges_disagree(window, fake_run):
+    """The hybrid judge (mode both) writes disagreements.jsonl; the browser marks the
+    trajectory in its list and says both outcomes and the VLM judge's reason."""
+    disputed = fake_run.trajectory_ids[1]
+    JsonlFile(fake_run.path / "disagreements.jsonl").append({
+        "time": 0.0, "task_id": "t", "trajectory_id": disputed, "family": "f", "level": 0,
+        "checks": {"success": False, "score": 0.0, "judge_id": "state"},
+        "vlm": {"success": True, "score": 1.0, "judge_id": "vlm",
+                "answer": {"error_type": "none", "rationale": "the box looks ticked"}}})
+    browser = window.trajectories
+    window.tabs.setCurrentWidget(browser)
+    window.refresh_data()
+    texts = [browser.picker.item(r).text() for r in range(browser.picker.count())]
+    assert [t for t in texts if "judges disagree" in t] == [t for t in texts if disputed in t]
+    assert browser.select(disputed)
+    label = browser.verdict_label.text()
+    assert "judges disagree" in label and "the checks say failure" in label and "the box looks ticked" in label
+    assert browser.select(fake_run.trajectory_ids[0])
+    assert "disagree" not in browser.verdict_label.text()
+
+
 def test_curves_follow_metrics_as_they_grow(window, fake_run):
     curves = window.curves
     window.tabs.setCurrentWidget(curves)

@@ -29,6 +29,18 @@ class JsonlTail:
         self.path = Path(path)
         self.offset = 0
         self.records: list[dict[str, Any]] = []
+        self._by_trajectory: dict[str, dict[str, Any]] = {}
+        self._indexed = 0
+
+    def latest_by_trajectory(self) -> dict[str, dict[str, Any]]:
+        """The newest record per ``trajectory_id``, kept up to date as lines arrive (a
+        browser asks once per listed trajectory per refresh: no scan per question)."""
+        self.poll()
+        for record in self.records[self._indexed:]:
+            if isinstance(record.get("trajectory_id"), str):
+                self._by_trajectory[record["trajectory_id"]] = record
+        self._indexed = len(self.records)
+        return self._by_trajectory
 
     def poll(self) -> list[dict[str, Any]]:
         try:
@@ -37,6 +49,7 @@ class JsonlTail:
             return []
         if size < self.offset:
             self.offset, self.records = 0, []
+            self._by_trajectory, self._indexed = {}, 0
         if size == self.offset:
             return []
         with open(self.path, "rb") as f:
@@ -174,6 +187,7 @@ class RunReader:
         self.metrics = JsonlTail(self.path / "metrics.jsonl")
         self.tasks = JsonlTail(self.path / "tasks.jsonl")
         self.verdicts = JsonlTail(self.path / "verdicts.jsonl")
+        self.disagreements = JsonlTail(self.path / "disagreements.jsonl")  # the hybrid judge's
 
     @property
     def name(self) -> str:
@@ -202,11 +216,11 @@ class RunReader:
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
     def verdict_for(self, trajectory_id: str) -> dict[str, Any] | None:
-        self.verdicts.poll()
-        for record in reversed(self.verdicts.records):
-            if record.get("trajectory_id") == trajectory_id:
-                return record
-        return None
+        return self.verdicts.latest_by_trajectory().get(trajectory_id)
+
+    def disagreement_for(self, trajectory_id: str) -> dict[str, Any] | None:
+        """Where the checks and the VLM judge disagreed on this trajectory (hybrid judge, mode both)."""
+        return self.disagreements.latest_by_trajectory().get(trajectory_id)
 
     def task_records(self) -> list[dict[str, Any]]:
         """tasks.jsonl lines as ``{"task": {...}, "admitted", "reason", "time"}``; bare Task

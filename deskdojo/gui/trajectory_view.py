@@ -115,18 +115,24 @@ class TrajectoryBrowser(QWidget):
             return
         self.empty.hide()
         self.content.show()
-        if entries != self._listed:
-            selected = self.picker.currentItem().data(Qt.ItemDataRole.UserRole) if self.picker.currentItem() else None
-            self.picker.blockSignals(True)
-            self.picker.clear()
-            for rel in entries:
-                item = QListWidgetItem(self._entry_text(rel))
-                item.setData(Qt.ItemDataRole.UserRole, rel)
-                self.picker.addItem(item)
-            self.picker.blockSignals(False)
-            self._listed = entries
-            rows = [i for i, rel in enumerate(entries) if rel == selected]
-            self.picker.setCurrentRow(rows[0] if rows else 0)
+        if entries == self._listed:  # verdicts and disagreements arrive after their trajectories
+            for row in range(self.picker.count()):
+                item = self.picker.item(row)
+                text = self._entry_text(item.data(Qt.ItemDataRole.UserRole))
+                if item.text() != text:
+                    item.setText(text)
+            return
+        selected = self.picker.currentItem().data(Qt.ItemDataRole.UserRole) if self.picker.currentItem() else None
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        for rel in entries:
+            item = QListWidgetItem(self._entry_text(rel))
+            item.setData(Qt.ItemDataRole.UserRole, rel)
+            self.picker.addItem(item)
+        self.picker.blockSignals(False)
+        self._listed = entries
+        rows = [i for i, rel in enumerate(entries) if rel == selected]
+        self.picker.setCurrentRow(rows[0] if rows else 0)
 
     def _entry_text(self, rel: str) -> str:
         kind, name = rel.split("/", 1)
@@ -135,7 +141,8 @@ class TrajectoryBrowser(QWidget):
         verdict = self.run.verdict_for(name) if self.run else None
         if verdict is None:
             return f"… {name}"
-        return f"{'✔' if verdict.get('success') else '✘'} {name}  ({float(verdict.get('score', 0)):.2f})"
+        disputed = " ⚠ judges disagree" if self.run and self.run.disagreement_for(name) else ""
+        return f"{'✔' if verdict.get('success') else '✘'} {name}  ({float(verdict.get('score', 0)):.2f}){disputed}"
 
     def _empty(self, title: str, body: str) -> None:
         self.content.hide()
@@ -234,7 +241,8 @@ class TrajectoryBrowser(QWidget):
             f"<b style='color:{colour}'>{'SUCCESS' if success else 'FAILURE'}</b> · score "
             f"{float(verdict.get('score', 0)):.2f} · judge {verdict.get('judge_id', '?')}"
             + (f" · first error at step {verdict['first_error_step']}"
-               if verdict.get("first_error_step") is not None else ""))
+               if verdict.get("first_error_step") is not None else "")
+            + self._disagreement_text())
         evidence = verdict.get("evidence") or []
         self.evidence.setRowCount(len(evidence))
         for row, item in enumerate(evidence):
@@ -250,6 +258,22 @@ class TrajectoryBrowser(QWidget):
                     cell.setForeground(QBrush(QColor(40, 170, 70) if item.get("passed") else QColor(220, 60, 60)))
                 self.evidence.setItem(row, column, cell)
         self.evidence.resizeColumnsToContents()
+
+
+    def _disagreement_text(self) -> str:
+        """The hybrid judge's disagreement on this trajectory, if any: both outcomes and why."""
+        record = self.run.disagreement_for(self.trajectory.id) if self.run and self.trajectory else None
+        if not record:
+            return ""
+        checks, vlm = record.get("checks") or {}, record.get("vlm") or {}
+        answer = vlm.get("answer") or {}
+
+        def said(side: dict[str, Any]) -> str:
+            return "success" if side.get("success") else "failure"
+
+        return (f"<br><b style='color:#c80'>judges disagree</b>: the checks say {said(checks)}, the VLM "
+                f"judge says {said(vlm)}" + (f" ({answer.get('error_type')}; {answer.get('rationale')})"
+                                             if answer.get("rationale") else ""))
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:
