@@ -141,7 +141,7 @@ def test_judge_train_and_calibrate_on_the_real_tiny_model(tmp_path, capsys):
 
 
 def test_the_adversarial_sets_fail_their_checks_in_a_real_sandbox(box, tmp_path):
-    from deskdojo.world_model.distill import ADVERSARIAL, adversarial_tasks, record_adversarial
+    from deskdojo.commands.judge import ADVERSARIAL, adversarial_tasks, record_adversarial
 
     for kind in ADVERSARIAL:
         tasks = adversarial_tasks(kind, families=["toggle_choices", "switch_tab"], count=2)

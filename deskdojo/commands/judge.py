@@ -20,7 +20,85 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
+
+from deskdojo.core.errors import ConfigError
+from deskdojo.core.types import Task
+
+
+# --- adversarial sets ------------------------------------------------------------------------
+
+ADVERSARIAL = ("done_nothing", "undone", "half_done")
+"""The calibration's own hard cases, each recorded in a real sandbox and labelled by the
+checks: answered done with nothing changed; made progress, then undid it (a box ticked,
+then unticked); did the first half of a task of two or more steps, then answered done."""
+UNDO_FAMILY = "toggle_choices"
+
+
+def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_base: int | None = None) -> list[Task]:
+    """Held-out-split tasks for one adversarial set (seeds apart from the policy's held-out
+    evaluation, which counts up from ``HELDOUT_SEED_BASE``)."""
+    from deskdojo.curriculum.families import get_family
+    from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
+
+    seed_base = HELDOUT_SEED_BASE + 900_000 if seed_base is None else seed_base
+
+    if kind not in ADVERSARIAL:
+        raise ConfigError(f"adversarial set {kind!r} is not one of: {', '.join(ADVERSARIAL)}")
+    chosen = [UNDO_FAMILY] if kind == "undone" else list(families)
+    tasks: list[Task] = []
+    seed = seed_base
+    while len(tasks) < count and seed < seed_base + 50 * count + 100:
+        family = get_family(chosen[seed % len(chosen)])
+        level = 0 if kind == "undone" else (seed // len(chosen)) % min(family.levels, 3)
+        task = family.generate(level, seed, "heldout")
+        seed += 1
+        if kind == "half_done" and len(task.oracle) < 2:
+            continue
+        if kind == "undone" and not (len(task.oracle) == 1 and task.oracle[0].action.kind == "click"):
+            continue
+        tasks.append(task)
+    return tasks
+
+
+def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: Path, *,
+                       log: Callable[[str], None] = print) -> list[Any]:
+    """Play each task the adversarial way in ``sandbox`` (a real one), judge it by its
+    checks, and return the episodes as examples (split ``adversarial:<kind>``)."""
+    import dataclasses
+
+    from deskdojo.agent.demos import DemoRecorder
+    from deskdojo.core.oracle import run_oracle
+    from deskdojo.world_model.distill import JudgeExample, answer_from_checks
+    from deskdojo.world_model.vlm_judge import judge_text, judge_view
+    from deskdojo.core.rundir import read_trajectory
+    from deskdojo.world_model.judge import StateJudge
+    from deskdojo.world_model.probe import StateProbe
+
+    judge = StateJudge()
+    examples: list[JudgeExample] = []
+    for number, task in enumerate(tasks):
+        recorder = DemoRecorder(sandbox, task, folder, probe=StateProbe(files=False), policy_id=f"adversarial-{kind}")
+        try:
+            if kind == "undone":
+                (action,) = run_oracle(sandbox, task, act=recorder.act)
+                recorder.act(action)  # the same click again: the box goes back
+            elif kind == "half_done":
+                half = dataclasses.replace(task, oracle=task.oracle[:len(task.oracle) // 2])
+                run_oracle(sandbox, half, act=recorder.act)
+            path = recorder.finish(f"{kind}-{number:03d}")
+        except BaseException:
+            recorder.discard()
+            raise
+        trajectory = read_trajectory(path)
+        verdict = judge.judge(task, trajectory, sandbox)
+        examples.append(JudgeExample(
+            task=task, trajectory_id=trajectory.id, text=judge_text(judge_view(task, trajectory, path)),
+            answer=answer_from_checks(trajectory, verdict), split=f"adversarial:{kind}",
+            steps=len(trajectory.steps), source=str(path)))
+    passed = sum(e.answer.success for e in examples)
+    log(f"judge calibrate: {kind}: {len(examples)} episodes recorded ({passed} pass their checks)")
+    return examples
 
 
 def _examples(args: argparse.Namespace) -> list[Any]:
@@ -65,9 +143,8 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
     from deskdojo.evolve.bench import git_state
     from deskdojo.vm.config import SandboxConfig
     from deskdojo.vm.pool import make_provider
-    from deskdojo.world_model.distill import (
-        ADVERSARIAL, adversarial_tasks, calibration_report, judge_examples, load_judge_model, record_adversarial,
-    )
+    from deskdojo.evolve.build import load_judge_model
+    from deskdojo.world_model.distill import calibration_report, judge_examples
 
     quiet_libraries()
     model = load_judge_model(args.judge)

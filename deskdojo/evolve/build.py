@@ -120,13 +120,30 @@ def vlm_judge_config(config: EvolveConfig) -> Any:
     return decode(VLMJudgeConfig, dict(config.judge.vlm), where="judge.vlm", error=ConfigError)
 
 
+def load_judge_model(path: str) -> Any:
+    """A judge model from a folder ``judge train`` wrote (its ``judge.json`` says how to
+    ask it), or any policy checkpoint or preset by name (images on)."""
+    import json
+    from pathlib import Path
+
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.world_model.distill import JUDGE_FILE
+    from deskdojo.world_model.vlm_judge import PolicyJudgeModel
+
+    folder = Path(path).expanduser()
+    settings = json.loads((folder / JUDGE_FILE).read_text()) if (folder / JUDGE_FILE).exists() else {}
+    policy = load_policy(str(path), PolicyConfig())
+    policy.set_greedy(True)
+    return PolicyJudgeModel(policy, max_new_tokens=int(settings.get("max_new_tokens", 160)),
+                            images=bool(settings.get("images", True)))
+
+
 def build_judge(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print) -> Any:
     """The state judge, or the hybrid judge over it and the VLM judge ``judge.model``."""
     from deskdojo.world_model.judge import StateJudge
 
     if config.judge.kind == "checks":
         return StateJudge()
-    from deskdojo.world_model.distill import load_judge_model
     from deskdojo.world_model.hybrid import DISAGREEMENTS, HybridJudge
     from deskdojo.world_model.vlm_judge import VLMJudge
 

@@ -335,20 +335,6 @@ def save_judge(policy: Any, folder: Path, config: JudgeTrainConfig, info: dict[s
     return folder
 
 
-def load_judge_model(path: str | Path) -> Any:
-    """A judge model from a folder ``judge train`` wrote (its ``judge.json`` says how to
-    ask it), or any policy checkpoint or preset by name (images on)."""
-    from deskdojo.agent.policy import PolicyConfig, load_policy
-    from deskdojo.world_model.vlm_judge import PolicyJudgeModel
-
-    folder = Path(path).expanduser()
-    settings = json.loads((folder / JUDGE_FILE).read_text()) if (folder / JUDGE_FILE).exists() else {}
-    policy = load_policy(str(path), PolicyConfig())
-    policy.set_greedy(True)
-    return PolicyJudgeModel(policy, max_new_tokens=int(settings.get("max_new_tokens", 160)),
-                            images=bool(settings.get("images", True)))
-
-
 def examples_digest(examples: Sequence[JudgeExample]) -> dict[str, Any]:
     counts: dict[str, dict[str, int]] = {}
     for e in examples:
@@ -360,74 +346,3 @@ def examples_digest(examples: Sequence[JudgeExample]) -> dict[str, Any]:
 
 def replace_split(examples: Sequence[JudgeExample], split: str) -> list[JudgeExample]:
     return [dataclasses.replace(e, split=split) for e in examples]
-
-
-# --- adversarial sets ----------------------------------------------------------------------------
-
-ADVERSARIAL = ("done_nothing", "undone", "half_done")
-"""The calibration's own hard cases, each recorded in a real sandbox and labelled by the
-checks: answered done with nothing changed; made progress, then undid it (a box ticked,
-then unticked); did the first half of a task of two or more steps, then answered done."""
-UNDO_FAMILY = "toggle_choices"
-
-
-def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_base: int | None = None) -> list[Task]:
-    """Held-out-split tasks for one adversarial set (seeds apart from the policy's held-out
-    evaluation, which counts up from ``HELDOUT_SEED_BASE``)."""
-    from deskdojo.curriculum.families import get_family
-    from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
-
-    seed_base = HELDOUT_SEED_BASE + 900_000 if seed_base is None else seed_base
-
-    if kind not in ADVERSARIAL:
-        raise ConfigError(f"adversarial set {kind!r} is not one of: {', '.join(ADVERSARIAL)}")
-    chosen = [UNDO_FAMILY] if kind == "undone" else list(families)
-    tasks: list[Task] = []
-    seed = seed_base
-    while len(tasks) < count and seed < seed_base + 50 * count + 100:
-        family = get_family(chosen[seed % len(chosen)])
-        level = 0 if kind == "undone" else (seed // len(chosen)) % min(family.levels, 3)
-        task = family.generate(level, seed, "heldout")
-        seed += 1
-        if kind == "half_done" and len(task.oracle) < 2:
-            continue
-        if kind == "undone" and not (len(task.oracle) == 1 and task.oracle[0].action.kind == "click"):
-            continue
-        tasks.append(task)
-    return tasks
-
-
-def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: Path, *,
-                       log: Callable[[str], None] = print) -> list[JudgeExample]:
-    """Play each task the adversarial way in ``sandbox`` (a real one), judge it by its
-    checks, and return the episodes as examples (split ``adversarial:<kind>``)."""
-    from deskdojo.agent.demos import DemoRecorder
-    from deskdojo.core.oracle import run_oracle
-    from deskdojo.core.rundir import read_trajectory
-    from deskdojo.world_model.judge import StateJudge
-    from deskdojo.world_model.probe import StateProbe
-
-    judge = StateJudge()
-    examples: list[JudgeExample] = []
-    for number, task in enumerate(tasks):
-        recorder = DemoRecorder(sandbox, task, folder, probe=StateProbe(files=False), policy_id=f"adversarial-{kind}")
-        try:
-            if kind == "undone":
-                (action,) = run_oracle(sandbox, task, act=recorder.act)
-                recorder.act(action)  # the same click again: the box goes back
-            elif kind == "half_done":
-                half = dataclasses.replace(task, oracle=task.oracle[:len(task.oracle) // 2])
-                run_oracle(sandbox, half, act=recorder.act)
-            path = recorder.finish(f"{kind}-{number:03d}")
-        except BaseException:
-            recorder.discard()
-            raise
-        trajectory = read_trajectory(path)
-        verdict = judge.judge(task, trajectory, sandbox)
-        examples.append(JudgeExample(
-            task=task, trajectory_id=trajectory.id, text=judge_text(judge_view(task, trajectory, path)),
-            answer=answer_from_checks(trajectory, verdict), split=f"adversarial:{kind}",
-            steps=len(trajectory.steps), source=str(path)))
-    passed = sum(e.answer.success for e in examples)
-    log(f"judge calibrate: {kind}: {len(examples)} episodes recorded ({passed} pass their checks)")
-    return examples

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from deskdojo.core.elements import Element, ElementList
 from deskdojo.core.errors import ConfigError, JudgeError, RecordError, SandboxError
 from deskdojo.core.types import CheckEvidence, StepLabel, Task, Trajectory, Verdict
+from deskdojo.perception.relevance import CONTAINER_ROLES, task_relevance
 
 ERROR_TYPES = ("none", "wrong_target", "missing_step", "premature_done", "undone", "no_effect", "other")
 """What went wrong, when something did: ``none`` for a success."""
@@ -168,8 +169,6 @@ def combine_votes(votes: Sequence[JudgeAnswer], rule: str = "unanimous") -> Judg
 def names_whole(element: Element, instruction: str) -> bool:
     """The task says this element's whole name, and it is not a container (as the
     reader's ``named`` state): what a judge checks first."""
-    from deskdojo.agent.observation import CONTAINER_ROLES, task_relevance
-
     return bool(instruction) and element.role not in CONTAINER_ROLES and task_relevance(element.name,
                                                                                          instruction) >= 2.0
 
