@@ -153,7 +153,11 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
         by_split: dict[str, list[Any]] = {}
         for example in examples:
             by_split.setdefault(example.split, []).append(example)
-        examples = [e for rows in by_split.values() for e in rows[:args.limit]]
+        import random
+
+        rng = random.Random(0)  # the same sample every time, across runs and families
+        examples = [e for rows in by_split.values() for e in (rng.sample(rows, args.limit)
+                                                              if len(rows) > args.limit else rows)]
     if args.adversarial:
         families = sorted({e.task.family for e in examples if e.split == "heldout"}) or ["toggle_choices"]
         with tempfile.TemporaryDirectory(prefix="deskdojo-adversarial-") as folder:
@@ -165,7 +169,7 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
             finally:
                 sandbox.close()
     started = time.perf_counter()
-    judged = judge_examples(model, examples, log=_log)
+    judged = judge_examples(model, examples, retries=args.retries, log=_log)
     report = calibration_report(judged)
     commit, dirty = git_state()
     result = {"command": shlex.join(["deskdojo", *sys.argv[1:]]), "git_commit": commit, "git_dirty": dirty,
@@ -231,7 +235,10 @@ def add_judge_parser(sub: Any) -> None:
     p.add_argument("--judge", required=True, help="a folder from `judge train`, or a model checkpoint")
     p.add_argument("--adversarial", type=int, default=30, help="episodes per adversarial set (0: none)")
     p.add_argument("--provider", default="xvfb", choices=["docker", "xvfb"], help="where adversarial sets play")
-    p.add_argument("--limit", type=int, default=0, help="at most this many examples per split (0: all)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="at most this many examples per split, a seeded random sample (0: all)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="re-asks (at T 0.7) of an answer that does not parse, as the loop's judge does")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(fn=cmd_judge_calibrate)

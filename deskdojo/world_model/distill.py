@@ -272,31 +272,43 @@ def agreement(pairs: Sequence[tuple[bool, bool]]) -> dict[str, Any]:
             "accuracy": round(accuracy, 4) if accuracy is not None else None, "kappa": kappa}
 
 
-def judge_examples(model: Any, examples: Sequence[JudgeExample], *, batch: int = 16,
+def judge_examples(model: Any, examples: Sequence[JudgeExample], *, batch: int = 16, retries: int = 2,
                    log: Callable[[str], None] = print) -> list[tuple[JudgeExample, JudgeAnswer | None, float]]:
-    """Greedy answers for ``examples``: (example, parsed answer or None, seconds per verdict)."""
+    """Greedy answers for ``examples``, each that does not parse asked again at T = 0.7 up
+    to ``retries`` times, as ``VLMJudge`` does in the loop: (example, parsed answer or
+    None when every try failed, seconds per verdict including its retries)."""
     from deskdojo.world_model.vlm_judge import JudgePrompt
 
     out: list[tuple[JudgeExample, JudgeAnswer | None, float]] = []
     for start in range(0, len(examples), batch):
-        chunk = examples[start:start + batch]
-        began = time.perf_counter()
-        texts = model.answer([JudgePrompt(JUDGE_SYSTEM, e.text) for e in chunk], temperature=0.0)
-        each = (time.perf_counter() - began) / len(chunk)
-        for example, text in zip(chunk, texts):
-            try:
-                out.append((example, parse_judge_answer(text, steps=example.steps), each))
-            except JudgeAnswerError:
-                out.append((example, None, each))
+        chunk = list(examples[start:start + batch])
+        answers: list[JudgeAnswer | None] = [None] * len(chunk)
+        seconds = [0.0] * len(chunk)
+        pending = list(range(len(chunk)))
+        for attempt in range(retries + 1):
+            began = time.perf_counter()
+            texts = model.answer([JudgePrompt(JUDGE_SYSTEM, chunk[i].text) for i in pending],
+                                 temperature=0.0 if attempt == 0 else 0.7)
+            each = (time.perf_counter() - began) / max(1, len(pending))
+            for i, text in zip(pending, texts):
+                seconds[i] += each
+                try:
+                    answers[i] = parse_judge_answer(text, steps=chunk[i].steps)
+                except JudgeAnswerError:
+                    pass
+            pending = [i for i in pending if answers[i] is None]
+            if not pending:
+                break
+        out += list(zip(chunk, answers, seconds))
         if (start // batch) % 10 == 9:
             log(f"judge calibrate: {len(out)}/{len(examples)} verdicts")
     return out
 
 
 def calibration_report(judged: Sequence[tuple[JudgeExample, JudgeAnswer | None, float]]) -> dict[str, Any]:
-    """Figures per split and family; an answer that did not parse counts as a failure
-    verdict (what the loop would do after its retries is a judge error; here it is a
-    miss, and counted as ``unparsed``)."""
+    """Figures per split and family. An example whose every try failed to parse (in the
+    loop: a judge error, which ends no episode as a success) counts as a failure verdict
+    here, and as ``unparsed``."""
 
     def figures(rows: Sequence[tuple[JudgeExample, JudgeAnswer | None, float]]) -> dict[str, Any]:
         pairs = [(bool(a and a.success), e.answer.success) for e, a, _ in rows]
