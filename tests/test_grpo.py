@@ -333,6 +333,23 @@ def test_rehearsal_adds_successes_of_other_cells_to_updates_in_turn():
         GRPOConfig(rehearsal=-1)
 
 
+def test_negative_scale_shrinks_only_below_mean_advantages():
+    """``negative_scale`` 0 trains on the rollouts that beat their group and leaves the
+    others out of the gradient (advantage 0); the metrics keep the plain advantages."""
+    task = make_task("toy-L0-s0", seed=0)
+    group = [make_rollout(task, "w", ONE_STEP, success=True), make_rollout(task, "l1", ONE_STEP, success=False),
+             make_rollout(task, "l2", ONE_STEP, success=False), make_rollout(task, "l3", ONE_STEP, success=False)]
+    plain = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0))
+    positive = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, negative_scale=0.0))
+    half = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, negative_scale=0.5))
+    assert [s.advantage for s in plain.samples] == pytest.approx([0.75, -0.25, -0.25, -0.25])
+    assert [s.advantage for s in positive.samples] == pytest.approx([0.75, 0.0, 0.0, 0.0])
+    assert [s.advantage for s in half.samples] == pytest.approx([0.75, -0.125, -0.125, -0.125])
+    assert positive.groups[0].advantages == plain.groups[0].advantages
+    with pytest.raises(ConfigError, match="negative_scale"):
+        GRPOConfig(negative_scale=-1.0)
+
+
 # --- the trainer, with a toy policy ---------------------------------------------------
 
 

@@ -20,7 +20,6 @@ is only evaluated. A task (family, seed) is in one split only, whichever run it 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -65,7 +64,7 @@ def answer_from_checks(trajectory: Trajectory, verdict: Verdict) -> JudgeAnswer:
     first = errors[0] if errors else (redundant[0] if redundant else max(len(trajectory.steps) - 1, 0))
     acting = [i for i, s in enumerate(trajectory.steps) if s.action is not None and s.action.kind not in
               ("done", "fail")]
-    if acting and all(labels[i] is StepLabel.NO_OP for i in acting) or not acting:
+    if not acting or all(labels[i] is StepLabel.NO_OP for i in acting):
         kind = "no_effect"
     elif trajectory.end is EndReason.DONE:
         kind = "premature_done"
@@ -354,7 +353,3 @@ def examples_digest(examples: Sequence[JudgeExample]) -> dict[str, Any]:
         slot["success" if e.answer.success else "failure"] += 1
     return {"splits": counts, "families": {s: sorted({e.task.family for e in examples if e.split == s})
                                            for s in SPLITS}}
-
-
-def replace_split(examples: Sequence[JudgeExample], split: str) -> list[JudgeExample]:
-    return [dataclasses.replace(e, split=split) for e in examples]

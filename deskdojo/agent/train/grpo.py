@@ -77,6 +77,9 @@ class GRPOConfig:
                 "learns one cell keeps the answers other cells already get right; 0 disables"})
     rehearsal_advantage: float = field(default=0.5, metadata={
         "help": "advantage of a rehearsed success (a success in a group of two with one failure)"})
+    negative_scale: float = field(default=1.0, metadata={
+        "help": "multiplies below-mean advantages (1: plain GRPO; 0: learn only from the rollouts that did "
+                "better than their group, as SFT learns from demos)"})
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
@@ -94,7 +97,7 @@ class GRPOConfig:
         if self.normaliser not in NORMALISERS:
             raise ConfigError(f"normaliser {self.normaliser!r} is not one of: {', '.join(NORMALISERS)}")
         for name in ("invalid_step_penalty", "no_op_penalty", "grounding_weight", "kl_beta", "neg_imitation_weight",
-                     "clip_high", "weight_decay", "max_grad_norm", "rehearsal_advantage"):
+                     "clip_high", "weight_decay", "max_grad_norm", "rehearsal_advantage", "negative_scale"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -418,6 +421,8 @@ def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: G
             if config.scale_std else tuple(own_advantages)))
 
         for rollout, advantage in zip(valid, advantages or [0.0] * len(valid)):
+            if advantage < 0:
+                advantage *= config.negative_scale
             samples.extend(_step_samples(rollout, advantage, advantages is not None, config))
     rehearsed = 0
     if config.rehearsal and replay is not None and any(s.policy_gradient for s in samples):
