@@ -108,6 +108,8 @@ def test_live_grid_demo_by_takeover_and_replay(qtbot, sandbox, tmp_path):
         assert live.recorded_steps == 2, (messages, live.demo_status.text())
         qtbot.waitUntil(lambda: sandbox.app_state()["apps"]["buttons"]["clicks"]["alpha"] == 1, timeout=5000)
         assert isinstance(live.big.last_action, Key)
+        live.set_run_sources(live.run_sources)  # the run's status arrives again (it still says Click(10, 20))
+        assert isinstance(live.big.last_action, Key) and "step 2" in live.big.footer  # the recording's steps
 
         live.save_button.click()
         qtbot.waitUntil(lambda: live.recorder is None, timeout=10000)

@@ -209,6 +209,13 @@ class LiveView(QWidget):
                  for name, sb in self.panel_sandboxes.items()}
         wanted = {s.name: s for s in self.run_sources}
         wanted.update(panel)
+        taking_over = getattr(self, "take_over", None)
+        held = self.enlarged if (self.recorder is not None or (taking_over and taking_over.isChecked())) else None
+        if held in wanted and held in self.sources:
+            # a person acts on this sandbox now: its step and last action are theirs, not the
+            # run's status (which still shows what the run last did there)
+            mine = self.sources[held]
+            wanted[held] = replace(wanted[held], step=mine.step, last_action=mine.last_action)
         for name in list(self.tiles):
             if name not in wanted:
                 tile = self.tiles.pop(name)
