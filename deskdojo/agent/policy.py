@@ -393,17 +393,8 @@ class VLMPolicy:
         prompts = [self._prompt(w, t, h) for w, t, h in zip(windows, tasks, histories)]
         inputs = self.model_inputs([p.text for p in prompts], [p.images for p in prompts]).to(self.device)
         temperature = 0.0 if self._greedy else self.config.temperature
-        generator_seed = hash((self.config.seed, self._act_calls)) & 0x7FFF_FFFF
-        self._act_calls += 1
-        cpu_only = [] if self.device.type == "cpu" else None
-        with torch.no_grad(), self._checkpointing_modules_training(False), torch.random.fork_rng(devices=cpu_only):
-            torch.manual_seed(generator_seed)
-            out = self.model.generate(
-                **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                top_p=self.config.top_p if temperature > 0 else None, top_k=None,
-                max_new_tokens=self.max_new_tokens, eos_token_id=self.end_token_id,
-                pad_token_id=self.pad_token_id, suppress_tokens=list(self.unsayable_ids) or None,
-                output_logits=True, return_dict_in_generate=True)
+        out = self._generate(inputs, temperature, top_p=self.config.top_p, max_new_tokens=self.max_new_tokens,
+                             output_logits=True, return_dict_in_generate=True)
         generated = out.sequences[:, inputs["input_ids"].shape[1]:]
         # one step's raw [B, V] logits at a time (its rows as one chunk): never a [B, T, V] copy
         chosen = torch.stack([self._chosen_logprobs(step_logits[None], generated[None, :, t],
@@ -418,27 +409,34 @@ class VLMPolicy:
                        max_new_tokens: int | None = None) -> list[str]:
         """Free text for prompts built elsewhere (the VLM judge's): the model's answer up to
         its end token, decoded; sampled from this policy's private generator like ``act``."""
-        import torch
-
         if not texts:
             return []
         inputs = self.model_inputs(list(texts), [list(i) for i in images]).to(self.device)
-        generator_seed = hash((self.config.seed, "text", self._act_calls)) & 0x7FFF_FFFF
-        self._act_calls += 1
-        cpu_only = [] if self.device.type == "cpu" else None
-        with torch.no_grad(), self._checkpointing_modules_training(False), torch.random.fork_rng(devices=cpu_only):
-            torch.manual_seed(generator_seed)
-            out = self.model.generate(
-                **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                top_p=None, top_k=None, max_new_tokens=max_new_tokens or self.max_new_tokens,
-                eos_token_id=self.end_token_id, pad_token_id=self.pad_token_id,
-                suppress_tokens=list(self.unsayable_ids) or None)
+        out = self._generate(inputs, temperature, top_p=None, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                             stream=("text",))
         answers = []
         for row in out[:, inputs["input_ids"].shape[1]:].tolist():
             if self.end_token_id in row:
                 row = row[:row.index(self.end_token_id)]
             answers.append(self.tokenizer.decode(row, skip_special_tokens=True))
         return answers
+
+    def _generate(self, inputs: Any, temperature: float, *, top_p: float | None, max_new_tokens: int,
+                  stream: tuple[str, ...] = (), **extra: Any) -> Any:
+        """One batched ``generate`` from the private generator seeded with ``(seed, *stream,
+        calls so far)``; greedy when ``temperature`` is 0. The global torch RNG is left alone."""
+        import torch
+
+        generator_seed = hash((self.config.seed, *stream, self._act_calls)) & 0x7FFF_FFFF
+        self._act_calls += 1
+        cpu_only = [] if self.device.type == "cpu" else None
+        with torch.no_grad(), self._checkpointing_modules_training(False), torch.random.fork_rng(devices=cpu_only):
+            torch.manual_seed(generator_seed)
+            return self.model.generate(
+                **inputs, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                top_p=top_p if temperature > 0 else None, top_k=None, max_new_tokens=max_new_tokens,
+                eos_token_id=self.end_token_id, pad_token_id=self.pad_token_id,
+                suppress_tokens=list(self.unsayable_ids) or None, **extra)
 
     def _decision(self, ids: list[int], logprobs: list[float], prompt: _Prompt) -> Decision:
         if self.end_token_id in ids:

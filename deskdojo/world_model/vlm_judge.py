@@ -95,8 +95,6 @@ def parse_judge_answer(text: str, *, steps: int) -> JudgeAnswer:
         raise JudgeAnswerError(f"not valid JSON: {exc.msg} at character {exc.pos}") from None
     if body[end:].strip():
         raise JudgeAnswerError(f"text after the JSON object: {body[end:].strip()[:20]!r}")
-    if not isinstance(data, dict):
-        raise JudgeAnswerError(f"the answer must be a JSON object, got {type(data).__name__}")
     missing = [key for key in ANSWER_KEYS if key not in data]
     if missing:
         raise JudgeAnswerError(f"the answer lacks {missing[0]!r} (keys: {', '.join(ANSWER_KEYS)})")
