@@ -350,6 +350,25 @@ def test_negative_scale_shrinks_only_below_mean_advantages():
         GRPOConfig(negative_scale=-1.0)
 
 
+def test_positive_needs_success_reinforces_only_successes():
+    """In a group that all failed, partial credit sets one failure above the mean: plain
+    GRPO reinforces it, ``positive_needs_success`` leaves it out; a success keeps its advantage."""
+    task = make_task("toy-L0-s0", seed=0)
+    failed = [make_rollout(task, "half", ONE_STEP, success=False, score=0.5),
+              make_rollout(task, "none", ONE_STEP, success=False, score=0.0)]
+    plain = build_samples([failed], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0))
+    strict = build_samples([failed], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, positive_needs_success=True))
+    assert [s.advantage for s in plain.samples] == pytest.approx([0.25, -0.25])
+    assert [s.advantage for s in strict.samples] == pytest.approx([0.0, -0.25])
+    mixed = [make_rollout(task, "w", ONE_STEP, success=True), make_rollout(task, "half", ONE_STEP, success=False,
+                                                                          score=0.9),
+             make_rollout(task, "l1", ONE_STEP, success=False, score=0.0),
+             make_rollout(task, "l2", ONE_STEP, success=False, score=0.0)]
+    both = build_samples([mixed], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, positive_needs_success=True,
+                                             negative_scale=0.0))
+    assert [s.advantage for s in both.samples] == pytest.approx([1.0 - 0.475, 0.0, 0.0, 0.0])
+
+
 # --- the trainer, with a toy policy ---------------------------------------------------
 
 

@@ -80,6 +80,9 @@ class GRPOConfig:
     negative_scale: float = field(default=1.0, metadata={
         "help": "multiplies below-mean advantages (1: plain GRPO; 0: learn only from the rollouts that did "
                 "better than their group, as SFT learns from demos)"})
+    positive_needs_success: bool = field(default=False, metadata={
+        "help": "a rollout that beat its group's mean but failed gets advantage 0, not a positive one: "
+                "only successes are reinforced (partial credit and shaping still rank the failures)"})
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
@@ -423,6 +426,8 @@ def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: G
         for rollout, advantage in zip(valid, advantages or [0.0] * len(valid)):
             if advantage < 0:
                 advantage *= config.negative_scale
+            elif config.positive_needs_success and not rollout.verdict.success:
+                advantage = 0.0
             samples.extend(_step_samples(rollout, advantage, advantages is not None, config))
     rehearsed = 0
     if config.rehearsal and replay is not None and any(s.policy_gradient for s in samples):
