@@ -369,6 +369,22 @@ def test_positive_needs_success_reinforces_only_successes():
     assert [s.advantage for s in both.samples] == pytest.approx([1.0 - 0.475, 0.0, 0.0, 0.0])
 
 
+def test_skip_no_op_steps_leaves_a_successes_redundant_clicks_unreinforced():
+    """A success that clicked the same thing twice: plain GRPO reinforces the repeat too;
+    ``skip_no_op_steps`` leaves the step the judge labelled no-op out, failures keep all."""
+    task = make_task("toy-L0-s0", seed=0)
+    three = [((1, 2), (-0.5, -0.7))] * 3
+    labels = (StepLabel.PROGRESS, StepLabel.NO_OP, StepLabel.PROGRESS)
+    group = [make_rollout(task, "w", three, success=True, labels=labels),
+             make_rollout(task, "l", three, success=False, labels=labels)]
+    plain = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0))
+    skip = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, skip_no_op_steps=True))
+    assert [(s.trajectory.id, s.step_index) for s in plain.samples] == [
+        ("w", 0), ("w", 1), ("w", 2), ("l", 0), ("l", 1), ("l", 2)]
+    assert [(s.trajectory.id, s.step_index, s.advantage) for s in skip.samples] == [
+        ("w", 0, 0.5), ("w", 2, 0.5), ("l", 0, -0.5), ("l", 1, -0.5), ("l", 2, -0.5)]
+
+
 # --- the trainer, with a toy policy ---------------------------------------------------
 
 

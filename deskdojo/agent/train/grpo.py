@@ -83,6 +83,9 @@ class GRPOConfig:
     positive_needs_success: bool = field(default=False, metadata={
         "help": "a rollout that beat its group's mean but failed gets advantage 0, not a positive one: "
                 "only successes are reinforced (partial credit and shaping still rank the failures)"})
+    skip_no_op_steps: bool = field(default=False, metadata={
+        "help": "a step the judge labelled no-op gets no positive advantage: the redundant clicks of a "
+                "success are not reinforced (else the policy learns to repeat a click)"})
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
@@ -442,22 +445,30 @@ def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: G
 
 def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
                   config: GRPOConfig) -> list[GRPOSample]:
-    """Every generated step gets the trajectory's advantage; the first error step of a
-    failed trajectory is also marked for negative imitation."""
+    """Every generated step gets the trajectory's advantage (with ``skip_no_op_steps``, a
+    positive one skips the steps labelled no-op); the first error step of a failed
+    trajectory is also marked for negative imitation."""
     verdict = rollout.verdict
     imitation_step = (verdict.first_error_step
                       if config.neg_imitation_weight > 0 and not verdict.success else None)
+    labels = verdict.step_labels
     out = []
     for step in rollout.trajectory.steps:
         negative_imitation = step.index == imitation_step
         if not step.token_ids or not (policy_gradient or negative_imitation):
             continue
+        step_advantage = advantage
+        if (config.skip_no_op_steps and advantage > 0 and step.index < len(labels)
+                and labels[step.index] == StepLabel.NO_OP):
+            if not negative_imitation:
+                continue
+            step_advantage = 0.0
         if len(step.logprobs) != len(step.token_ids):
             raise RecordError(f"trajectory {rollout.trajectory.id} step {step.index} has token ids but no "
                               f"sampling logprobs: GRPO needs them; record Decision logprobs at rollout")
         out.append(GRPOSample(
             task=rollout.task, trajectory=rollout.trajectory, step_index=step.index,
-            token_ids=tuple(step.token_ids), old_logprobs=tuple(step.logprobs), advantage=advantage,
+            token_ids=tuple(step.token_ids), old_logprobs=tuple(step.logprobs), advantage=step_advantage,
             policy_gradient=policy_gradient, negative_imitation=negative_imitation,
             replayed=rollout.replayed))
     return out
