@@ -39,6 +39,34 @@ def test_steps_are_labelled_from_their_deltas_and_errors():
     assert step_labels(trajectory(Step(0, Click(1, 1), delta={})))[1] is None
 
 
+def tick(app: str, name: str, old: bool) -> dict[str, Any]:
+    return {"apps": {app: {"changed": {f"checked.{name}": [old, not old]}}}}
+
+
+def test_steps_a_later_step_undid_are_no_ops():
+    """Tick, untick, tick, then the radio: the first two took each other back (no-op), the
+    third tick and the radio stay. A menu opened and closed is undone too; an app that
+    started, a changed file or a step without a delta is never taken back."""
+    menu = {"apps": {"menus": {"changed": {"open_menus": [[], ["File"]]}}}}
+    close = {"apps": {"menus": {"changed": {"open_menus": [["File"], []]}}}}
+    radio = {"apps": {"choices": {"changed": {"radios.colour": ["Gray", "Khaki"]}}}}
+    steps = (Step(0, Click(1, 1), delta=tick("choices", "rabbit", False)),
+             Step(1, Click(1, 1), delta=tick("choices", "rabbit", True)),
+             Step(2, Click(1, 1), delta=tick("choices", "rabbit", False)),
+             Step(3, Click(2, 2), delta=radio),
+             Step(4, Click(3, 3), delta=menu), Step(5, Click(3, 3), delta={}), Step(6, Click(3, 3), delta=close))
+    labels, _ = step_labels(trajectory(*steps))
+    assert [label.value for label in labels] == ["no-op", "no-op", "progress", "progress", "no-op", "no-op", "no-op"]
+    started = {"apps": {"editor": {"added": ["."]}}}
+    saved = {"files": {"changed": ["~/notes.txt"]}}
+    for kept in ((Step(0, Click(1, 1), delta=started), Step(1, Click(1, 1), delta={"apps": {"editor": {"added": ["x"]}}})),
+                 (Step(0, Click(1, 1), delta=tick("c", "a", False)), Step(1, Click(1, 1), delta=saved),
+                  Step(2, Click(1, 1), delta=tick("c", "a", True))),
+                 (Step(0, Click(1, 1), delta=tick("c", "a", False)), Step(1, Type("x")),
+                  Step(2, Click(1, 1), delta=tick("c", "a", True)))):
+        assert StepLabel.PROGRESS in step_labels(trajectory(*kept))[0][:1], kept
+
+
 class BrokenSandbox:
     def __init__(self, error: Exception):
         self.error = error

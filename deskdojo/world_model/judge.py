@@ -11,7 +11,8 @@ task and the run stops, rather than scoring a silent zero.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections import Counter
+from typing import Any, Iterable, Sequence
 
 from deskdojo.core.oracle import wait_until_quiet, without_runtime_keys
 from deskdojo.core.errors import JudgeError, SandboxError
@@ -44,18 +45,64 @@ def settle(sandbox: Any, *, apps: Iterable[str] = (), timeout: float = SETTLE_TI
 
 def step_labels(trajectory: Trajectory) -> tuple[tuple[StepLabel, ...], int | None]:
     """Per-step labels and the first error step. ``error``: the action did not parse or was
-    refused; ``no-op``: its recorded delta is empty; ``progress``: otherwise (also when no
-    delta was recorded)."""
+    refused; ``no-op``: its recorded delta is empty, or a later step undid what it changed
+    (see ``undone_steps``); ``progress``: otherwise (also when no delta was recorded)."""
+    undone = undone_steps(trajectory)
     labels = []
     for step in trajectory.steps:
         if step.action is None or step.action_error:
             labels.append(StepLabel.ERROR)
-        elif step.delta is not None and not step.delta:
+        elif (step.delta is not None and not step.delta) or step.index in undone:
             labels.append(StepLabel.NO_OP)
         else:
             labels.append(StepLabel.PROGRESS)
     first_error = next((i for i, label in enumerate(labels) if label is StepLabel.ERROR), None)
     return tuple(labels), first_error
+
+
+def undone_steps(trajectory: Trajectory) -> set[int]:
+    """Steps whose changes later steps took back: from the left, the shortest run of steps
+    that starts with a change and leaves every value it touched as it found it (tick, untick;
+    open a menu, close it). A success reinforced with them teaches the policy to repeat a
+    click. A step without a recorded delta, or a changed file (its content is not kept), ends
+    every run through it."""
+    steps = trajectory.steps
+    found: set[int] = set()
+    start = 0
+    while start < len(steps):
+        end = _net_zero_end(steps, start) if steps[start].delta else None
+        if end is None:
+            start += 1
+            continue
+        found.update(range(start, end + 1))
+        start = end + 1
+    return found
+
+
+def _net_zero_end(steps: Sequence[Any], start: int) -> int | None:
+    first: dict[tuple[str, ...], Any] = {}  # a value as it was before ``start``
+    last: dict[tuple[str, ...], Any] = {}
+    counts: Counter[tuple[str, ...]] = Counter()  # added/opened/created +1, removed/closed/deleted -1
+    for index in range(start, len(steps)):
+        delta = steps[index].delta
+        if delta is None or delta.get("files", {}).get("changed"):
+            return None
+        for app, change in delta.get("apps", {}).items():
+            for path, (old, new) in change.get("changed", {}).items():
+                first.setdefault(("app", app, path), old)
+                last[("app", app, path)] = new
+            for sign, kind in ((1, "added"), (-1, "removed")):
+                for path in change.get(kind, ()):
+                    counts[("app", app, path)] += sign
+        for sign, kind in ((1, "opened"), (-1, "closed")):
+            for title in delta.get("windows", {}).get(kind, ()):
+                counts[("window", title)] += sign
+        for sign, kind in ((1, "created"), (-1, "deleted")):
+            for path in delta.get("files", {}).get(kind, ()):
+                counts[("file", path)] += sign
+        if index > start and all(last[k] == v for k, v in first.items()) and not any(counts.values()):
+            return index
+    return None
 
 
 class StateJudge:
