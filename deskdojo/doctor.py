@@ -203,6 +203,15 @@ def check_isolation(engine_ok: bool) -> list[Check]:
     return rows
 
 
+def check_proposer() -> Check:
+    """What proposes training tasks by default: no model is downloaded, so templates and
+    exploration stand in for a model proposer."""
+    return Check("task proposer", True,
+                 "offline default: task templates, plus exploration with `evolve --proposer explore`; no model "
+                 "proposer is configured (`evolve --proposer MODEL` adds one, any Qwen-VL checkpoint or hub name)",
+                 level="info")
+
+
 def collect_checks() -> list[Check]:
     """Run every check, in report order."""
     checks = [check_python()]
@@ -212,6 +221,7 @@ def collect_checks() -> list[Check]:
     engine = check_engine()
     checks += [engine, check_image(engine.ok), check_display(), check_leftovers(engine.ok)]
     checks += check_isolation(engine.ok)
+    checks.append(check_proposer())
     return checks
 
 

@@ -120,3 +120,11 @@ def test_leftover_sandbox_is_reported_as_info_with_the_clean_command() -> None:
         assert leftovers.fix == "make clean-sandboxes"
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+
+def test_the_offline_default_says_templates_and_exploration_stand_in_for_a_model_proposer() -> None:
+    from deskdojo.doctor import check_proposer, collect_checks
+
+    row = check_proposer()
+    assert row.ok and row.level == "info" and "exploration" in row.detail and "--proposer MODEL" in row.detail
+    assert "task proposer" in [c.name for c in collect_checks()]

@@ -38,7 +38,7 @@ def book() -> Guidebook:
 def fake(answer: str):
     asked: list[str] = []
 
-    def generate(prompt: str) -> str:
+    def generate(prompt: str, images=()) -> str:
         asked.append(prompt)
         return answer
     generate.asked = asked  # type: ignore[attr-defined]

@@ -1,8 +1,8 @@
 """The model-based proposer: ask a text model for new tasks, grounded in what exploring an
 app found (its guidebook) and in how recent tasks went (their verdicts).
 
-Any text-in/text-out callable is a model here (a transformers wrapper, a remote API, a
-fake in tests). The answer is parsed leniently: JSON in code fences or bare, one object,
+Any ``generate(prompt, images) -> text`` callable is a model here (``PolicyProposerModel``
+on a loaded Qwen-VL policy or the tiny preset, a remote API, a fake in tests). The answer is parsed leniently: JSON in code fences or bare, one object,
 several objects, a list or ``{"tasks": [...]}``, trailing commas; unknown fields are
 dropped and missing optional ones filled; ids are assigned. Each object becomes a
 ``ProposedTask``: tasks with checks go to admission like any other task, tasks without
@@ -32,6 +32,9 @@ TASK_FIELDS = ("id", "instruction", "family", "level", "seed", "split", "setup",
 DROPPABLE = ("oracle", "setup", "checks")  # a malformed one is dropped (with a problem noted), not the task
 MAX_CHANGES_SHOWN = 40
 MAX_VERDICTS_SHOWN = 20
+MAX_ELEMENTS_SHOWN = 60
+RELATIONS = ("harder", "sibling", "prerequisite")
+ACURL_HIGH, ACURL_LOW = 0.7, 0.3
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 
@@ -62,6 +65,50 @@ class Proposals:
     @property
     def judge_only(self) -> list[Task]:
         return [p.task for p in self.proposed if p.judge_only]
+
+
+# --- what to ask for: ACuRL's rule ------------------------------------------------------
+
+
+def acurl_relation(rate: float, *, high: float = ACURL_HIGH, low: float = ACURL_LOW) -> str:
+    """What the next task should be to the one the agent was measured on (ACuRL): above
+    ``high`` success a harder task, between the bounds a sibling, below ``low`` a prerequisite.
+
+    >>> [acurl_relation(r) for r in (0.9, 0.5, 0.1)]
+    ['harder', 'sibling', 'prerequisite']
+    """
+    if not 0 <= rate <= 1:
+        raise ValueError(f"a success rate is within [0, 1], got {rate}")
+    return "harder" if rate > high else "sibling" if rate >= low else "prerequisite"
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """Ask for tasks that are ``kind`` to ``reference``, on which the agent succeeded at ``rate``."""
+
+    kind: str
+    reference: Task
+    rate: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in RELATIONS:
+            raise ValueError(f"relation {self.kind!r} is not one of: {', '.join(RELATIONS)}")
+
+    @classmethod
+    def of(cls, reference: Task, rate: float) -> "Relation":
+        return cls(acurl_relation(rate), reference, rate)
+
+    def describe(self) -> str:
+        what = json.dumps(self.reference.instruction)
+        rate = f"{self.rate:.0%} of attempts"
+        if self.kind == "harder":
+            return (f"The agent now succeeds at {what} (level {self.reference.level}, {rate}). Propose harder "
+                    f"tasks in the same app: more steps, deeper menus, more targets (level {self.reference.level + 1}).")
+        if self.kind == "sibling":
+            return (f"The agent succeeds at {what} in {rate}. Propose tasks of the same difficulty (level "
+                    f"{self.reference.level}) that practise the same skill on other elements.")
+        return (f"The agent fails at {what} (it succeeds in {rate}). Propose easier tasks (level "
+                f"{max(0, self.reference.level - 1)}) that practise one step towards it.")
 
 
 # --- the prompt ------------------------------------------------------------------------
@@ -99,12 +146,27 @@ def describe_verdicts(verdicts: Sequence[Verdict], tasks: Mapping[str, Task]) ->
     return "\n".join(lines)
 
 
+def describe_elements(elements: Sequence[Any]) -> str:
+    """The app's first screen as the screenshot shows it, one element per line."""
+    lines = ["Elements on the app's first screen (the screenshot):"]
+    for element in list(elements)[:MAX_ELEMENTS_SHOWN]:
+        states = f" [{', '.join(sorted(element.states))}]" if element.states else ""
+        lines.append(f"- {element.role} {json.dumps(element.name)}{states}")
+    return "\n".join(lines)
+
+
 def build_prompt(n: int, *, guidebook: Guidebook | None = None, verdicts: Sequence[Verdict] = (),
-                 tasks: Mapping[str, Task] | None = None) -> str:
-    """The request for ``n`` new tasks, with what exploration found and how recent tasks went."""
+                 tasks: Mapping[str, Task] | None = None, relation: Relation | None = None,
+                 elements: Sequence[Any] = ()) -> str:
+    """The request for ``n`` new tasks, with what exploration found, the app's first screen,
+    how recent tasks went and what the next ones should be to them (``relation``)."""
     parts = [f"You write practice tasks for a desktop agent. Propose {n} new tasks."]
     if guidebook is not None:
         parts.append(describe_guidebook(guidebook))
+    if elements:
+        parts.append(describe_elements(elements))
+    if relation is not None:
+        parts.append(relation.describe())
     if verdicts:
         parts.append("Recent results (propose tasks a little harder than those that succeed, "
                      "and easier steps towards those that fail):\n" + describe_verdicts(verdicts, tasks or {}))
@@ -239,22 +301,47 @@ def parse_proposals(text: str, *, family: str, setup: Sequence[SetupStep] = (),
 # --- the proposer ----------------------------------------------------------------------
 
 
+PROPOSER_SYSTEM = ("You design short practice tasks for an agent that uses a desktop with mouse and keyboard. "
+                   "You answer with JSON only.")
+
+
+class PolicyProposerModel:
+    """A proposer model on a loaded ``VLMPolicy`` (any Qwen-VL checkpoint or the tiny preset):
+    its processor and weights, the proposer's prompt, the app's screenshot as the image."""
+
+    def __init__(self, policy: Any, *, max_new_tokens: int = 512, temperature: float = 0.7):
+        self.policy = policy
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+
+    def __call__(self, prompt: str, images: Sequence[Any] = ()) -> str:
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
+        content.append({"type": "text", "text": prompt})
+        messages = [{"role": "system", "content": PROPOSER_SYSTEM}, {"role": "user", "content": content}]
+        text = self.policy.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        (answer,) = self.policy.generate_texts([text], [list(images)], temperature=self.temperature,
+                                               max_new_tokens=self.max_new_tokens)
+        return answer
+
+
 @dataclass
 class ModelProposer:
-    """Proposes tasks by asking ``generate`` (prompt text -> answer text)."""
+    """Proposes tasks by asking ``generate`` (prompt text, images -> answer text)."""
 
-    generate: Callable[[str], str]
+    generate: Callable[[str, Sequence[Any]], str]
     validate: Callable[[Task], None] | None = None
     family: str = "model"
 
     def propose(self, n: int, *, guidebook: Guidebook | None = None, verdicts: Sequence[Verdict] = (),
-                tasks: Mapping[str, Task] | None = None) -> Proposals:
+                tasks: Mapping[str, Task] | None = None, relation: Relation | None = None,
+                screenshot: Any | None = None, elements: Sequence[Any] = ()) -> Proposals:
         """Ask for ``n`` tasks. With a guidebook, tasks default to launching its app (its
-        family is ``model_<app>``)."""
+        family is ``model_<app>``); the screenshot (an image) and its elements show the app."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        prompt = build_prompt(n, guidebook=guidebook, verdicts=verdicts, tasks=tasks)
-        response = self.generate(prompt)
+        prompt = build_prompt(n, guidebook=guidebook, verdicts=verdicts, tasks=tasks, relation=relation,
+                              elements=elements)
+        response = self.generate(prompt, [screenshot] if screenshot is not None else [])
         if not isinstance(response, str):
             raise TypeError(f"the model returned {type(response).__name__}, not text")
         family = f"{self.family}_{guidebook.app}" if guidebook is not None else self.family

@@ -7,12 +7,13 @@ Every heavy import happens here, inside functions, when a run starts.
 
 from __future__ import annotations
 
+import json
 import math
 import pkgutil
 import shutil
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from deskdojo.core.errors import ConfigError, SandboxError
 from deskdojo.core.rundir import RunDir
@@ -180,11 +181,92 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
         from deskdojo.evolve.learner import vlm_learner
 
         learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories", log=log)
-        return Parts(learner=learner, plan=plan, judge=build_judge(config, run, log=log), pool=pool,
+        judge = build_judge(config, run, log=log)
+        if config.proposer.kind != "none":
+            plan = proposing_plan(config, run, plan, pool[0], families, policy=policy, log=log)
+        return Parts(learner=learner, plan=plan, judge=judge, pool=pool,
                      rollout=rollout, rollout_config=rollout_config, probe=StateProbe(files=False))
     except BaseException:
         pool.close()
         raise
+
+
+GUIDEBOOKS_DIR = "guidebooks"
+APP_SCREEN_TIMEOUT_S = 10.0
+
+
+def explored_apps(config: EvolveConfig, run: RunDir, sandbox: Any, families: dict[str, Any], *,
+                  log: Callable[[str], None] = print) -> list[Any]:
+    """One guidebook per training family's app, launched as the family's hardest level
+    launches it; kept in the run folder (a resumed run does not explore again)."""
+    from deskdojo.curriculum.explore import Guidebook, explore_app
+    from deskdojo.curriculum.families.base import launched
+
+    folder = run.path / GUIDEBOOKS_DIR
+    folder.mkdir(exist_ok=True)
+    books: dict[str, Any] = {}
+    for family in families.values():
+        task = family.generate(family.levels - 1, DEMO_SEED_BASE, Split.TRAIN)
+        found = launched(task)
+        if found is None or found[0] in books:
+            continue
+        app, params = found
+        path = folder / f"guidebook-{app}.json"
+        if path.exists():
+            books[app] = Guidebook.from_json(json.loads(path.read_text()))
+            continue
+        book = explore_app(app, sandbox, params=params, max_depth=config.proposer.max_depth,
+                           max_actions=config.proposer.max_actions)
+        book.save(path)
+        log(f"proposer: explored {app}: {len(book.state_changing)} state-changing actions in {book.seconds:.0f} s")
+        books[app] = book
+    return list(books.values())
+
+
+def proposing_plan(config: EvolveConfig, run: RunDir, plan: Any, sandbox: Any, families: dict[str, Any], *,
+                   policy: Any = None, log: Callable[[str], None] = print) -> Any:
+    """The family plan with proposed tasks mixed in: exploration's, or a model's (the
+    policy itself when ``proposer.model`` names the policy's own model)."""
+    from deskdojo.evolve.proposing import ExplorationProposals, ModelProposals, ProposingPlan
+
+    books = explored_apps(config, run, sandbox, families, log=log)
+    if config.proposer.kind == "explore":
+        source: Any = ExplorationProposals(books, seed=config.seed)
+    else:
+        source = ModelProposals(model_proposer(config.proposer.model), books, app_screens(sandbox, books))
+    log(f"proposer: {source.name} ({config.proposer.per_iteration} of {config.tasks_per_iteration} tasks per "
+        f"iteration; tasks without checks: {'the VLM judge' if config.judge.kind == 'hybrid' else 'rejected'})")
+    return ProposingPlan(plan, source, per_iteration=config.proposer.per_iteration, batch=config.proposer.batch,
+                         judge_only_ok=config.judge.kind == "hybrid", withhold_checks=config.proposer.withhold_checks)
+
+
+def model_proposer(name: str | None) -> Any:
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.core.checks import validate_checks
+    from deskdojo.curriculum.proposer import ModelProposer, PolicyProposerModel
+
+    return ModelProposer(PolicyProposerModel(load_policy(str(name), PolicyConfig())), validate=validate_checks)
+
+
+def app_screens(sandbox: Any, guidebooks: Sequence[Any]) -> dict[str, tuple[Any, Any]]:
+    """Each explored app's first screen: the screenshot (an image) and its elements."""
+    import io
+
+    from PIL import Image
+
+    from deskdojo.core.types import Task
+
+    screens = {}
+    for book in guidebooks:
+        sandbox.reset(Task(id=f"screen-{book.app}", instruction="look", family="proposer", setup=(book.setup(),)))
+        deadline = time.monotonic() + APP_SCREEN_TIMEOUT_S
+        elements = list(sandbox.elements().elements)
+        while len(elements) < 2 and time.monotonic() < deadline:  # the window is up before its widgets
+            time.sleep(0.1)
+            elements = list(sandbox.elements().elements)
+        image = Image.open(io.BytesIO(sandbox.screenshot_png())).convert("RGB")
+        screens[book.app] = (image, elements)
+    return screens
 
 
 def pool_admission(pool: Any, judge: Any) -> Callable[[Any], Any]:

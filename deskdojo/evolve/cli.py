@@ -37,6 +37,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
               if getattr(args, flag, None) is not None}
     if getattr(args, "observation", None) is not None:
         out["policy"] = {"observation": args.observation}  # merged into the file's policy settings
+    if getattr(args, "proposer", None) is not None:
+        out["proposer"] = ({"kind": args.proposer} if args.proposer in ("none", "explore")
+                           else {"kind": "model", "model": args.proposer})
     if budget:
         # a budget given on the command line replaces the file's budget as a whole
         out["budget"] = {"iterations": None, "env_steps": None, "wall_seconds": None, **budget}
@@ -166,6 +169,9 @@ def add_evolve_parser(sub: Any, bench: Any = None) -> None:
                    choices=list(OBSERVATION_MODES),
                    help="what the policy's prompt shows (policy.observation): the screenshot, the element "
                         "table (a11y_tree), both, or numbered marks on the screenshot plus the table (som)")
+    p.add_argument("--proposer", default=None, metavar="MODEL",
+                   help="tasks beyond the templates: a (V)LM that proposes them (a checkpoint folder, a hub "
+                        "name or tiny), or 'explore' (tasks from exploring the apps), or 'none' (proposer.kind)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
     p.add_argument("--force", action="store_true", help="with --resume: accept a changed config")
     p.set_defaults(fn=cmd_evolve)

@@ -151,6 +151,40 @@ class JudgeSettings:
             raise ConfigError("judge.vlm must be a mapping of VLMJudgeConfig keys")
 
 
+PROPOSERS = ("none", "explore", "model")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposerSettings:
+    """Tasks beyond the templates: none, exploration's (the training families' apps are
+    explored when the run starts) or a model's (``model``, shown each app's guidebook,
+    screenshot and elements). ACuRL's rule picks what to ask for next."""
+
+    kind: str = field(default="none", metadata={
+        "help": "none (template families only) | explore (tasks from exploring the apps) | "
+                "model (a (V)LM proposes tasks; `--proposer MODEL`)"})
+    model: str | None = field(default=None, metadata={
+        "help": "the proposer model: a checkpoint folder, a hub name or 'tiny' (kind model)"})
+    per_iteration: int = field(default=1, metadata={
+        "help": "of each iteration's tasks, how many are proposed ones (the template families give the rest, "
+                "and all of them while no proposed task is left)"})
+    batch: int = field(default=2, metadata={"help": "tasks asked for whenever the proposed pool runs short"})
+    withhold_checks: bool = field(default=False, metadata={
+        "help": "proposed tasks enter without their checks, so the VLM judge decides them (needs judge.kind "
+                "hybrid): what a loop on check-less tasks learns"})
+    max_depth: int = field(default=2, metadata={"help": "exploration: clicks deep"})
+    max_actions: int = field(default=40, metadata={"help": "exploration: actions tried per app"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROPOSERS:
+            raise ConfigError(f"proposer.kind {self.kind!r} is not one of: {', '.join(PROPOSERS)}")
+        if self.kind == "model" and not self.model:
+            raise ConfigError("proposer.kind model needs proposer.model: a checkpoint folder, a hub name or 'tiny'")
+        for name in ("per_iteration", "batch", "max_depth", "max_actions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"proposer.{name} must be >= 1, got {getattr(self, name)}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvolveConfig:
     """Everything a `deskdojo evolve` run needs. Field docs are the ``--help`` texts."""
@@ -181,6 +215,7 @@ class EvolveConfig:
         "help": "curriculum (the scheduler picks) | uniform (families and levels at random: the baseline)"})
     seed: int = field(default=0, metadata={"help": "seeds python, numpy, torch and the policy"})
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    proposer: ProposerSettings = field(default_factory=ProposerSettings)
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -204,6 +239,9 @@ class EvolveConfig:
             raise ConfigError("sandbox.provider: set the provider with the top-level `provider` key")
         if "model" in self.policy:
             raise ConfigError("policy.model: set the model with the top-level `model` key")
+        if self.proposer.withhold_checks and self.judge.kind != "hybrid":
+            raise ConfigError("proposer.withhold_checks needs judge.kind hybrid: without checks only a VLM judge "
+                              "can decide the proposed tasks")
 
     # --- conversions ----------------------------------------------------------
 

@@ -234,11 +234,11 @@ class FamilyPlan:
     def _draw(self, family: str, level: int) -> Task | None:
         for draw in range(MAX_DRAWS):
             task = self.families[family].generate(level, self._seed(family, draw), Split.TRAIN)
-            if not self.scheduler.is_retired(task.id) and self._admitted(task):
+            if not self.scheduler.is_retired(task.id) and self.admitted(task):
                 return task
         return None
 
-    def _admitted(self, task: Task) -> bool:
+    def admitted(self, task: Task) -> bool:
         if self.admit is None:
             return True
         known = self.admissions.get(task.id)

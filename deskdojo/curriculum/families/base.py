@@ -93,6 +93,20 @@ def launch(app: str, params: Mapping[str, Any], *, timeout: float = 15.0) -> Set
                                 "wait_window": f"^deskdojo {re.escape(app)}$", "timeout": timeout})
 
 
+def launched(task: Task) -> tuple[str, dict[str, Any]] | None:
+    """The practice app and parameters ``task``'s first ``launch`` step starts (the inverse
+    of ``launch``), or None when it starts none."""
+    for step in task.setup:
+        argv = list(step.args.get("argv", ())) if step.kind == "launch" else []
+        if len(argv) == 6 and argv[:3] == ["python3", "-m", "deskdojo.vm.guest.apps"] and argv[4] == "--params":
+            try:
+                params = json.loads(argv[5])
+            except ValueError:
+                return None
+            return (str(argv[3]), params) if isinstance(params, dict) else None
+    return None
+
+
 def make_task(family: Family, level: int, seed: int, split: Split, **fields: Any) -> Task:
     """A Task with the family's id scheme filled in."""
     return Task(id=task_id(family.name, level, seed, split), family=family.name, level=level,
