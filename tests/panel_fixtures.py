@@ -118,7 +118,10 @@ def make_run(root: Path, name: str = "run-test", *, trajectories: int = 3, steps
         metrics.append(metrics_line(iteration))
 
     curriculum = {"families": {}, "recent_choices": [], "moves": [{"family": "buttons", "from": 0, "to": 1}],
-                  "retired": []}
+                  "retired": [], "proposals": {"source": "exploration", "pool": ["explore_menus-L1-ab"], "tasks": 2,
+                                               "refills": [{"after_iteration": 3, "relation": "harder",
+                                                            "reference": "explore_menus-L0-cd", "rate": 1.0,
+                                                            "proposed": 1, "entered": ["explore_menus-L1-ab"]}]}}
     for f_number, family in enumerate(FAMILIES):
         levels = {}
         for level in range(3):

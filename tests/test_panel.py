@@ -144,6 +144,8 @@ def test_curriculum_view_shows_heatmap_choices_and_tasks(window, fake_run):
     assert red.red() > red.green() and green.green() > green.red()
     choices = [window.curriculum.choices.item(i).text() for i in range(window.curriculum.choices.count())]
     assert any("menus @ level 1" in c for c in choices)
+    assert any("proposed tasks (exploration): 2, 1 in the pool" in c for c in choices)
+    assert any("after iteration 3: harder of explore_menus-L0-cd (1.0): 1 of 1 entered" in c for c in choices)
     tasks = window.curriculum.tasks
     assert tasks.rowCount() == len(fake_run.task_ids)
     assert tasks.item(0, 1).text() == fake_run.task_ids[-1]  # newest first

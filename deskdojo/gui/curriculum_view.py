@@ -152,6 +152,16 @@ class CurriculumView(QWidget):
         retired = curriculum.get("retired") or []
         if retired:
             self.choices.addItem(f"— retired: {', '.join(map(str, retired))}")
+        proposals = curriculum.get("proposals")
+        if isinstance(proposals, dict):
+            self.choices.addItem(f"— proposed tasks ({proposals.get('source')}): {proposals.get('tasks', 0)}, "
+                                 f"{len(proposals.get('pool') or [])} in the pool —")
+            for refill in list(reversed(proposals.get("refills") or []))[:10]:
+                if isinstance(refill, dict):
+                    why = (f"{refill.get('relation')} of {refill.get('reference')} ({refill.get('rate')})"
+                           if refill.get("relation") else "first ask")
+                    self.choices.addItem(f"  after iteration {refill.get('after_iteration')}: {why}: "
+                                         f"{len(refill.get('entered') or [])} of {refill.get('proposed')} entered")
 
     def _fill_tasks(self, rows: list[dict[str, Any]]) -> None:
         self._shown_tasks = len(rows)
