@@ -128,8 +128,9 @@ def test_judge_train_and_calibrate_on_the_real_tiny_model(tmp_path, capsys):
     run = _fake_run(tmp_path / "run", count=24)
     out = tmp_path / "judge"
     assert main(["judge", "train", "--runs", str(run), "--out", str(out), "--steps", "12", "--batch-size", "4",
-                 "--unseen", "switch_tab"]) == 0
+                 "--unseen", "switch_tab", "--adversarial", "1"]) == 0
     report = json.loads((out / "train_report.json").read_text())
+    assert report["adversarial_train"] == 3  # one episode of each set, recorded on training tasks
     assert report["train"]["loss_last"] < report["train"]["loss_first"]
     assert json.loads((out / "judge.json").read_text())["images"] is False
     figures = tmp_path / "calibration.json"
@@ -155,3 +156,7 @@ def test_the_adversarial_sets_fail_their_checks_in_a_real_sandbox(box, tmp_path)
             assert all("+checked" in e.text and "-checked" in e.text for e in examples), examples[0].text
     with pytest.raises(ConfigError, match="adversarial set"):
         adversarial_tasks("sideways", families=["toggle_choices"], count=1)
+    train = adversarial_tasks("half_done", families=["toggle_choices"], count=2, split="train")
+    assert all(t.split.value == "train" for t in train)
+    assert not {t.seed for t in train} & {t.seed for t in adversarial_tasks("half_done", families=["toggle_choices"],
+                                                                          count=2)}

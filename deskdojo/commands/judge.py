@@ -29,19 +29,24 @@ from deskdojo.core.types import Task
 # --- adversarial sets ------------------------------------------------------------------------
 
 ADVERSARIAL = ("done_nothing", "undone", "half_done")
+ADVERSARIAL_TRAIN_SEED_BASE = 700_000
+"""Training-split seeds of ``judge train --adversarial`` (apart from runs' and demos' seeds)."""
 """The calibration's own hard cases, each recorded in a real sandbox and labelled by the
 checks: answered done with nothing changed; made progress, then undid it (a box ticked,
 then unticked); did the first half of a task of two or more steps, then answered done."""
 UNDO_FAMILY = "toggle_choices"
 
 
-def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_base: int | None = None) -> list[Task]:
-    """Held-out-split tasks for one adversarial set (seeds apart from the policy's held-out
-    evaluation, which counts up from ``HELDOUT_SEED_BASE``)."""
+def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_base: int | None = None,
+                      split: str = "heldout") -> list[Task]:
+    """Tasks for one adversarial set: held-out-split ones to calibrate on (seeds apart from
+    the policy's held-out evaluation, which counts up from ``HELDOUT_SEED_BASE``), or
+    training-split ones (other seeds and words) for ``judge train --adversarial``."""
     from deskdojo.curriculum.families import get_family
     from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
 
-    seed_base = HELDOUT_SEED_BASE + 900_000 if seed_base is None else seed_base
+    if seed_base is None:
+        seed_base = HELDOUT_SEED_BASE + 900_000 if split == "heldout" else ADVERSARIAL_TRAIN_SEED_BASE
 
     if kind not in ADVERSARIAL:
         raise ConfigError(f"adversarial set {kind!r} is not one of: {', '.join(ADVERSARIAL)}")
@@ -51,7 +56,7 @@ def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_ba
     while len(tasks) < count and seed < seed_base + 50 * count + 100:
         family = get_family(chosen[seed % len(chosen)])
         level = 0 if kind == "undone" else (seed // len(chosen)) % min(family.levels, 3)
-        task = family.generate(level, seed, "heldout")
+        task = family.generate(level, seed, split)
         seed += 1
         if kind == "half_done" and len(task.oracle) < 2:
             continue
@@ -101,6 +106,28 @@ def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: P
     return examples
 
 
+def adversarial_examples(families: Sequence[str], count: int, *, split: str, provider: str) -> list[Any]:
+    """``count`` episodes of each adversarial set, recorded in one real sandbox and judged
+    by the checks; ``split`` "train" makes training examples of them."""
+    from deskdojo.vm.config import SandboxConfig
+    from deskdojo.vm.pool import make_provider
+
+    examples: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="deskdojo-adversarial-") as folder:
+        sandbox = make_provider(SandboxConfig(provider=provider)).start()
+        try:
+            for kind in ADVERSARIAL:
+                tasks = adversarial_tasks(kind, families=families, count=count, split=split)
+                examples += record_adversarial(kind, tasks, sandbox, Path(folder) / kind, log=_log)
+        finally:
+            sandbox.close()
+    if split == "train":
+        import dataclasses
+
+        examples = [dataclasses.replace(e, split="train") for e in examples]
+    return examples
+
+
 def _examples(args: argparse.Namespace) -> list[Any]:
     from deskdojo.world_model.distill import run_examples
 
@@ -121,6 +148,11 @@ def cmd_judge_train(args: argparse.Namespace) -> int:
     quiet_libraries()
     config = JudgeTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     examples = _examples(args)
+    adversarial = []
+    if args.adversarial:
+        families = sorted({e.task.family for e in examples if e.split == "train"})
+        adversarial = adversarial_examples(families, args.adversarial, split="train", provider=args.provider)
+        examples += adversarial
     digest = examples_digest(examples)
     _log(f"judge train: {json.dumps(digest['splits'])}")
     policy = load_policy(args.model, PolicyConfig(lora=None))
@@ -129,7 +161,7 @@ def cmd_judge_train(args: argparse.Namespace) -> int:
     policy.policy_id = f"judge:{out.name}"
     info = {"command": shlex.join(["deskdojo", *sys.argv[1:]]), "runs": [str(r) for r in args.runs],
             "unseen": args.unseen, "heldout_share": args.heldout_share, "base": args.model,
-            "examples": digest, "train": result}
+            "examples": digest, "adversarial_train": len(adversarial), "train": result}
     save_judge(policy, out, config, info)
     write_atomic(out / "train_report.json", json.dumps(info, indent=1).encode())
     print(f"judge written to {out} ({result['train_examples']} training examples, loss "
@@ -141,8 +173,6 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
     from deskdojo.agent.model.loading import quiet_libraries
     from deskdojo.core.rundir import write_atomic
     from deskdojo.evolve.bench import git_state
-    from deskdojo.vm.config import SandboxConfig
-    from deskdojo.vm.pool import make_provider
     from deskdojo.evolve.build import load_judge_model
     from deskdojo.world_model.distill import calibration_report, judge_examples
 
@@ -160,14 +190,7 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
                                                               if len(rows) > args.limit else rows)]
     if args.adversarial:
         families = sorted({e.task.family for e in examples if e.split == "heldout"}) or ["toggle_choices"]
-        with tempfile.TemporaryDirectory(prefix="deskdojo-adversarial-") as folder:
-            sandbox = make_provider(SandboxConfig(provider=args.provider)).start()
-            try:
-                for kind in ADVERSARIAL:
-                    tasks = adversarial_tasks(kind, families=families, count=args.adversarial)
-                    examples += record_adversarial(kind, tasks, sandbox, Path(folder) / kind, log=_log)
-            finally:
-                sandbox.close()
+        examples += adversarial_examples(families, args.adversarial, split="heldout", provider=args.provider)
     started = time.perf_counter()
     judged = judge_examples(model, examples, retries=args.retries, log=_log)
     report = calibration_report(judged)
@@ -228,6 +251,10 @@ def add_judge_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="examples per step (half successes)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--adversarial", type=int, default=0,
+                   help="also train on this many episodes of each adversarial set, recorded on training-split "
+                        "tasks of the seen families (other seeds and words than calibrate's)")
+    p.add_argument("--provider", default="xvfb", choices=["docker", "xvfb"], help="where adversarial sets play")
     p.set_defaults(fn=cmd_judge_train)
 
     p = judge.add_parser("calibrate", help="measure a judge against the checks (and three adversarial sets)")
