@@ -239,6 +239,10 @@ def test_proposer_settings_are_checked_and_the_flag_sets_them():
     with pytest.raises(ConfigError, match="proposer.kind"):
         load_config(None, {"proposer": {"kind": "llm"}})
     assert load_config(None, {}).proposer.kind == "none"  # the default trains on the templates only
+    from deskdojo.evolve.build import check_settings
+
+    with pytest.raises(ConfigError, match="fake sandboxes run no apps"):
+        check_settings(load_config(None, {"proposer": {"kind": "explore"}}), "fake")
     flags = argparse.Namespace(proposer="Qwen/Qwen2.5-VL-3B-Instruct")
     assert _overrides(flags) == {"proposer": {"kind": "model", "model": "Qwen/Qwen2.5-VL-3B-Instruct"}}
     assert _overrides(argparse.Namespace(proposer="explore")) == {"proposer": {"kind": "explore"}}

@@ -101,6 +101,9 @@ def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
         ("grpo", lambda: GRPOConfig.from_dict(config.grpo_settings())),
         ("judge.vlm", lambda: vlm_judge_config(config)),
     ]
+    if config.proposer.kind != "none" and concrete == "fake":
+        raise ConfigError(f"proposer.kind {config.proposer.kind}: fake sandboxes run no apps to explore; "
+                          "use provider xvfb or docker, or proposer.kind none")
     if config.sft.enabled:
         sections.append(("sft.options", lambda: sft_config(config, demos="demos", out="sft", history_k=1,
                                                            max_seconds=config.sft.max_seconds)))
