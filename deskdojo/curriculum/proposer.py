@@ -2,8 +2,8 @@
 app found (its guidebook) and in how recent tasks went (their verdicts).
 
 Any ``generate(prompt, images) -> text`` callable is a model here (``PolicyProposerModel``
-on a loaded Qwen-VL policy or the tiny preset, a remote API, a fake in tests). The answer is parsed leniently: JSON in code fences or bare, one object,
-several objects, a list or ``{"tasks": [...]}``, trailing commas; unknown fields are
+on a loaded Qwen-VL policy or the tiny preset, a remote API, a fake in tests). The answer
+is parsed leniently: JSON in code fences or bare, one object, several objects, a list or ``{"tasks": [...]}``, trailing commas; unknown fields are
 dropped and missing optional ones filled; ids are assigned. Each object becomes a
 ``ProposedTask``: tasks with checks go to admission like any other task, tasks without
 checks are judge-only (a VLM judge must decide them). Provenance is always

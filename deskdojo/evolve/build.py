@@ -186,7 +186,7 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
         learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories", log=log)
         judge = build_judge(config, run, log=log)
         if config.proposer.kind != "none":
-            plan = proposing_plan(config, run, plan, pool[0], families, policy=policy, log=log)
+            plan = proposing_plan(config, run, plan, pool[0], families, log=log)
         return Parts(learner=learner, plan=plan, judge=judge, pool=pool,
                      rollout=rollout, rollout_config=rollout_config, probe=StateProbe(files=False))
     except BaseException:
@@ -227,9 +227,9 @@ def explored_apps(config: EvolveConfig, run: RunDir, sandbox: Any, families: dic
 
 
 def proposing_plan(config: EvolveConfig, run: RunDir, plan: Any, sandbox: Any, families: dict[str, Any], *,
-                   policy: Any = None, log: Callable[[str], None] = print) -> Any:
-    """The family plan with proposed tasks mixed in: exploration's, or a model's (the
-    policy itself when ``proposer.model`` names the policy's own model)."""
+                   log: Callable[[str], None] = print) -> Any:
+    """The family plan with proposed tasks mixed in: exploration's, or those of the model
+    ``proposer.model`` (loaded once, beside the policy)."""
     from deskdojo.evolve.proposing import ExplorationProposals, ModelProposals, ProposingPlan
 
     books = explored_apps(config, run, sandbox, families, log=log)
