@@ -1,10 +1,12 @@
-"""The model-based proposer: ask a text model for new tasks, grounded in what exploring an
-app found (its guidebook) and in how recent tasks went (their verdicts).
+"""The model-based proposer: ask a model for new tasks, grounded in what exploring an app
+found (its guidebook), its first screen (a screenshot and its elements), how recent tasks
+went (their verdicts) and what the next ones should be to them (ACuRL's rule, ``Relation``).
 
 Any ``generate(prompt, images) -> text`` callable is a model here (``PolicyProposerModel``
 on a loaded Qwen-VL policy or the tiny preset, a remote API, a fake in tests). The answer
-is parsed leniently: JSON in code fences or bare, one object, several objects, a list or ``{"tasks": [...]}``, trailing commas; unknown fields are
-dropped and missing optional ones filled; ids are assigned. Each object becomes a
+is parsed leniently: JSON in code fences or bare, one object, several objects, a list or
+``{"tasks": [...]}``, trailing commas; unknown fields are dropped and missing optional
+ones filled; ids are assigned. Each object becomes a
 ``ProposedTask``: tasks with checks go to admission like any other task, tasks without
 checks are judge-only (a VLM judge must decide them). Provenance is always
 ``model-proposed``: a model cannot claim to be a template.
