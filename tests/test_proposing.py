@@ -152,7 +152,8 @@ MENUS = {"seed": 2, "tree": {"File": ["Open", "Close"], "Edit": ["Copy", {"Trans
 def test_exploration_of_a_real_app_proposes_by_level(box):
     from deskdojo.curriculum.explore import explore_app
 
-    source = ExplorationProposals([explore_app("menus", box, params=MENUS, max_depth=3, max_actions=60)])
+    source = ExplorationProposals.from_guidebooks([explore_app("menus", box, params=MENUS, max_depth=3,
+                                                               max_actions=60)])
     (first,), _ = source.propose(1, None, [], {})
     assert first.task.level == 1 and first.task.family == "explore_menus"  # File > Open: the easiest
     (harder,), _ = source.propose(1, Relation.of(first.task, 1.0), [], {})
@@ -161,7 +162,28 @@ def test_exploration_of_a_real_app_proposes_by_level(box):
     assert easier.task.level == 1 and easier.task.id != first.task.id
     rest, _ = source.propose(10, None, [], {})
     _, why = source.propose(1, None, [], {})
-    assert len(rest) == 2 and "no task of menus left" in why[0]
+    assert len(rest) == 2 and "every explored task was proposed" in why[0]
+
+
+def test_exploration_moves_to_the_next_app_when_its_app_has_nothing_harder():
+    def explored(app: str, level: int, n: int) -> Task:
+        return Task(id=f"explore_{app}-L{level}-{n}", instruction=f"Do {app} {n}.", family=f"explore_{app}",
+                    level=level, setup=(launch(app, {}),), checks=(CHECK,))
+
+    source = ExplorationProposals({"buttons": [explored("buttons", 0, i) for i in range(3)],
+                                   "menus": [explored("menus", level, level) for level in (0, 1, 2)]})
+    (first,), _ = source.propose(1, None, [], {})
+    assert first.task.id == "explore_buttons-L0-0"
+    (harder,), _ = source.propose(1, Relation.of(first.task, 1.0), [], {})
+    assert harder.task.id == "explore_menus-L1-1"  # buttons has no level 1: menus, nearest level 1
+    (sibling,), _ = source.propose(1, Relation.of(first.task, 0.5), [], {})
+    assert sibling.task.id == "explore_buttons-L0-1"  # a sibling stays in the app
+    (up,), _ = source.propose(1, Relation.of(harder.task, 0.9), [], {})
+    assert up.task.id == "explore_menus-L2-2"
+    state = json.loads(json.dumps(source.state_dict()))
+    again = ExplorationProposals(source.tasks)
+    again.load_state_dict(state)
+    assert again.given == source.given and again.turn == source.turn
 
 
 @pytest.mark.display

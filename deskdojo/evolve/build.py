@@ -234,7 +234,7 @@ def proposing_plan(config: EvolveConfig, run: RunDir, plan: Any, sandbox: Any, f
 
     books = explored_apps(config, run, sandbox, families, log=log)
     if config.proposer.kind == "explore":
-        source: Any = ExplorationProposals(books, seed=config.seed)
+        source: Any = ExplorationProposals.from_guidebooks(books, seed=config.seed)
     else:
         source = ModelProposals(model_proposer(config.proposer.model), books, app_screens(sandbox, books))
     log(f"proposer: {source.name} ({config.proposer.per_iteration} of {config.tasks_per_iteration} tasks per "

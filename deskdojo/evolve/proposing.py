@@ -40,29 +40,45 @@ class ProposalSource(Protocol):
 
 class ExplorationProposals:
     """Tasks from exploration guidebooks (one per effect, checks included), handed out by
-    level: ACuRL's relation moves the level from the reference task's, in its app."""
+    level: ACuRL's relation moves the level from the reference task's, in its app. When
+    that app has nothing harder, or nothing left, the next app in turn gives its task
+    nearest the level asked for."""
 
     name = "exploration"
 
-    def __init__(self, guidebooks: Sequence[Guidebook], *, seed: int = 0):
-        self.apps = [g.app for g in guidebooks]
-        self.tasks: dict[str, list[Task]] = {
-            g.app: propose_from_guidebook(g, n=len(g.state_changing), seed=seed) for g in guidebooks}
+    def __init__(self, tasks: Mapping[str, Sequence[Task]]):
+        self.tasks = {app: list(found) for app, found in tasks.items()}
+        self.apps = list(self.tasks)
         self.given: set[str] = set()
         self.turn = 0
+
+    @classmethod
+    def from_guidebooks(cls, guidebooks: Sequence[Guidebook], *, seed: int = 0) -> "ExplorationProposals":
+        return cls({g.app: propose_from_guidebook(g, n=len(g.state_changing), seed=seed) for g in guidebooks})
+
+    def _fresh(self, app: str | None) -> list[Task]:
+        return [t for t in self.tasks.get(app, []) if t.id not in self.given] if app else []
+
+    def _next_app(self) -> str | None:
+        for _ in range(len(self.apps)):
+            app = self.apps[self.turn % len(self.apps)]
+            self.turn += 1
+            if self._fresh(app):
+                return app
+        return None
 
     def propose(self, n: int, relation: Relation | None, recent: Sequence[Verdict],
                 known: Mapping[str, Task]) -> tuple[list[ProposedTask], list[str]]:
         app = _app_of(relation.reference) if relation is not None else None
-        if app not in self.tasks:  # no reference in an explored app: the apps take turns, easiest first
-            app = self.apps[self.turn % len(self.apps)] if self.apps else None
-            self.turn += 1
-            target = 0
-        else:
-            target = max(0, relation.reference.level + LEVEL_STEP[relation.kind])
-        fresh = [t for t in self.tasks.get(app, []) if t.id not in self.given] if app else []
+        target = max(0, relation.reference.level + LEVEL_STEP[relation.kind]) if relation is not None else 0
+        fresh = self._fresh(app)
+        stuck = relation is not None and relation.kind == "harder" and all(
+            t.level <= relation.reference.level for t in fresh)
+        if not fresh or stuck:
+            app = self._next_app()
+            fresh = self._fresh(app)
         if not fresh:
-            return [], [f"exploration: no task of {app or 'any app'} left to propose"]
+            return [], ["exploration: every explored task was proposed already"]
         chosen = sorted(fresh, key=lambda t: (abs(t.level - target), t.level))[:n]
         self.given.update(t.id for t in chosen)
         return [ProposedTask(task=t, judge_only=False) for t in chosen], []
