@@ -155,7 +155,6 @@ class ProposingPlan:
         self.recent: list[Verdict] = []
         self.log: list[dict[str, Any]] = []  # one row per refill
         self._records: list[dict[str, Any]] = []  # tasks.jsonl lines not yet handed out
-        self.served = 0
         self.iteration = 0  # the last one recorded
 
     @property
@@ -172,13 +171,13 @@ class ProposingPlan:
         task_id, rate = self.last
         return Relation.of(self.known[task_id], rate)
 
-    def _enter(self, item: ProposedTask) -> tuple[bool, str | None]:
+    def _enter(self, item: ProposedTask) -> bool:
         """Admission for a task with checks; judge-only ones need a VLM judge."""
         task = item.task
         if task.id in self.known or self.base.scheduler.is_retired(task.id):
-            return False, "duplicate"
+            return False
         if not item.judge_only and not self.base.admitted(task):
-            return False, None  # the family plan logged the admission
+            return False  # the family plan logged the admission
         if self.withhold_checks and task.checks:
             task = dataclasses.replace(task, checks=())
         if not task.checks:
@@ -188,15 +187,15 @@ class ProposingPlan:
                                   "detail": "" if self.judge_only_ok else
                                   "no checks and no VLM judge: set judge.kind hybrid to train on it"})
             if not self.judge_only_ok:
-                return False, reason
+                return False
         self.known[task.id] = task
         self.pool.append(task)
-        return True, None
+        return True
 
     def _refill(self) -> None:
         relation = self.relation()
         proposed, rejected = self.source.propose(self.batch, relation, self.recent[-RECENT_VERDICTS:], self.known)
-        entered = [item.task.id for item in proposed if self._enter(item)[0]]
+        entered = [item.task.id for item in proposed if self._enter(item)]
         self.log.append({"after_iteration": self.iteration, "source": self.source.name,
                          "relation": relation.kind if relation else None,
                          "reference": relation.reference.id if relation else None,
@@ -208,7 +207,6 @@ class ProposingPlan:
         if len(self.pool) < wanted:
             self._refill()
         chosen = sorted(self.pool, key=lambda t: (self.stats.get(t.id, [0, 0])[1], self.pool.index(t)))[:wanted]
-        self.served += len(chosen)
         return chosen + self.base.propose(n - len(chosen))
 
     def record(self, outcomes: Sequence[GroupOutcome], *, iteration: int) -> None:
@@ -240,8 +238,7 @@ class ProposingPlan:
         return {"base": self.base.state_dict(), "source": self.source.state_dict(),
                 "pool": [t.id for t in self.pool], "known": [to_json(t) for t in self.known.values()],
                 "stats": {k: list(v) for k, v in self.stats.items()}, "last": list(self.last) if self.last else None,
-                "recent": [to_json(v) for v in self.recent], "log": list(self.log), "served": self.served,
-                "iteration": self.iteration}
+                "recent": [to_json(v) for v in self.recent], "log": list(self.log), "iteration": self.iteration}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.base.load_state_dict(state["base"])
@@ -252,7 +249,6 @@ class ProposingPlan:
         self.last = (str(state["last"][0]), float(state["last"][1])) if state.get("last") else None
         self.recent = [from_json(Verdict, data) for data in state.get("recent", [])]
         self.log = list(state.get("log", []))
-        self.served = int(state.get("served", 0))
         self.iteration = int(state.get("iteration", 0))
         self._records = []
 
