@@ -30,7 +30,9 @@ from deskdojo.core.types import Task
 
 ADVERSARIAL = ("done_nothing", "undone", "half_done")
 ADVERSARIAL_TRAIN_SEED_BASE = 700_000
-"""Training-split seeds of ``judge train --adversarial`` (apart from runs' and demos' seeds)."""
+"""Training-split seeds of ``judge train --adversarial``: apart from the loop's task pools and
+the warm start's demos (the learning bench's more-SFT arm draws its policy demos from here
+up too; a judge's training data and a policy's never meet)."""
 """The calibration's own hard cases, each recorded in a real sandbox and labelled by the
 checks: answered done with nothing changed; made progress, then undid it (a box ticked,
 then unticked); did the first half of a task of two or more steps, then answered done."""
