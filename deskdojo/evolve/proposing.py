@@ -157,14 +157,6 @@ class ProposingPlan:
         self._records: list[dict[str, Any]] = []  # tasks.jsonl lines not yet handed out
         self.iteration = 0  # the last one recorded
 
-    @property
-    def admit(self) -> Any:
-        return self.base.admit
-
-    @admit.setter
-    def admit(self, value: Any) -> None:
-        self.base.admit = value
-
     def relation(self) -> Relation | None:
         if self.last is None or self.last[0] not in self.known:
             return None
@@ -206,7 +198,8 @@ class ProposingPlan:
         wanted = min(self.per_iteration, n)
         if len(self.pool) < wanted:
             self._refill()
-        chosen = sorted(self.pool, key=lambda t: (self.stats.get(t.id, [0, 0])[1], self.pool.index(t)))[:wanted]
+        # the least tried first (a stable sort keeps the pool's order among equals)
+        chosen = sorted(self.pool, key=lambda t: self.stats.get(t.id, [0, 0])[1])[:wanted]
         return chosen + self.base.propose(n - len(chosen))
 
     def record(self, outcomes: Sequence[GroupOutcome], *, iteration: int) -> None:
