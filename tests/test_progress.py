@@ -205,3 +205,22 @@ def test_a_log_function_can_take_progress_lines() -> None:
     assert said == []
     stream.write("  20s so far\nnext")
     assert said == ["image  12 output lines  20s so far"]
+
+
+def test_quiet_before_or_after_the_command_keeps_the_results_and_drops_the_progress(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from deskdojo.cli import main
+
+    monkeypatch.setattr(progress, "_quiet", False)  # restored after the test, whatever main sets
+    command = ["bench", "parse", "--repeats", "1", "--format", "grid", "--json"]
+    assert main(command) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["formats"]["grid"]["rows"]
+    assert "bench parse [" in err and "cases" in err.splitlines()[-1]  # stderr, not stdout
+    for quiet in (["--quiet", *command], [*command, "--quiet"], ["bench", "--quiet", *command[1:]]):
+        assert main(quiet) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["formats"]["grid"]["rows"] and err == "", quiet
+    assert main(command) == 0 and "bench parse [" in capsys.readouterr().err  # each run sets it anew
