@@ -224,3 +224,25 @@ def test_quiet_before_or_after_the_command_keeps_the_results_and_drops_the_progr
         out, err = capsys.readouterr()
         assert json.loads(out)["formats"]["grid"]["rows"] and err == "", quiet
     assert main(command) == 0 and "bench parse [" in capsys.readouterr().err  # each run sets it anew
+
+
+def test_a_silent_image_build_step_is_reported_while_it_runs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One docker build step (apt-get inside it) can run for minutes without a line: the
+    build's log says which step still runs, every heartbeat, and nothing when it is short."""
+    from deskdojo.vm import image
+
+    monkeypatch.setattr(progress, "TICK_S", 0.05)
+    monkeypatch.setattr(image, "HEARTBEAT_S", 0.6)
+    said: list[str] = []
+    image._run_logged(["sh", "-c", "echo 'Step 2/9 : RUN apt-get install -y xvfb'; sleep 2.6; echo done"],
+                      tmp_path / "build.log", log=said.append, timeout=30, what="image")
+    assert said[0] == "image: step 2/9 RUN apt-get install -y xvfb"
+    still = said[1:-1]
+    assert 2 <= len(still) <= 6, said  # every 0.6 s of the 2.6 s step
+    assert all(line.startswith("image  1 output lines  ") and line.endswith("on step 2/9 RUN apt-get install -y xvfb")
+               for line in still), still
+    assert "s so far  on step" in still[-1] and "output lines  done in" in said[-1]
+    quick: list[str] = []
+    image._run_logged(["sh", "-c", "echo 'Step 1/9 : FROM base'"], tmp_path / "quick.log", log=quick.append,
+                      timeout=30, what="image")
+    assert quick == ["image: step 1/9 FROM base"]

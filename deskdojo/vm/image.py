@@ -351,7 +351,8 @@ def _run_logged(argv: Sequence[str], log_path: Path, *, log: Callable[[str], Non
     step, apt-get inside it, or debootstrap can take minutes); raise SandboxStartError
     with the log's tail when it fails or times out."""
     tail: deque[str] = deque(maxlen=25)
-    still = ProgressLine(what, None, unit="output lines", stream=LineStream(log), delay_s=HEARTBEAT_S)
+    still = ProgressLine(what, None, unit="output lines", stream=LineStream(log), delay_s=HEARTBEAT_S,
+                         heartbeat_s=HEARTBEAT_S)
     with still, open(log_path, "a", encoding="utf-8", errors="replace") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
@@ -430,7 +431,8 @@ def _wheelhouse(log: Callable[[str], None]) -> Path:
     log(f"image: fetching {len(PIP_PACKAGES)} wheels with the host's pip")
     staging = Path(tempfile.mkdtemp(prefix="wheels-", dir=_cache_dir()))
     try:
-        with ProgressLine("image: pip wheel", None, stream=LineStream(log), delay_s=HEARTBEAT_S):
+        with ProgressLine("image: pip wheel", None, stream=LineStream(log), delay_s=HEARTBEAT_S,
+                          heartbeat_s=HEARTBEAT_S):
             proc = subprocess.run(
                 [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
                  "--wheel-dir", str(staging), *PIP_PACKAGES],
