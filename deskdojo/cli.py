@@ -43,9 +43,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
+    """The build's steps go to stderr as progress (``--quiet``: none); the tag to stdout."""
+    from deskdojo.core.progress import say
     from deskdojo.vm.image import build_image
 
-    print(build_image(force=args.force))
+    print(build_image(force=args.force, log=say))
     return 0
 
 
@@ -177,8 +179,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- wiring --------------------------------------------------------------------
 
 
+QUIET_HELP = "no progress lines (results, messages and errors still print)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deskdojo", description="A desktop computer-use agent that teaches itself.")
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("doctor", help="what is present, what is missing, and how to fix it")
@@ -264,11 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_click_targets_parser(bench)
     add_agent_parsers(sub, bench)
     add_panel_parser(sub)
+    _quiet_anywhere(parser)
     return parser
 
 
+def _quiet_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` after any subcommand too (``deskdojo tasks check --quiet``). SUPPRESS: a
+    subcommand that was not given it leaves the top-level value alone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in {id(p): p for p in action.choices.values()}.values():
+                child.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+                _quiet_anywhere(child)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from deskdojo.core.progress import set_quiet
+
     args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)  # one switch: every progress line honours it
     _sigterm_to_keyboard_interrupt()
     try:
         code = int(args.fn(args) or 0)

@@ -25,6 +25,27 @@ info() { printf '    %s\n' "$*"; }
 warn() { printf '    warning: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 is_root() { [[ $(id -u) -eq 0 ]]; }
+apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+# Run "$@" and, while it runs, say every HEARTBEAT_S seconds that it still does, so a log
+# of a long step (apt-get, pip installing torch) shows the job alive; returns its status.
+HEARTBEAT_S=20
+heartbeat() {
+  local label=$1 pid started=$SECONDS said=$SECONDS
+  shift
+  "$@" &
+  pid=$!
+  # a background job ignores Ctrl-C: pass it on as SIGTERM
+  trap 'kill -TERM "$pid" 2>/dev/null; exit 130' INT TERM
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if ((SECONDS - said >= HEARTBEAT_S)) && kill -0 "$pid" 2>/dev/null; then
+      info "... still $label ($((SECONDS - started)) s)"
+      said=$SECONDS
+    fi
+  done
+  trap - INT TERM
+  wait "$pid"
+}
 # pip into the .venv; its chatter goes to a log that is shown only when it fails.
 vpip() {
   "$VPY" -m pip install -q "$@" >"$PIP_LOG" 2>&1 && return 0
@@ -73,8 +94,8 @@ else
     info "all ${#PACKAGES[@]} present"
   elif is_root; then
     info "installing: ${missing[*]}"
-    apt-get update -qq || die "apt-get update failed (is a Debian mirror reachable?)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    heartbeat "updating the package lists" apt-get update -qq || die "apt-get update failed (is a Debian mirror reachable?)"
+    heartbeat "installing Debian packages" apt_install "${missing[@]}" \
       || die "apt-get install failed; run it by hand to see why: apt-get install -y --no-install-recommends ${missing[*]}"
     hash -r
     info "installed ${#missing[@]} package(s)"
@@ -122,8 +143,9 @@ else
       pid=$!
       echo "$pid" >"$DOCKERD_PIDFILE"
     fi
-    for _ in $(seq 120); do
+    for i in $(seq 120); do
       version=$(engine_version) && break
+      ((i % 40 == 0)) && info "... still waiting for dockerd to answer ($((i / 2)) s)"
       [[ -d /proc/$pid ]] || { tail -n "+$((${log_lines:-0} + 1))" "$DOCKERD_LOG" | tail -n 15 >&2 || true; rm -f "$DOCKERD_PIDFILE"; die "dockerd exited; see $DOCKERD_LOG"; }
       sleep 0.5
     done
@@ -143,7 +165,7 @@ if [[ ! -x $VPY ]]; then
   info "creating .venv with $PY ($PY_VERSION)"
   "$PY" -m venv "$VENV" || die "'$PY -m venv' failed; on Debian: apt-get install -y python3-venv"
   : >"$PIP_LOG"
-  vpip --upgrade pip
+  heartbeat "upgrading pip" vpip --upgrade pip
 fi
 read -r have_torch have_torchvision < <(
   "$VPY" -c 'import importlib.metadata as m
@@ -158,7 +180,7 @@ else
   info "installing torch==$TORCH_VERSION (CPU build; first time takes a minute or two)"
   # Pinned exactly: a range would pull a newer CUDA build (GBs). Installed before the
   # project so that the project's own torch requirement is already met.
-  vpip "torch==$TORCH_VERSION"
+  heartbeat "installing torch" vpip "torch==$TORCH_VERSION"
 fi
 [[ $have_torchvision == - ]] || warn "torchvision $have_torchvision is installed and breaks transformers here; remove it: $VPY -m pip uninstall -y torchvision"
 want_stamp=$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)
@@ -166,7 +188,7 @@ if [[ -f $STAMP && $(<"$STAMP") == "$want_stamp" && -x $VENV/bin/deskdojo ]]; th
   info "deskdojo (editable) up to date with pyproject.toml"
 else
   info "installing deskdojo (editable) with its dev extras"
-  vpip -e "$REPO[dev]"
+  heartbeat "installing deskdojo" vpip -e "$REPO[dev]"
   echo "$want_stamp" >"$STAMP"
 fi
 

@@ -377,6 +377,30 @@ def test_the_judge_section_builds_the_hybrid_judge(tmp_path: Path):
             check_settings(load_config(None, {"judge": bad}), "xvfb")
 
 
+def test_every_held_out_evaluation_and_iteration_shows_on_the_progress_stream(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    """A log (not a terminal) gets a line per held-out evaluation with its count, and the
+    iteration bar; ``--quiet`` (the progress module's switch) leaves the stream empty."""
+    import io
+
+    from deskdojo.core import progress
+
+    out = io.StringIO()
+    run_toy(tmp_path / "run", toy_config(), out=out)
+    lines = out.getvalue().splitlines()
+    for iteration in (0, 2, 4):  # at the start, then every 2 iterations
+        label = f"held-out evaluation (iteration {iteration}) ["
+        mine = [line for line in lines if line.startswith(label)]
+        assert mine and "2/2 tasks" in mine[-1] and "done in" in mine[-1], lines
+    assert [line.split(" it ")[1].split()[0] for line in lines if " it " in line] == ["1", "2", "3", "4"], lines
+
+    monkeypatch.setattr(progress, "_quiet", True)
+    quiet = io.StringIO()
+    run_toy(tmp_path / "quiet", toy_config(), out=quiet)
+    assert quiet.getvalue() == ""
+    assert len(metrics_of(tmp_path / "quiet")) == 4  # the run itself is the same
+
+
 # --- the real tiny VLM policy and GRPO -----------------------------------------------------
 
 

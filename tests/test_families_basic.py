@@ -106,7 +106,11 @@ def test_the_tasks_cli_lists_samples_and_shows(capsys):
 def test_tasks_check_through_the_cli(capsys):
     code = main(["tasks", "check", "--n", "8", "--json", "--provider", "xvfb", "--sandboxes", "2",
                  "--family", "select_list"])
-    summary = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    summary = json.loads(out)  # the JSON alone on stdout; the progress line on stderr
+    assert "\r" not in err  # not a terminal: plain lines
+    assert err.splitlines()[-1].startswith("tasks check [####################] 8/8 tasks")
+    assert "8 admitted, 0 rejected" in err.splitlines()[-1]
     assert summary["sampled"] == 8 and summary["levels"] == 5 and summary["families"] == 1
     assert summary["admitted"] == 8, summary
     assert code == 0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from deskdojo.agent.progress import ProgressLine
+from deskdojo.core.progress import ProgressLine
 from deskdojo.core.actions import Action, Click, Done, Fail, by_point
 from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import RecordError

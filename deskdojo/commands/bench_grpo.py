@@ -32,6 +32,7 @@ def run_grpo_bench(*, config_path: str | None = None, overrides: Mapping[str, An
     from deskdojo.agent.train.grpo import GRPOConfig, GRPOSample, GRPOTrainer
     from deskdojo.agent.train.sft import click_target_frame, click_target_task
     from deskdojo.core.errors import ConfigError
+    from deskdojo.core.progress import ProgressLine, activity
     from deskdojo.core.types import Observation
     from deskdojo.agent.model.loading import quiet_libraries
     from deskdojo.evolve.build import policy_config
@@ -42,7 +43,8 @@ def run_grpo_bench(*, config_path: str | None = None, overrides: Mapping[str, An
     config = load_config(config_path, overrides)
     quiet_libraries()
     started = time.perf_counter()
-    policy = load_policy(config.model, policy_config(config))
+    with activity(f"bench grpo: loading {config.model}"):
+        policy = load_policy(config.model, policy_config(config))
     load_s = time.perf_counter() - started
     grpo = GRPOConfig.from_dict({"max_new_tokens": policy.max_new_tokens, **config.grpo_settings()})
     if grpo.needs_reference:  # the reference pass is what evolve adds for these; keep the bench to the surrogate
@@ -57,11 +59,13 @@ def run_grpo_bench(*, config_path: str | None = None, overrides: Mapping[str, An
     cuda = policy.device.type == "cuda"
     group = config.group_size
     rows = []
+    line = ProgressLine("bench grpo", repeats + 1, unit="iterations (the first warms up)")
     for iteration in range(repeats + 1):
         samples: list[Any] = []
         generate_s, tokens = 0.0, 0
         _reset_peak(cuda)
         for index in range(tasks):
+            line.update(iteration, info=f"generating for task {index + 1}/{tasks}")
             task, rect, colour = click_target_task(iteration * tasks + index, screen=screen)
             observation = Observation(click_target_frame(rect, colour, screen=screen), screen)
             observations[task.id] = observation
@@ -78,6 +82,7 @@ def run_grpo_bench(*, config_path: str | None = None, overrides: Mapping[str, An
                         for i, d in enumerate(decisions)]
         generate_peak = _peak(cuda)
         _reset_peak(cuda)
+        line.update(iteration, info="update")
         began = time.perf_counter()
         stats = trainer.update(samples)
         _sync(cuda)
@@ -85,6 +90,8 @@ def run_grpo_bench(*, config_path: str | None = None, overrides: Mapping[str, An
         rows.append({"generate_s": generate_s, "tokens": tokens, "tokens_per_s": tokens / generate_s,
                      "update_s": update_s, "generate_peak_gib": generate_peak, "update_peak_gib": _peak(cuda),
                      "loss": stats["loss"], "grad_norm": stats["grad_norm"]})
+        line.update(iteration + 1, info="")
+    line.close()
     measured = rows[1:]  # the first iteration warms kernels and allocators up
     probe = policy.encode_samples([PolicySample((observation,), task, target_text="x")])
     image_tokens = int((probe.inputs["input_ids"] == policy.model.config.image_token_id).sum())

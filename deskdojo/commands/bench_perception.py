@@ -154,16 +154,19 @@ def _ocr_cached_stats(box: Any, repeats: int) -> dict[str, Any]:
 
 
 def run_perception_bench(*, apps: list[str], repeats: int = 20, full_repeats: int = 3,
-                         cached_repeats: int = 10, log: Any = print) -> dict[str, Any]:
+                         cached_repeats: int = 10) -> dict[str, Any]:
+    from deskdojo.core.progress import ProgressLine, activity
     from deskdojo.vm.bench import machine_info
     from deskdojo.vm.config import SandboxConfig
     from deskdojo.vm.docker import DockerProvider
 
     rows = []
-    box = DockerProvider(SandboxConfig(screen=(1024, 768))).start()
+    with activity("bench perception: starting a docker sandbox"):
+        box = DockerProvider(SandboxConfig(screen=(1024, 768))).start()
+    line = ProgressLine("bench perception", len(apps), unit="apps")
     try:
         for app in apps:
-            log(f"perception: {app}")
+            line.update(len(rows), info=app)
             _launch(box, app)
             row: dict[str, Any] = {"app": app}
             for source in ("tk", "atspi"):
@@ -176,7 +179,9 @@ def run_perception_bench(*, apps: list[str], repeats: int = 20, full_repeats: in
                 except RuntimeError as error:
                     row["ocr"] = {"ok": False, "error": str(error)[-300:]}
             rows.append(row)
+        line.update(len(rows))
     finally:
+        line.close()
         box.close()
     return {"bench": "perception", "screen": [1024, 768], "provider": "docker", "repeats": repeats,
             "targets": TARGETS, "machine": machine_info(), "rows": rows}
@@ -211,8 +216,7 @@ def cmd_bench_perception(args: argparse.Namespace) -> int:
 
     apps = args.apps.split(",") if args.apps else [*APPS, "mousepad", "xterm"]
     result = run_perception_bench(apps=apps, repeats=args.repeats, full_repeats=args.full_repeats,
-                                  cached_repeats=args.cached_repeats,
-                                  log=(lambda line: None) if args.json else print)
+                                  cached_repeats=args.cached_repeats)
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import tempfile
 from typing import Any, Sequence
 
 from deskdojo.core.actions import Click
+from deskdojo.core.progress import ProgressLine
 from deskdojo.core.types import Task
 
 BENCH_LABELS = ("apple", "pear", "plum", "fig", "lime", "kiwi")
@@ -54,14 +55,20 @@ def run_rollout_bench(*, model: str = "scripted", counts: Sequence[int] = (1, 4,
     task = bench_task(steps)
     config = RolloutConfig(max_steps=steps, time_limit_s=3600)
     rows = []
-    for count in counts:
-        with SandboxPool(SandboxConfig(provider=provider, screen=screen), count) as pool, \
-                tempfile.TemporaryDirectory(prefix="deskdojo-bench-") as out:
-            stats = RolloutStats()
-            trajectories = rollout(policy, [task] * count, list(pool), out, config=config, stats=stats)
-            summary = stats.summary()
-            ends = sorted({t.end.value for t in trajectories if t.end is not None})
-            rows.append({"sandboxes": count, **summary, "ends": ends})
+    # at most this many env steps (an episode may end sooner): the line's total
+    with ProgressLine("bench rollout", sum(counts) * steps, unit="env steps") as line:
+        for count in counts:
+            line.update(line.done, info=f"{count} sandboxes: starting them")
+            with SandboxPool(SandboxConfig(provider=provider, screen=screen), count) as pool, \
+                    tempfile.TemporaryDirectory(prefix="deskdojo-bench-") as out:
+                line.update(line.done, info=f"{count} sandboxes")
+                stats = RolloutStats()
+                trajectories = rollout(policy, [task] * count, list(pool), out, config=config, stats=stats,
+                                       on_step=lambda *_: line.advance())
+                summary = stats.summary()
+                ends = sorted({t.end.value for t in trajectories if t.end is not None})
+                rows.append({"sandboxes": count, **summary, "ends": ends})
+            line.update(sum(row["sandboxes"] for row in rows) * steps)  # episodes that ended early
     return {"model": model, "policy_id": getattr(policy, "policy_id", model), "provider": provider,
             "screen": f"{screen[0]}x{screen[1]}", "steps": steps, "rows": rows, "machine": machine_info()}
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from deskdojo.core.progress import ProgressLine
+
 DEFAULT_FAMILIES = ("click_button", "toggle_choices")
 
 
@@ -72,9 +74,10 @@ class SFTBenchConfig:
 
 
 def heldout_success(policy: Any, tasks: Sequence[Any], pool: Any, run_dir: Path, *,
-                    max_steps: int) -> list[bool]:
+                    max_steps: int, label: str = "held-out") -> list[bool]:
     """Greedy rollouts of ``tasks`` (as many at once as the pool has sandboxes), each judged
-    by the state judge before its sandbox is reused. One bool per task."""
+    by the state judge before its sandbox is reused. One bool per task. ``label`` names
+    the progress line."""
     from deskdojo.agent.rollout import RolloutConfig, rollout
     from deskdojo.world_model.judge import StateJudge
 
@@ -84,11 +87,13 @@ def heldout_success(policy: Any, tasks: Sequence[Any], pool: Any, run_dir: Path,
     config = RolloutConfig(max_steps=max_steps)
     policy.set_greedy(True)
     try:
-        for start in range(0, len(tasks), len(sandboxes)):
-            chunk = list(tasks[start:start + len(sandboxes)])
-            trajectories = rollout(policy, chunk, sandboxes[:len(chunk)], run_dir, config=config)
-            successes += [judge.judge(task, trajectory, sandbox).success
-                          for task, trajectory, sandbox in zip(chunk, trajectories, sandboxes)]
+        with ProgressLine(label, len(tasks), unit="tasks") as line:
+            for start in range(0, len(tasks), len(sandboxes)):
+                chunk = list(tasks[start:start + len(sandboxes)])
+                trajectories = rollout(policy, chunk, sandboxes[:len(chunk)], run_dir, config=config)
+                successes += [judge.judge(task, trajectory, sandbox).success
+                              for task, trajectory, sandbox in zip(chunk, trajectories, sandboxes)]
+                line.update(len(successes), info=f"{sum(successes)} succeeded")
     finally:
         policy.set_greedy(False)
     return successes
@@ -127,22 +132,27 @@ def run_sft_bench(config: SFTBenchConfig, *, log: Callable[[str], None] = print)
             else:
                 shutil.rmtree(root / "demos", ignore_errors=True)
                 started = time.perf_counter()
-                record_oracle_demos(train, list(pool), root / "demos")
+                record_oracle_demos(train, list(pool), root / "demos", progress=sys.stderr)
                 result["record_s"] = time.perf_counter() - started
                 write_atomic(recorded, json.dumps({"record_s": result["record_s"], "spec": demo_spec}).encode())
             result["demo_steps"] = len(read_demos(root / "demos"))
             log(f"bench sft: {len(train)} oracle demos ({result['demo_steps']} steps) in "
                 f"{result['record_s']:.0f} s")
             result["modes"] = {}
-            for mode in config.observations:
-                kept = root / "modes" / f"{mode}.json"
-                if kept.exists() and json.loads(kept.read_text()).get("settings") == _mode_settings(config):
-                    result["modes"][mode] = json.loads(kept.read_text())
-                    log(f"bench sft: {mode}: kept from an earlier run with the same settings ({kept})")
-                    continue
-                result["modes"][mode] = _bench_mode(config, mode, heldout, pool, root, log=log)
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(kept, json.dumps(result["modes"][mode], indent=1).encode())
+            # one whole line per mode (its phases draw lines of their own), with the time left
+            with ProgressLine("bench sft", len(config.observations), unit="modes", plain_every_s=0,
+                              heartbeat_s=None, redraw=False) as modes:
+                for mode in config.observations:
+                    modes.update(len(result["modes"]), info=f"now {mode}")
+                    kept = root / "modes" / f"{mode}.json"
+                    if kept.exists() and json.loads(kept.read_text()).get("settings") == _mode_settings(config):
+                        result["modes"][mode] = json.loads(kept.read_text())
+                        log(f"bench sft: {mode}: kept from an earlier run with the same settings ({kept})")
+                        continue
+                    result["modes"][mode] = _bench_mode(config, mode, heldout, pool, root, log=log)
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(kept, json.dumps(result["modes"][mode], indent=1).encode())
+                modes.update(len(result["modes"]), info="")
     finally:
         if not config.out:
             shutil.rmtree(root, ignore_errors=True)
@@ -160,17 +170,19 @@ def _bench_mode(config: SFTBenchConfig, mode: str, heldout: dict[str, list[Any]]
     policy = load_policy(config.model, PolicyConfig(seed=config.seed, observation=mode))
     before: dict[str, list[bool]] = {}
     if config.before:
-        before = {name: heldout_success(policy, tasks, pool, root / f"before-{mode}", max_steps=config.max_steps)
+        before = {name: heldout_success(policy, tasks, pool, root / f"before-{mode}", max_steps=config.max_steps,
+                                        label=f"bench sft: {mode}: {name} before SFT")
                   for name, tasks in heldout.items()}
         log(f"bench sft: {mode}: before " + _rates(before))
     cpu, wall = time.process_time(), time.perf_counter()
     trained = sft(SFTConfig(demos=str(root / "demos"), out=str(root / f"sft-{mode}"), model=config.model,
                             steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
                             observation=mode, log_every=max(1, config.steps // 10),
-                            checkpoint_every=max(1, config.steps // 4)), policy=policy, log=log, resume=True)
+                            checkpoint_every=max(1, config.steps // 4)), policy=policy, log=log, resume=True,
+                  progress=sys.stderr)
     sft_cpu_min, sft_wall_min = (time.process_time() - cpu) / 60, (time.perf_counter() - wall) / 60
-    after = {name: heldout_success(trained.policy, tasks, pool, root / f"after-{mode}",
-                                   max_steps=config.max_steps) for name, tasks in heldout.items()}
+    after = {name: heldout_success(trained.policy, tasks, pool, root / f"after-{mode}", max_steps=config.max_steps,
+                                   label=f"bench sft: {mode}: {name} after SFT") for name, tasks in heldout.items()}
     log(f"bench sft: {mode}: after " + _rates(after) + f" (SFT {sft_wall_min:.1f} min wall)")
     return {"settings": _mode_settings(config), "sft_cpu_min": sft_cpu_min, "sft_wall_min": sft_wall_min,
             "sft_loss": [trained.first_loss, trained.last_loss] if trained.losses else None,

@@ -15,17 +15,21 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from deskdojo.core.progress import ProgressLine
 
 SCREEN = (1024, 768)
 
 
 def run_click_targets(*, demos: int = 192, steps: int = 200, heldout: int = 32, batch_size: int = 8,
                       lr: float = 1e-3, log: Any = None) -> dict[str, Any]:
-    """Train on ``demos`` click-target demos for ``steps`` steps, then score ``heldout`` tasks."""
+    """Train on ``demos`` click-target demos for ``steps`` steps, then score ``heldout`` tasks.
+    Without ``log``, SFT draws its progress line on stderr instead of log lines."""
     from deskdojo.agent.train.sft import SFTConfig, click_target_frame, click_target_task, make_click_target_demos, sft
     from deskdojo.core.actions import Click
     from deskdojo.core.types import Observation
@@ -36,25 +40,28 @@ def run_click_targets(*, demos: int = 192, steps: int = 200, heldout: int = 32, 
         result = sft(SFTConfig(demos=str(train), model="tiny-scratch", out=str(Path(tmp) / "out"), steps=steps,
                                batch_size=batch_size,
                                lr=lr, log_every=max(1, steps // 4), checkpoint_every=steps + 1),
-                     log=log or (lambda line: None))
+                     log=log or (lambda line: None), progress=None if log else sys.stderr)
         seconds = time.perf_counter() - started
     policy = result.policy
     policy.set_greedy(True)
     tasks = [click_target_task(i, seed=1, screen=SCREEN) for i in range(heldout)]
     hits, distances, centre_guess = 0, [], []
-    for start in range(0, heldout, 16):
-        chunk = tasks[start:start + 16]
-        observations = [Observation(click_target_frame(rect, colour, screen=SCREEN), SCREEN) for _, rect, colour in chunk]
-        decisions = policy.act(observations, [task for task, _, _ in chunk], [()] * len(chunk))
-        for decision, (_, (x, y, w, h), _) in zip(decisions, chunk):
-            cx, cy = x + w / 2, y + h / 2
-            centre_guess.append(math.hypot(cx - SCREEN[0] / 2, cy - SCREEN[1] / 2))
-            action = decision.action
-            if isinstance(action, Click) and action.x is not None:
-                distances.append(math.hypot(action.x - cx, action.y - cy))
-                hits += x <= action.x < x + w and y <= action.y < y + h
-            else:  # no click: as far as the screen allows
-                distances.append(math.hypot(*SCREEN))
+    with ProgressLine("click-targets: held-out", heldout, unit="tasks") as line:
+        for start in range(0, heldout, 16):
+            chunk = tasks[start:start + 16]
+            observations = [Observation(click_target_frame(rect, colour, screen=SCREEN), SCREEN)
+                            for _, rect, colour in chunk]
+            decisions = policy.act(observations, [task for task, _, _ in chunk], [()] * len(chunk))
+            for decision, (_, (x, y, w, h), _) in zip(decisions, chunk):
+                cx, cy = x + w / 2, y + h / 2
+                centre_guess.append(math.hypot(cx - SCREEN[0] / 2, cy - SCREEN[1] / 2))
+                action = decision.action
+                if isinstance(action, Click) and action.x is not None:
+                    distances.append(math.hypot(action.x - cx, action.y - cy))
+                    hits += x <= action.x < x + w and y <= action.y < y + h
+                else:  # no click: as far as the screen allows
+                    distances.append(math.hypot(*SCREEN))
+            line.update(len(distances), info=f"{hits} hits")
     return {"bench": "click-targets", "demos": demos, "steps": steps, "heldout": heldout,
             "batch_size": batch_size, "lr": lr, "first_loss": round(result.first_loss, 4),
             "last_loss": round(result.last_loss, 4), "hit_rate": hits / heldout,

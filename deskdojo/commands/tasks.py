@@ -110,6 +110,7 @@ def spread(n: int, families: dict[str, Any], *, only_family: str | None = None,
 
 
 def run_check(args: argparse.Namespace) -> dict[str, Any]:
+    from deskdojo.core.progress import HEARTBEAT_S, ProgressLine, activity
     from deskdojo.curriculum.admission import AdmissionLog, AdmissionResult, admit
     from deskdojo.curriculum.families import all_families
     from deskdojo.vm.config import SandboxConfig
@@ -152,14 +153,21 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
                     log.record(task, result)
                 if args.verbose and not result.admitted:
                     print(f"rejected {result.task_id}: {result.reason}: {result.detail[:300]}", flush=True)
+                admitted = sum(r[3].admitted for r in results)
+                line.update(len(results), info=f"{admitted} admitted, {len(results) - admitted} rejected")
 
     config = SandboxConfig(provider=args.provider)
-    with SandboxPool(config, args.sandboxes) as pool:
-        threads = [threading.Thread(target=worker, args=(pool, i), daemon=True) for i in range(len(pool))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    with activity(f"tasks check: starting {args.sandboxes} {args.provider} sandboxes", delay_s=HEARTBEAT_S):
+        pool = SandboxPool(config, args.sandboxes).start()
+    try:
+        with ProgressLine("tasks check", len(plan), unit="tasks") as line:
+            threads = [threading.Thread(target=worker, args=(pool, i), daemon=True) for i in range(len(pool))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        pool.close()
     return summarise(results, families=len({r[0] for r in results}),
                      levels=len({(r[0], r[1]) for r in results}))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def cmd_tiny_pretrain(args: argparse.Namespace) -> int:
     params = sum(p.numel() for p in policy.model.parameters())
     print(f"tiny reader: {params / 1e6:.2f} M parameters, {config.steps} steps of {config.batch_size} "
           f"generated examples")
-    result = pretrain(policy, config)
+    result = pretrain(policy, config, progress=sys.stderr)
     staging = out.with_name(out.name + ".partial")
     if staging.exists():
         shutil.rmtree(staging)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from deskdojo.core.errors import ConfigError, DeskdojoError
+from deskdojo.core.progress import ProgressLine
 from deskdojo.core.rundir import JsonlFile, write_atomic
 from deskdojo.evolve.bench_report import (
     CPU_NOTE, RESAMPLES, arm_figures, cell_table, cpu_at, cpu_samples, diagnostics, diagnostics_summary,
@@ -125,7 +126,7 @@ def open_pool(config: Any, provider: str) -> Any:
 def record_oracle(tasks: Sequence[Any], sandboxes: list[Any], folder: Path) -> Any:
     from deskdojo.agent.demos import record_oracle_demos
 
-    return record_oracle_demos(tasks, sandboxes, folder)
+    return record_oracle_demos(tasks, sandboxes, folder, progress=sys.stderr)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,7 +315,7 @@ def _more_sft_arm(config: Any, folder: Path, start: Path, *, target_cpu_s: float
             steps = chunk * chunk_steps
             sft(dataclasses.replace(base, model=str(start / SFT_DIR / "policy"), steps=steps,
                                     checkpoint_every=chunk_steps),
-                log=log, resume=(folder / SFT_DIR / "checkpoints").exists())
+                log=log, resume=(folder / SFT_DIR / "checkpoints").exists(), progress=sys.stderr)
             state["trained"] = chunk
             state["chunks"].append({"chunk": chunk, "demos": len(_demo_folders(demos)), "sft_steps": steps,
                                     "cpu_s": round(ledger.total(), 3)})
@@ -431,19 +432,31 @@ def run_learning_bench(*, seeds: int = 3, env_steps: int = 400, heldout_per_leve
     spec = {"config": {**base.to_dict(), "seed": None}, "more_sft": {"chunk_demos": chunk_demos,
                                                                       "chunk_steps": chunk_steps}}
     _check_spec(root, spec)
-    for seed in range(seeds):
-        curriculum = bench_config(config_path, seed=seed, sampling="curriculum", **common)
-        uniform = bench_config(config_path, seed=seed, sampling="uniform", **common)
-        folder = root / f"seed{seed}"
-        _sft_start(curriculum, folder / START_DIR, provider=provider, backend=backend, log=log)
-        start = folder / START_DIR
-        _evolve_arm(curriculum, folder / ARM_DIRS["curriculum"], start, arm="curriculum", provider=provider,
-                    backend=backend, log=log)
-        _evolve_arm(uniform, folder / ARM_DIRS["uniform"], start, arm="uniform", provider=provider,
-                    backend=backend, log=log)
-        target = _result(folder / ARM_DIRS["curriculum"])["cpu_s"]
-        _more_sft_arm(curriculum, folder / ARM_DIRS["more_sft"], start, target_cpu_s=target, provider=provider,
-                      backend=backend, chunk_demos=chunk_demos, chunk_steps=chunk_steps, log=log)
+    # one whole line as each part starts (the parts draw progress lines of their own), with
+    # the time left at the pace of the parts done now (a resumed bench's finished ones are not)
+    finished = sum(_result(root / f"seed{seed}" / name) is not None
+                   for seed in range(seeds) for name in (START_DIR, *ARM_DIRS.values()))
+    parts = ProgressLine("bench learning", seeds * 4, unit="parts (SFT start and 3 arms per seed)",
+                         start=finished, plain_every_s=0, heartbeat_s=None, redraw=False)
+    with parts:
+        for seed in range(seeds):
+            curriculum = bench_config(config_path, seed=seed, sampling="curriculum", **common)
+            uniform = bench_config(config_path, seed=seed, sampling="uniform", **common)
+            folder = root / f"seed{seed}"
+            parts.update(4 * seed, info=f"seed {seed}: the SFT start")
+            _sft_start(curriculum, folder / START_DIR, provider=provider, backend=backend, log=log)
+            start = folder / START_DIR
+            parts.update(4 * seed + 1, info=f"seed {seed}: arm (b) curriculum")
+            _evolve_arm(curriculum, folder / ARM_DIRS["curriculum"], start, arm="curriculum", provider=provider,
+                        backend=backend, log=log)
+            parts.update(4 * seed + 2, info=f"seed {seed}: arm (c) uniform")
+            _evolve_arm(uniform, folder / ARM_DIRS["uniform"], start, arm="uniform", provider=provider,
+                        backend=backend, log=log)
+            target = _result(folder / ARM_DIRS["curriculum"])["cpu_s"]
+            parts.update(4 * seed + 3, info=f"seed {seed}: arm (d) more SFT")
+            _more_sft_arm(curriculum, folder / ARM_DIRS["more_sft"], start, target_cpu_s=target, provider=provider,
+                          backend=backend, chunk_demos=chunk_demos, chunk_steps=chunk_steps, log=log)
+        parts.update(4 * seeds, info="")
 
     per_seed = [_seed_entry(seed, root / f"seed{seed}", resamples) for seed in range(seeds)]
     heldout_tasks = len(per_seed[0]["arms"]["sft_only"].get("outcomes") or {}) or \

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from deskdojo.core.errors import ConfigError, SandboxError
+from deskdojo.core.progress import HEARTBEAT_S, activity
 from deskdojo.core.rundir import RunDir
 from deskdojo.core.types import Split
 from deskdojo.evolve.config import EvolveConfig
@@ -176,7 +177,8 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
                       heldout_per_level=config.eval.tasks_per_level,
                       seeds_per_level=config.curriculum.seeds_per_level)
     log(f"starting {config.sandboxes} {provider} sandboxes; families: {', '.join(families)}")
-    pool = SandboxPool(sandbox_config(config, provider), config.sandboxes).start()
+    with activity(f"starting {config.sandboxes} {provider} sandboxes", delay_s=HEARTBEAT_S):
+        pool = SandboxPool(sandbox_config(config, provider), config.sandboxes).start()
     if config.curriculum.admission and provider != "fake":  # fake sandboxes run no apps to check
         plan.admit = pool_admission(pool, StateJudge())
     try:
@@ -218,8 +220,9 @@ def explored_apps(config: EvolveConfig, run: RunDir, sandbox: Any, families: dic
         if path.exists():
             books[app] = Guidebook.from_json(json.loads(path.read_text()))
             continue
-        book = explore_app(app, sandbox, params=params, max_depth=config.proposer.max_depth,
-                           max_actions=config.proposer.max_actions)
+        with activity(f"proposer: exploring {app}", delay_s=HEARTBEAT_S):
+            book = explore_app(app, sandbox, params=params, max_depth=config.proposer.max_depth,
+                               max_actions=config.proposer.max_actions)
         book.save(path)
         log(f"proposer: explored {app}: {len(book.state_changing)} state-changing actions in {book.seconds:.0f} s")
         books[app] = book

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence, TextIO
 from deskdojo.core.actions import action_to_dict
 from deskdojo.core.control import ControlReader, write_status
 from deskdojo.core.errors import SandboxError
+from deskdojo.core.progress import HEARTBEAT_S, ProgressLine
 from deskdojo.core.rundir import JsonlFile, RunDir, write_atomic
 from deskdojo.core.types import EndReason, Step, Task, Trajectory, Verdict
 from deskdojo.evolve.config import EvolveConfig
@@ -239,6 +240,10 @@ class Evolver:
         policy = self.parts.learner.policy
         start_calls = policy.rng_state()
         start_logged = len(self.cursor.logged_task_ids)
+        # a line of its own only when the iteration is long (its bar line comes at its end)
+        line = self._phase_line(f"iteration {iteration}", cfg.tasks_per_iteration * cfg.group_size,
+                                unit="episodes", delay_s=HEARTBEAT_S, transient=True)
+        line.update(0, info="proposing tasks")
         try:
             t0 = time.monotonic()
             tasks = self.parts.plan.propose(cfg.tasks_per_iteration)
@@ -248,10 +253,14 @@ class Evolver:
             episodes = [(task, f"it{iteration:05d}-t{k:02d}-g{g:02d}")
                         for k, task in enumerate(tasks) for g in range(cfg.group_size)]
             timing = Timing()
-            played = self._play(episodes, timing)
+            line.update(0, info="rolling out")
+            played = self._play(episodes, timing, line)
             if self._stop.is_set():
                 raise StopRequested
-        except StopRequested:
+        except BaseException as exc:
+            line.close()
+            if not isinstance(exc, StopRequested):
+                raise
             # abandon: the plan and RNGs go back to how the iteration found them
             self.parts.plan.load_state_dict(start_plan)
             set_rng_states(start_rng)
@@ -267,8 +276,12 @@ class Evolver:
             errors += len(members) - len(valid)
             if valid:
                 groups.append(valid)
+        line.update(len(played), info="GRPO update")
         t0 = time.monotonic()
-        update = self.parts.learner.update(groups)
+        try:
+            update = self.parts.learner.update(groups)
+        finally:
+            line.close()
         timing.train = time.monotonic() - t0
         outcomes = list(update.groups) or [
             GroupOutcome(g[0][0], tuple(v.success for _, _, v in g), 0.0, False) for g in groups]
@@ -359,9 +372,18 @@ class Evolver:
 
     # --- playing and judging ---------------------------------------------------
 
-    def _play(self, episodes: Sequence[tuple[Task, str]], timing: Timing) -> list[Played]:
+    def _phase_line(self, label: str, total: int, **options: Any) -> ProgressLine:
+        """A progress line for part of the run, on the iteration bar's stream: after the
+        bar's line (a terminal keeps both), or over it when the line is ``transient``."""
+        if not options.get("transient"):
+            self.progress.close()
+        return ProgressLine(label, total, stream=self.progress.stream, **options)
+
+    def _play(self, episodes: Sequence[tuple[Task, str]], timing: Timing,
+              line: ProgressLine | None = None) -> list[Played]:
         """Roll out ``episodes`` (task, trajectory id) in batches of the pool's size; judge
-        each batch while its sandboxes still show the final state."""
+        each batch while its sandboxes still show the final state. ``line`` counts the
+        episodes played and judged, and the successes."""
         parts = self.parts
         played: list[Played] = []
         size = len(parts.pool)
@@ -390,6 +412,9 @@ class Evolver:
                     self.run.jsonl("verdicts.jsonl").append(verdict)
                 played.append(Played(task, trajectory, verdict))
             timing.judge += time.monotonic() - t0
+            if line is not None:
+                wins = sum(1 for p in played if p.verdict is not None and p.verdict.success)
+                line.update(len(played), info=f"{wins} succeeded")
             parts.pool.check_health()  # replace sandboxes that died during the batch
         return played
 
@@ -421,8 +446,9 @@ class Evolver:
         self._log_tasks(tasks)
         episodes = [(task, f"ev{iteration:05d}-{k:03d}") for k, task in enumerate(tasks)]
         timing = Timing()
-        with self.parts.learner.evaluation(self.config.eval.greedy):
-            played = self._play(episodes, timing)
+        with self._phase_line(f"held-out evaluation (iteration {iteration})", len(episodes), unit="tasks") as line, \
+                self.parts.learner.evaluation(self.config.eval.greedy):
+            played = self._play(episodes, timing, line)
         if self._stop.is_set() and len(played) < len(episodes):
             return None
         judged = [p for p in played if p.verdict is not None]

@@ -134,11 +134,12 @@ def plot_learning_curve(path: Path, metrics: Sequence[Mapping[str, Any]],
 
 
 class Progress:
-    """One line per iteration, rewritten in place with ``\\r`` on a terminal."""
+    """One line per iteration, rewritten in place with ``\\r`` on a terminal (stderr by
+    default; none with ``--quiet``, whose notes still print)."""
 
     def __init__(self, stream: TextIO | None = None, *, total_iterations: int | None = None,
                  total_env_steps: int | None = None, wall_seconds: float | None = None):
-        self.stream = stream or sys.stdout
+        self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total_iterations = total_iterations
         self.total_env_steps = total_env_steps
@@ -156,8 +157,10 @@ class Progress:
         return min(1.0, max(parts)) if parts else 0.0
 
     def update(self, line: Mapping[str, Any]) -> None:
-        from deskdojo.agent.progress import bar, duration
+        from deskdojo.core.progress import bar, duration, is_quiet
 
+        if is_quiet():
+            return
         fraction = self._fraction(line)
         held = line.get("heldout_success")
         text = (f"{bar(fraction)} {fraction:4.0%} it {line['iteration']:>3}  steps {line['env_steps']:>6}  "

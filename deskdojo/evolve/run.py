@@ -101,7 +101,7 @@ def run_evolve(config: EvolveConfig | None, run_dir: str | Path, *, resume: bool
     ``time.monotonic()`` value) bounds this session beyond the config's budget, the final
     held-out evaluation included; ``warm_start_deadline`` bounds the SFT warm start (demo
     recording and training); ``progress`` is the stream of the per-iteration progress line
-    (default stdout); ``build`` replaces ``build_parts`` (same signature), for benches and
+    (default stderr); ``build`` replaces ``build_parts`` (same signature), for benches and
     tests that run the loop on fakes."""
     from deskdojo.evolve.build import build_parts, check_settings
     from deskdojo.evolve.loop import Evolver, final_table

@@ -31,15 +31,19 @@ def run_panel_bench(*, sandboxes: int = 8, seconds: float = 10.0, provider: str 
     from PyQt6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
     from PyQt6.QtWidgets import QApplication
 
+    from deskdojo.core.progress import ProgressLine, activity
     from deskdojo.gui.live import LiveSource, LiveView
     from deskdojo.vm.config import SandboxConfig
     from deskdojo.vm.pool import SandboxPool
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     started = time.monotonic()
-    pool = SandboxPool(SandboxConfig(provider=provider), sandboxes).start()
+    with activity(f"bench panel: starting {sandboxes} {provider} sandboxes"):
+        pool = SandboxPool(SandboxConfig(provider=provider), sandboxes).start()
     start_s = time.monotonic() - started
     view = LiveView(fps=fps)
+    # the UI thread is what is measured: the line is drawn by its heartbeat thread alone
+    measuring = ProgressLine(f"bench panel: warming up {WARMUP_S:g} s, then measuring {seconds:g} s", None)
     try:
         view.set_run_sources([LiveSource(name=sb.name, socket=sb.client.socket_path, instruction="bench")
                               for sb in pool])
@@ -72,6 +76,7 @@ def run_panel_bench(*, sandboxes: int = 8, seconds: float = 10.0, provider: str 
         probe.stop()
         measured = clock.nsecsElapsed() / 1e9
     finally:
+        measuring.close()
         view.shutdown()
         view.close()
         pool.close()

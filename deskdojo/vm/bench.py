@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from deskdojo.core.actions import Click, Move
+from deskdojo.core.progress import ProgressLine
 from deskdojo.vm.client import bgrx_to_rgb
 from deskdojo.vm.config import SandboxConfig, parse_screen
 from deskdojo.vm.guest.executor import _MIN_CLICK_GAP_S  # the figure this bench must space clicks by
@@ -139,20 +140,31 @@ def _throughput(provider_name: str, screen: tuple[int, int], count: int,
         return sum(steps) / (time.perf_counter() - t0)
 
 
+def measurements(counts: Sequence[int], repeats: int) -> int:
+    """How many measurements ``bench_provider`` makes (the progress line's total)."""
+    return repeats + 1 + len(counts) * max(1, repeats // 2)
+
+
 def bench_provider(provider_name: str, *, screen: tuple[int, int], counts: Sequence[int],
-                   repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
+                   repeats: int, log: Callable[[str], None], line: ProgressLine | None = None) -> dict[str, Any]:
+    """One provider's figures; ``line`` advances once per measurement (see ``measurements``)."""
     from deskdojo.vm.pool import make_provider
+
+    def step(info: str) -> None:
+        if line is not None:
+            line.advance(info=f"{provider_name}: {info}")
 
     config = SandboxConfig(provider=provider_name, screen=screen)
     provider = make_provider(config)
 
     cold = []
-    for _ in range(repeats):
+    for k in range(repeats):
         t0 = time.perf_counter()
         sandbox = provider.start()
         sandbox.observe()
         cold.append(time.perf_counter() - t0)
         sandbox.close()
+        step(f"cold start {k + 1}/{repeats}")
     log(f"{provider_name}: cold start {statistics.median(cold):.2f} s")
 
     with provider.start() as sandbox:
@@ -178,6 +190,7 @@ def bench_provider(provider_name: str, *, screen: tuple[int, int], counts: Seque
         action_ms = _median_ms(click, n, pause_s=spacing_s)
         step_ms = _median_ms(lambda: (sandbox.observe(), click()), n, pause_s=spacing_s)
         back_to_back_ms = _median_ms(click, max(10, n // 4))
+    step("reset, screenshot, action and step latency")
     log(f"{provider_name}: reset {statistics.median(resets) * 1000:.0f} ms, action {action_ms:.2f} ms, "
         f"step {step_ms:.2f} ms")
     log(f"{provider_name}: back-to-back clicks {back_to_back_ms:.2f} ms each (the guest's minimum "
@@ -185,8 +198,10 @@ def bench_provider(provider_name: str, *, screen: tuple[int, int], counts: Seque
 
     steps_per_s = {}
     for count in counts:
-        runs = [_throughput(provider_name, screen, count, seconds=2.0)
-                for _ in range(max(1, repeats // 2))]
+        runs = []
+        for k in range(max(1, repeats // 2)):
+            runs.append(_throughput(provider_name, screen, count, seconds=2.0))
+            step(f"throughput with {count} sandboxes, run {k + 1}/{max(1, repeats // 2)}")
         steps_per_s[str(count)] = statistics.median(runs)
         log(f"{provider_name}: {count} sandboxes -> {steps_per_s[str(count)]:.0f} steps/s")
 
@@ -209,20 +224,23 @@ def run_env_bench(*, providers: Sequence[str], counts: Sequence[int], repeats: i
                   screen: str, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     import sys
 
-    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     size = parse_screen(screen)
     if shutil.which("Xvfb") is None:
         raise RuntimeError("Xvfb is needed for the floor measurement: `apt-get install -y xvfb`")
-    floor = floor_step_ms(size)
-    log(f"floor: grab {floor['floor_grab_ms']:.2f} ms, click {floor['floor_click_ms']:.2f} ms, "
-        f"step {floor['floor_step_ms']:.2f} ms")
-    results = []
-    for name in providers:
-        row = bench_provider(name, screen=size, counts=counts, repeats=repeats, log=log)
-        row.update(floor)
-        row["step_vs_floor"] = row["step_ms"] / floor["floor_step_ms"]
-        row["machine"] = machine_info()
-        results.append(row)
+    with ProgressLine("bench env", 1 + len(providers) * measurements(counts, repeats), unit="measurements",
+                      stream=sys.stderr) as line:
+        log = log or line.note  # the figures as they come, as lines of their own
+        floor = floor_step_ms(size)
+        line.advance(info="floor")
+        log(f"floor: grab {floor['floor_grab_ms']:.2f} ms, click {floor['floor_click_ms']:.2f} ms, "
+            f"step {floor['floor_step_ms']:.2f} ms")
+        results = []
+        for name in providers:
+            row = bench_provider(name, screen=size, counts=counts, repeats=repeats, log=log, line=line)
+            row.update(floor)
+            row["step_vs_floor"] = row["step_ms"] / floor["floor_step_ms"]
+            row["machine"] = machine_info()
+            results.append(row)
     return results
 
 

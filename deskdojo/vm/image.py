@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from deskdojo.core.errors import EngineUnavailable, SandboxStartError
+from deskdojo.core.progress import HEARTBEAT_S, LineStream, ProgressLine
 
 IMAGE_REPO = "deskdojo-desktop"
 BASE_IMAGE = "deskdojo-base:bookworm"
@@ -346,9 +347,13 @@ def _run_logged(argv: Sequence[str], log_path: Path, *, log: Callable[[str], Non
                 timeout: float, what: str, env: dict[str, str] | None = None,
                 stdin: int | None = None) -> None:
     """Run ``argv`` with its output appended to ``log_path``; report build steps to
-    ``log``; raise SandboxStartError with the log's tail when it fails or times out."""
+    ``log``, and every ``HEARTBEAT_S`` of silence that the step still runs (one build
+    step, apt-get inside it, or debootstrap can take minutes); raise SandboxStartError
+    with the log's tail when it fails or times out."""
     tail: deque[str] = deque(maxlen=25)
-    with open(log_path, "a", encoding="utf-8", errors="replace") as out:
+    still = ProgressLine(what, None, unit="output lines", stream=LineStream(log), delay_s=HEARTBEAT_S,
+                         heartbeat_s=HEARTBEAT_S)
+    with still, open(log_path, "a", encoding="utf-8", errors="replace") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
         # Own process group: on timeout or Ctrl-C the whole tree goes (debootstrap is a
@@ -374,7 +379,10 @@ def _run_logged(argv: Sequence[str], log_path: Path, *, log: Callable[[str], Non
                 if match:
                     step = match.group(1) or match.group(2)
                     text = " ".join(match.group(3).split())
-                    log(f"{what}: step {step} {text[:72]}{'…' if len(text) > 72 else ''}")
+                    said = f"step {step} {text[:72]}{'…' if len(text) > 72 else ''}"
+                    log(f"{what}: {said}")
+                    still.info = f"on {said}"
+                still.advance()
             returncode = proc.wait()
         except BaseException:
             _kill_group(proc)
@@ -423,10 +431,12 @@ def _wheelhouse(log: Callable[[str], None]) -> Path:
     log(f"image: fetching {len(PIP_PACKAGES)} wheels with the host's pip")
     staging = Path(tempfile.mkdtemp(prefix="wheels-", dir=_cache_dir()))
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-             "--wheel-dir", str(staging), *PIP_PACKAGES],
-            capture_output=True, text=True, timeout=600)
+        with ProgressLine("image: pip wheel", None, stream=LineStream(log), delay_s=HEARTBEAT_S,
+                          heartbeat_s=HEARTBEAT_S):
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+                 "--wheel-dir", str(staging), *PIP_PACKAGES],
+                capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             raise SandboxStartError(
                 f"`pip wheel` for the sandbox image failed (exit {proc.returncode}); pip must "

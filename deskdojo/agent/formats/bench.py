@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from deskdojo.agent.formats.base import MAX_OUTPUT_CHARS
+from deskdojo.core.progress import ProgressLine
 
 BUDGET_MS = 50.0
 """The most one parse of a ``MAX_OUTPUT_CHARS`` answer may take, worst case."""
@@ -237,21 +238,23 @@ def run_parse_bench(*, repeats: int = 5, formats: Iterable[str] | None = None,
     cases = adversarial_cases()
     out: dict[str, Any] = {"budget_ms": budget_ms, "chars": MAX_OUTPUT_CHARS, "repeats": repeats,
                            "cases": len(cases), "formats": {}}
-    for name in names:
-        fmt = FORMATS[name]
-        family = format_family(fmt)
-        rows = []
-        for case in cases:
-            timings, result = time_parse(fmt, case.text, repeats=repeats)
-            rows.append({"case": case.name, "max_ms": round(max(timings), 3),
-                         "median_ms": round(statistics.median(timings), 3),
-                         "parsed": bool(result.ok), "actions": len(result.actions),
-                         "well_formed": case.well_formed and case.family == family,
-                         "pass": max(timings) < budget_ms})
-        worst = max(rows, key=lambda row: row["max_ms"])
-        out["formats"][name] = {"family": family, "worst_case": worst["case"], "worst_ms": worst["max_ms"],
-                                "worst_median_ms": worst["median_ms"],
-                                "pass": all(row["pass"] for row in rows), "rows": rows}
+    with ProgressLine("bench parse", len(names) * len(cases), unit="cases") as line:
+        for name in names:
+            fmt = FORMATS[name]
+            family = format_family(fmt)
+            rows = []
+            for case in cases:
+                timings, result = time_parse(fmt, case.text, repeats=repeats)
+                rows.append({"case": case.name, "max_ms": round(max(timings), 3),
+                             "median_ms": round(statistics.median(timings), 3),
+                             "parsed": bool(result.ok), "actions": len(result.actions),
+                             "well_formed": case.well_formed and case.family == family,
+                             "pass": max(timings) < budget_ms})
+                line.advance(info=name)
+            worst = max(rows, key=lambda row: row["max_ms"])
+            out["formats"][name] = {"family": family, "worst_case": worst["case"], "worst_ms": worst["max_ms"],
+                                    "worst_median_ms": worst["median_ms"],
+                                    "pass": all(row["pass"] for row in rows), "rows": rows}
     out["pass"] = all(entry["pass"] for entry in out["formats"].values())
     return out
 

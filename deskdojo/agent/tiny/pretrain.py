@@ -29,10 +29,11 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TextIO
 
 from deskdojo.core.actions import Click, Done
 from deskdojo.core.elements import Element, ElementList
+from deskdojo.core.progress import ProgressLine
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
 
@@ -272,9 +273,11 @@ def accuracy(policy: Any, examples: Sequence[Example], *, batch: int = 32) -> fl
 
 
 def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] = print,
-             words: Sequence[str] | None = None) -> PretrainResult:
+             words: Sequence[str] | None = None, progress: TextIO | None = None) -> PretrainResult:
     """Train ``policy`` (all weights) on generated examples; evaluates greedy accuracy on
-    training-word and held-out-word examples every ``eval_every`` steps."""
+    training-word and held-out-word examples every ``eval_every`` steps. With ``progress``
+    (a stream) a progress line with the step, loss and time left replaces the
+    every-``log_every`` loss lines."""
     import torch
 
     from deskdojo.agent.tiny.words import pseudo_words
@@ -298,6 +301,9 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
         warm = min(1.0, (step + 1) / config.warmup_steps)
         return config.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / config.steps))))
 
+    limit_at = time.monotonic() + config.max_seconds if config.max_seconds is not None else None
+    line = (ProgressLine("pretrain", config.steps, unit="steps", stream=progress, deadline=limit_at)
+            if progress is not None else None)
     for step in range(config.steps):
         if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
             log(f"pretrain: time limit reached at step {step}")
@@ -316,11 +322,15 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
         result.losses.append(value)
         recent.append(value)
         result.steps = step + 1
-        if result.steps % config.log_every == 0:
+        if line is not None:
+            line.update(result.steps, info=f"loss {sum(result.losses[-10:]) / len(result.losses[-10:]):.4f}")
+        elif result.steps % config.log_every == 0:
             elapsed = time.perf_counter() - started
             log(f"pretrain: step {result.steps}/{config.steps}  loss {sum(recent) / len(recent):.4f}  "
                 f"{elapsed / result.steps:.2f} s/step")
             recent = []
+    if line is not None:
+        line.close()
     model.eval()
     scores = {name: accuracy(policy, examples) for name, examples in evals.items()}
     result.evals.append({"step": result.steps, "seconds": round(time.perf_counter() - started, 1), **scores})

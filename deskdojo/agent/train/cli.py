@@ -1,4 +1,5 @@
-"""``deskdojo sft``: fine-tune a policy on demonstrations (prints progress, resumable)."""
+"""``deskdojo sft``: fine-tune a policy on demonstrations (a progress line on stderr, or a
+log line every ``--log-every`` steps; resumable)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def _help(name: str) -> str:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from deskdojo.agent.train.sft import SFTConfig, make_click_target_demos, sft
@@ -31,11 +33,11 @@ def cmd_sft(args: argparse.Namespace) -> int:
     values: dict[str, Any] = {"demos": demos, "model": args.model, "out": args.out, "format": args.format,
                               "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size,
                               "lr": args.lr, "lora": args.lora, "history_k": args.history_k,
-                              "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
+                              "checkpoint_every": args.checkpoint_every, "log_every": args.log_every or 10,
                               "seed": args.seed, "device": args.device, "dtype": args.dtype,
                               "gradient_checkpointing": args.gradient_checkpointing,
                               "observation": args.observation, "max_seconds": args.max_seconds}
-    result = sft(SFTConfig(**values), resume=args.resume)
+    result = sft(SFTConfig(**values), resume=args.resume, progress=None if args.log_every else sys.stderr)
     return 0 if result.steps else 1
 
 
@@ -57,7 +59,8 @@ def add_sft_parser(sub: Any) -> None:
     p.add_argument("--observation", default=None, choices=list(OBSERVATION_MODES), help=_help("observation"))
     p.add_argument("--checkpoint-every", type=int, default=100, help=_help("checkpoint_every"))
     p.add_argument("--max-seconds", type=float, default=None, help=_help("max_seconds"))
-    p.add_argument("--log-every", type=int, default=10, help=_help("log_every"))
+    p.add_argument("--log-every", type=int, default=None,
+                   help="a log line (stdout) every N steps instead of the progress line (stderr)")
     p.add_argument("--seed", type=int, default=0, help=_help("seed"))
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help=_help("device"))
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help=_help("dtype"))

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
-from deskdojo.agent.progress import ProgressLine
 from deskdojo.core.elements import MODES_WITH_ELEMENTS
 from deskdojo.core.errors import ConfigError, RunDirError
+from deskdojo.core.progress import HEARTBEAT_S, ProgressLine, activity
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
 
@@ -237,14 +237,83 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
     ``progress`` (a stream) a progress line with the step, loss and time left replaces
     the every-``log_every`` log lines."""
     entered = time.monotonic()  # max_seconds counts model loading too: the caller budgets it all
+    out = Path(config.out)
+    # reading the demos and loading a large model can take minutes: a line if they do
+    preparing = activity("sft: reading demos, loading the model", stream=progress,
+                         delay_s=HEARTBEAT_S) if progress is not None else None
+    try:
+        policy, examples, start_step, optimizer, parameters = _prepare(config, policy, out, resume, log)
+    finally:
+        if preparing is not None:
+            preparing.close()
+    total_steps = config.steps or config.epochs * max(1, len(examples) // config.batch_size)
+    model = policy.model
+
+    def lr_at(step: int) -> float:
+        return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+
+    log(f"sft: {len(examples)} examples, {total_steps} steps of {config.batch_size}, "
+        f"{'LoRA' if policy.lora else 'full fine-tuning'}, format {policy.format.name}, out {out}")
+    model.train()
+    losses: list[float] = []
+    started = time.perf_counter()
+    recent: list[float] = []
+    limit_at = entered + config.max_seconds if config.max_seconds is not None else None
+    line = (ProgressLine("sft", total_steps, unit="steps", stream=progress, start=start_step, deadline=limit_at)
+            if progress is not None else None)
+    done, step_s = start_step, 0.0
+    try:
+        for step in range(start_step, total_steps):
+            # no step that would likely end past the limit (by the last one's time; the first: if any is left)
+            if limit_at is not None and time.monotonic() + step_s > limit_at:
+                break
+            step_started = time.monotonic()
+            indices = batch_order(len(examples), config.batch_size, seed=config.seed, step=step)
+            value = supervised_step(policy, to_samples(policy, [examples[i] for i in indices]), optimizer,
+                                    parameters, lr=lr_at(step), max_grad_norm=config.max_grad_norm)
+            losses.append(value)
+            recent.append(value)
+            done = step + 1
+            if line is not None:
+                line.update(done, info=f"loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")
+            elif done % config.log_every == 0 or done == total_steps:
+                elapsed = time.perf_counter() - started
+                log(f"sft: step {done}/{total_steps}  loss {sum(recent) / len(recent):.4f}  "
+                    f"lr {lr_at(step):.2e}  {elapsed / (done - start_step):.2f} s/step")
+                recent = []
+            if done % config.checkpoint_every == 0 or done == total_steps:
+                model.eval()
+                write_checkpoint(out, done, policy, optimizer, config, keep=config.keep_checkpoints)
+                model.train()
+            step_s = time.monotonic() - step_started
+        model.eval()
+        time_limited = done < total_steps
+        if time_limited and done > start_step and done % config.checkpoint_every:  # what a resume carries on from
+            write_checkpoint(out, done, policy, optimizer, config, keep=config.keep_checkpoints)
+        _write_final_policy(out, policy)
+    finally:
+        if line is not None:
+            line.close()
+    seconds = time.perf_counter() - started
+    first = losses[0] if losses else float("nan")
+    last = sum(losses[-5:]) / len(losses[-5:]) if losses else float("nan")
+    if time_limited:
+        log(f"sft: time limit of {config.max_seconds:.0f} s reached: stopped at step {done} of {total_steps} "
+            f"(resume to carry on)")
+    log(f"sft: done: {done - start_step} steps in {seconds:.1f} s, loss {first:.4f} -> {last:.4f}; "
+        f"policy in {out / 'policy'}")
+    return SFTResult(policy=policy, steps=done, first_loss=first, last_loss=last, losses=losses,
+                     seconds=seconds, out=out, time_limited=time_limited)
+
+
+def _prepare(config: SFTConfig, policy: Any, out: Path, resume: bool, log: Callable[[str], None]) -> tuple[Any, ...]:
+    """The demos as examples, the policy (from the checkpoint when resuming), the step to
+    start at, the optimizer and the parameters it trains."""
     import torch
 
     from deskdojo.agent.policy import LoraSettings, PolicyConfig, load_policy
 
-    out = Path(config.out)
     examples = read_demos(config.demos, history_k=config.history_k)
-    steps_per_epoch = max(1, len(examples) // config.batch_size)
-    total_steps = config.steps or config.epochs * steps_per_epoch
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha) if config.lora else None
     checkpoint = latest_checkpoint(out) if resume else None
     if resume and checkpoint is None:
@@ -270,66 +339,12 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
         raise ConfigError(f"{unlisted} of {len(examples)} demo steps in {config.demos} recorded no element "
                           f"listing, so their {policy.observation} prompts would show none: record the demos "
                           "with element listings, or train with observation screenshot")
-    model = policy.model
-    parameters = policy.trainable_parameters() if policy.lora is not None else list(model.parameters())
+    parameters = policy.trainable_parameters() if policy.lora is not None else list(policy.model.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     if checkpoint is not None:
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         torch.random.set_rng_state(torch.load(checkpoint / "torch_rng.pt", weights_only=True))
-
-    def lr_at(step: int) -> float:
-        return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-
-    log(f"sft: {len(examples)} examples, {total_steps} steps of {config.batch_size}, "
-        f"{'LoRA' if policy.lora else 'full fine-tuning'}, format {policy.format.name}, out {out}")
-    model.train()
-    losses: list[float] = []
-    started = time.perf_counter()
-    recent: list[float] = []
-    limit_at = entered + config.max_seconds if config.max_seconds is not None else None
-    line = (ProgressLine("sft", total_steps, unit="steps", stream=progress, start=start_step, deadline=limit_at)
-            if progress is not None else None)
-    done, step_s = start_step, 0.0
-    for step in range(start_step, total_steps):
-        # no step that would likely end past the limit (by the last one's time; the first: if any is left)
-        if limit_at is not None and time.monotonic() + step_s > limit_at:
-            break
-        step_started = time.monotonic()
-        indices = batch_order(len(examples), config.batch_size, seed=config.seed, step=step)
-        value = supervised_step(policy, to_samples(policy, [examples[i] for i in indices]), optimizer,
-                                parameters, lr=lr_at(step), max_grad_norm=config.max_grad_norm)
-        losses.append(value)
-        recent.append(value)
-        done = step + 1
-        if line is not None:
-            line.update(done, info=f"loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")
-        elif done % config.log_every == 0 or done == total_steps:
-            elapsed = time.perf_counter() - started
-            log(f"sft: step {done}/{total_steps}  loss {sum(recent) / len(recent):.4f}  "
-                f"lr {lr_at(step):.2e}  {elapsed / (done - start_step):.2f} s/step")
-            recent = []
-        if done % config.checkpoint_every == 0 or done == total_steps:
-            model.eval()
-            write_checkpoint(out, done, policy, optimizer, config, keep=config.keep_checkpoints)
-            model.train()
-        step_s = time.monotonic() - step_started
-    model.eval()
-    time_limited = done < total_steps
-    if time_limited and done > start_step and done % config.checkpoint_every:  # what a resume carries on from
-        write_checkpoint(out, done, policy, optimizer, config, keep=config.keep_checkpoints)
-    _write_final_policy(out, policy)
-    seconds = time.perf_counter() - started
-    if line is not None:
-        line.close()
-    first = losses[0] if losses else float("nan")
-    last = sum(losses[-5:]) / len(losses[-5:]) if losses else float("nan")
-    if time_limited:
-        log(f"sft: time limit of {config.max_seconds:.0f} s reached: stopped at step {done} of {total_steps} "
-            f"(resume to carry on)")
-    log(f"sft: done: {done - start_step} steps in {seconds:.1f} s, loss {first:.4f} -> {last:.4f}; "
-        f"policy in {out / 'policy'}")
-    return SFTResult(policy=policy, steps=done, first_loss=first, last_loss=last, losses=losses,
-                     seconds=seconds, out=out, time_limited=time_limited)
+    return policy, examples, start_step, optimizer, parameters
 
 
 def supervised_step(policy: Any, samples: Sequence[Any], optimizer: Any, parameters: Sequence[Any], *,
