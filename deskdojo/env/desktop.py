@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
+from deskdojo.core.actions import describe, is_action
 from deskdojo.core.errors import ActionError, ConfigError, SandboxError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import EndReason, Observation, Split, Task
@@ -44,7 +45,8 @@ class DesktopEnv(gym.Env):
       ``options={"family": ..., "level": ..., "split": "train"|"heldout", "seed": ...}``.
     * ``observation``: an observation mode (``screenshot``, ``a11y_tree``,
       ``screenshot_a11y_tree``, ``som``); modes with elements add the element table.
-    * ``action_space``: ``text`` (an answer in ``action_format``) or ``dict``.
+    * ``action_space``: ``text`` (an answer in ``action_format``) or ``dict``; in either,
+      ``step`` also takes a deskdojo ``Action`` or a policy's ``Decision``.
     * ``record_dir``: keep every episode's trajectory there (frames, steps); without it,
       each episode is written to a temporary folder that the next reset removes.
     """
@@ -178,6 +180,15 @@ class DesktopEnv(gym.Env):
         return self._sandbox
 
     @property
+    def current_observation(self) -> Observation | None:
+        """The episode's latest Observation as deskdojo's type (what a deskdojo Policy acts on)."""
+        return None if self._episode is None else self._episode.observation
+
+    @property
+    def current_task(self) -> Task | None:
+        return None if self._episode is None else self._episode.task
+
+    @property
     def trajectory_dir(self) -> Path | None:
         """Where the current (or last) episode is recorded."""
         return self._last_folder
@@ -262,6 +273,10 @@ class DesktopEnv(gym.Env):
         return family.generate(int(level), int(seed), split)
 
     def _decision(self, action: Any) -> Decision:
+        if is_action(action):  # deskdojo's own Action objects pass in either action space
+            return Decision(text=describe(action), action=action)
+        if isinstance(action, Decision):  # a policy's decision: its text and tokens are recorded too
+            return action
         if self.action_kind == "text":
             if not isinstance(action, str):
                 return Decision(text=repr(action), action=None,
