@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tasks-per-step", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--temperature", type=float, default=1.75,
-                        help="sampling temperature (the pretrained tiny reader is sure of itself: at 1.0 a group plays alike, and GRPO learns nothing from a group whose rewards are equal; at 1.75 about half its answers still parse)")
+                        help="sampling temperature (the pretrained tiny reader is sure of itself: at 1.0 a group plays alike, and GRPO learns nothing from a group whose rewards are equal; at 1.75 about 2 in 5 of its answers still parse)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="trl-run")
     args = parser.parse_args(argv)
