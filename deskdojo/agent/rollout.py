@@ -203,10 +203,7 @@ def _step_loop(policy: Policy, episodes: list[_Episode], pool: ThreadPoolExecuto
     history_k = max(1, policy.history_k)
     while True:
         for episode in _running(episodes):
-            if len(episode.history) >= episode.cap:
-                _finish(episode, EndReason.STEP_LIMIT)
-            elif time.monotonic() - episode.started > config.time_limit_s:
-                _finish(episode, EndReason.TIME_LIMIT, f"no end after {config.time_limit_s:g} s")
+            _end_at_limits(episode, config)
         running = _running(episodes)
         if not running:
             return
@@ -231,6 +228,79 @@ def _step_loop(policy: Policy, episodes: list[_Episode], pool: ThreadPoolExecuto
                     on_step(episode.slot, episode.task, step)
             if episode.end is not None and episode.trajectory is None:
                 _finish(episode, episode.end, episode.error)
+
+
+def _end_at_limits(episode: _Episode, config: RolloutConfig) -> None:
+    """End ``episode`` when it reached its step cap or its time limit."""
+    if len(episode.history) >= episode.cap:
+        _finish(episode, EndReason.STEP_LIMIT)
+    elif time.monotonic() - episode.started > config.time_limit_s:
+        _finish(episode, EndReason.TIME_LIMIT, f"no end after {config.time_limit_s:g} s")
+
+
+class SteppedEpisode:
+    """One episode driven a decision at a time from outside (a Gymnasium environment's
+    ``step``), under the same rules as ``rollout``: the same reset and observation waits,
+    the same step records and probe deltas, the same step cap and time limit, the same end
+    reasons. ``start`` resets the sandbox; ``step`` plays one Decision and returns the
+    Observation after it; ``trajectory`` is set once the episode has ended."""
+
+    def __init__(self, sandbox: Any, task: Task, writer: TrajectoryWriter, *, config: RolloutConfig,
+                 with_elements: bool, probe: WorldProbe | None = None, stats: RolloutStats | None = None):
+        self.config = config
+        self.probe = probe
+        self.stats = stats if stats is not None else RolloutStats()
+        self._episode = _Episode(0, task, sandbox, writer, cap=min(config.max_steps, task.max_steps),
+                                 with_elements=with_elements)
+
+    @property
+    def task(self) -> Task:
+        return self._episode.task
+
+    @property
+    def observation(self) -> Observation | None:
+        return self._episode.observation
+
+    @property
+    def history(self) -> list[Decision]:
+        return self._episode.history
+
+    @property
+    def end(self) -> EndReason | None:
+        return self._episode.end
+
+    @property
+    def error(self) -> str | None:
+        return self._episode.error
+
+    @property
+    def trajectory(self) -> Trajectory | None:
+        return self._episode.trajectory
+
+    def start(self) -> Observation | None:
+        """Reset the sandbox to the task; None when the reset failed (the episode ended as error)."""
+        _reset(self._episode, self.config, self.probe, self.stats)
+        return None if self._episode.end is not None else self._episode.observation
+
+    def step(self, decision: Decision) -> Step | None:
+        """Play ``decision``; then end the episode if it said done/fail, its sandbox failed,
+        or it reached a limit. Returns the recorded Step (None when the sandbox failed)."""
+        episode = self._episode
+        if episode.trajectory is not None:
+            raise ConfigError(f"episode of {episode.task.id} has ended ({episode.end.value}); start a new one")
+        step = _play(episode, decision, self.config, self.probe, self.stats)
+        if step is not None:
+            self.stats.env_steps += 1
+        if episode.end is not None:
+            _finish(episode, episode.end, episode.error)
+        else:
+            _end_at_limits(episode, self.config)
+        return step
+
+    def close(self, error: str) -> None:
+        """End an episode that is still running as ``error`` (its caller stopped it)."""
+        if self._episode.trajectory is None:
+            _finish(self._episode, EndReason.ERROR, error)
 
 
 def _shown(episode: _Episode, history_k: int) -> Observation | tuple[Observation, ...]:

@@ -84,9 +84,14 @@ class SandboxPool:
             slots, self._slots = self._slots, []
         atexit.unregister(self.close)
         live = [s for s in slots if s is not None]
-        if live:
+        if not live:
+            return
+        try:
             with ThreadPoolExecutor(max_workers=min(len(live), 8)) as ex:
                 list(ex.map(_close_quietly, live))
+        except RuntimeError:  # at interpreter exit no new threads start: close them one by one
+            for sandbox in live:
+                _close_quietly(sandbox)
 
     def __enter__(self) -> "SandboxPool":
         return self.start()
