@@ -242,8 +242,9 @@ class SteppedEpisode:
     """One episode driven a decision at a time from outside (a Gymnasium environment's
     ``step``), under the same rules as ``rollout``: the same reset and observation waits,
     the same step records and probe deltas, the same step cap and time limit, the same end
-    reasons. ``start`` resets the sandbox; ``step`` plays one Decision and returns the
-    Observation after it; ``trajectory`` is set once the episode has ended."""
+    reasons. ``start`` resets the sandbox; ``step`` plays one Decision and records it
+    (``observation`` is then the screen after it); ``trajectory`` is set once the episode
+    has ended."""
 
     def __init__(self, sandbox: Any, task: Task, writer: TrajectoryWriter, *, config: RolloutConfig,
                  with_elements: bool, probe: WorldProbe | None = None, stats: RolloutStats | None = None):
