@@ -124,6 +124,12 @@ def _sandbox_containers() -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
+def own_containers() -> set[str]:
+    """This test process's sandbox containers (by the owner label: other test processes
+    start and stop theirs at the same time)."""
+    return {cid for cid, owner in _sandbox_containers().items() if owner.split(":")[0] == str(os.getpid())}
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI a skip is a failure (only `gpu` tests may skip: CI has no GPU).
     Then a safety net: remove the sandbox containers this pytest process still owns
@@ -132,8 +138,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _end_notes.append(f"CI=true and {len(_skipped_in_ci)} test(s) skipped; nothing may skip in CI:")
         _end_notes.extend(f"  {nodeid}" for nodeid in _skipped_in_ci)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    ours = [cid for cid, owner in _sandbox_containers().items()
-            if owner.split(":")[0] == str(os.getpid())]
+    ours = sorted(own_containers())
     if ours:
         _docker("rm", "-f", *ours, timeout=60.0)
         _end_notes.append(f"removed {len(ours)} leftover container(s) labelled {SANDBOX_LABEL} owned by this test run: {' '.join(ours)}")

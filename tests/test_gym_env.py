@@ -19,7 +19,7 @@ from deskdojo.curriculum.spec import save_task
 from deskdojo.env import DesktopEnv, DesktopVectorEnv, family_env_id
 from deskdojo.env.spaces import KINDS, AnyText, action_from_sample
 
-from conftest import _sandbox_containers
+from conftest import own_containers
 
 FAKE_TASK = Task(id="fake-task", instruction="Click anywhere, then say done.", family="fake")
 
@@ -172,12 +172,12 @@ def test_a_sandbox_that_dies_truncates_its_episode_and_the_next_reset_gets_a_fre
 
 @pytest.mark.docker
 def test_a_vector_env_of_four_docker_sandboxes_runs_100_random_steps():
-    before = set(_sandbox_containers())
+    before = own_containers()
     env = DesktopVectorEnv(4, provider="docker", observation="a11y_tree", action_space="dict",
                            families=["click_button", "toggle_choices"], max_steps=6)
     ended = 0
     try:
-        assert len(set(_sandbox_containers()) - before) == 4
+        assert len(own_containers() - before) == 4
         obs, info = env.reset(seed=0)
         assert env.observation_space.contains(obs)
         for _ in range(25):  # 4 sandboxes x 25 = 100 steps
@@ -189,4 +189,4 @@ def test_a_vector_env_of_four_docker_sandboxes_runs_100_random_steps():
     finally:
         env.close()
     assert ended >= 4  # random agents say done or fail, or hit the cap of 6 steps
-    assert set(_sandbox_containers()) - before == set()
+    assert own_containers() - before == set()

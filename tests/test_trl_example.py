@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _sandbox_containers
+from conftest import own_containers
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "trl_grpo.py"
 
@@ -30,11 +30,11 @@ def test_dataset_rows_name_tasks_the_environment_builds():
 
 @pytest.mark.docker
 def test_grpo_trainer_moves_the_adapter_on_docker_sandboxes(tmp_path):
-    before = set(_sandbox_containers())
+    before = own_containers()
     result = load_example().main(["--provider", "docker", "--steps", "2", "--generations", "3",
                                   "--tasks-per-step", "2", "--out", str(tmp_path / "run")])
     assert result["episodes"] == 2 * 6 and all(0.0 <= r <= 1.0 for r in result["rewards"])
     groups = [result["rewards"][i:i + 3] for i in range(0, len(result["rewards"]), 3)]
     assert any(max(g) > min(g) for g in groups), f"no group's rewards differed: {groups}"
     assert result["lora_tensors"] > 0 and result["lora_max_change"] > 0.0
-    assert set(_sandbox_containers()) - before == set()
+    assert own_containers() - before == set()
