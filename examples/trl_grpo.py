@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--generations", type=int, default=4, help="episodes per task (GRPO group size)")
     parser.add_argument("--tasks-per-step", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--temperature", type=float, default=1.75,
-                        help="sampling temperature (the pretrained tiny reader is sure of itself: at 1.0 a group plays alike, and GRPO learns nothing from a group whose rewards are equal; at 1.75 about 2 in 5 of its answers still parse)")
+    parser.add_argument("--temperature", type=float, default=1.75, help=(
+        "sampling temperature (the pretrained tiny reader is sure of itself: at 1.0 a group plays alike, and GRPO "
+        "learns nothing from a group whose rewards are equal; at 1.75 about 2 in 5 of its answers still parse)"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="trl-run")
     args = parser.parse_args(argv)
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         config = GRPOConfig(output_dir=args.out, max_steps=args.steps, learning_rate=args.lr,
                             per_device_train_batch_size=batch, num_generations=args.generations,
-                            temperature=args.temperature, beta=0.0, logging_steps=1, save_strategy="no", report_to="none",
-                            use_cpu=not torch.cuda.is_available(), bf16=False, seed=args.seed,
+                            temperature=args.temperature, beta=0.0, logging_steps=1, save_strategy="no",
+                            report_to="none", use_cpu=not torch.cuda.is_available(), bf16=False, seed=args.seed,
                             max_completion_length=policy.max_new_tokens, dataloader_num_workers=0)
         trainer = GRPOTrainer(model=policy.model, reward_funcs=env_reward, args=config,
                               train_dataset=Dataset.from_list(task_rows(batch * args.steps, args.seed)),
@@ -120,8 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         for env in envs:
             env.close()
-    result = {"updates": args.steps, "episodes": len(rewards_seen), "mean_reward": sum(rewards_seen) / len(rewards_seen),
-              "rewards": rewards_seen, "lora_tensors": len(lora_before), "lora_max_change": moved,
+    result = {"updates": args.steps, "episodes": len(rewards_seen),
+              "mean_reward": sum(rewards_seen) / len(rewards_seen), "rewards": rewards_seen,
+              "lora_tensors": len(lora_before), "lora_max_change": moved,
               "seconds": round(time.monotonic() - started, 1)}
     print(json.dumps(result))
     return result

@@ -98,7 +98,8 @@ def test_a_real_task_solved_through_text_answers_is_rewarded_and_recorded(tmp_pa
         obs, info = env.reset(seed=3, options={"family": "click_button", "level": 0})
         assert env.observation_space.contains(obs)
         target = element_id(obs["elements"], target_label(obs["instruction"]))
-        obs, reward, terminated, truncated, info = env.step(f"Thought: the named button\nAction: click(element={target})")
+        answer = f"Thought: the named button\nAction: click(element={target})"
+        obs, reward, terminated, truncated, info = env.step(answer)
         assert (reward, terminated, truncated, obs["action_error"]) == (0.0, False, False, "")
         assert info["action"].element == target and env.last_step.model_text.startswith("Thought:")
         obs, reward, terminated, truncated, info = env.step("Action: done()")

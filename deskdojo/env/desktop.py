@@ -28,7 +28,8 @@ from deskdojo.core.actions import describe, is_action
 from deskdojo.core.errors import ActionError, ConfigError, SandboxError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import EndReason, Observation, Split, Task
-from deskdojo.env.spaces import ACTION_SPACES, action_from_sample, action_space, observation_space
+from deskdojo.env.spaces import ACTION_SPACES, action_from_sample, observation_space
+from deskdojo.env.spaces import action_space as make_action_space
 
 DEFAULT_OBSERVATION = "screenshot_a11y_tree"
 
@@ -40,9 +41,10 @@ class DesktopEnv(gym.Env):
       there): the environment starts its own sandbox at the first reset. Or ``pool`` and
       ``slot``: act in a started ``SandboxPool``'s slot (the pool's owner closes it).
     * Tasks: ``families`` and ``levels`` to draw from at each reset (default every
-      practice-app family, every level), or ``tasks`` (Tasks or task files), or ``options={"task": ...}`` at ``reset``: a
-      Task, its JSON dict, a task file, ``"family"`` or ``"family:level"``; or
-      ``options={"family": ..., "level": ..., "split": "train"|"heldout", "seed": ...}``.
+      practice-app family, every level), or ``tasks`` (Tasks or task files); or at
+      ``reset``, ``options={"task": ...}`` (a Task, its JSON dict, a task file, ``"family"``
+      or ``"family:level"``) or ``options={"family": ..., "level": ..., "split":
+      "train"|"heldout", "seed": ...}``.
     * ``observation``: an observation mode (``screenshot``, ``a11y_tree``,
       ``screenshot_a11y_tree``, ``som``); modes with elements add the element table.
     * ``action_space``: ``text`` (an answer in ``action_format``) or ``dict``; in either,
@@ -53,8 +55,9 @@ class DesktopEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, *, provider: str = "auto", pool: Any = None, slot: int = 0, families: Sequence[str] | None = None,
-                 levels: Sequence[int] | None = None, tasks: Sequence[Any] | None = None, observation: str = DEFAULT_OBSERVATION,
+    def __init__(self, *, provider: str = "auto", pool: Any = None, slot: int = 0,
+                 families: Sequence[str] | None = None, levels: Sequence[int] | None = None,
+                 tasks: Sequence[Any] | None = None, observation: str = DEFAULT_OBSERVATION,
                  action_space: str = "text", action_format: str = "deskdojo", max_steps: int = 15,
                  time_limit_s: float = 300.0, screen: tuple[int, int] = (1024, 768), judge: Any = None,
                  record_dir: str | Path | None = None, sandbox_options: Mapping[str, Any] | None = None,
@@ -104,7 +107,7 @@ class DesktopEnv(gym.Env):
         self._frame: np.ndarray | None = None
         self.last_step: Any = None  # the Step record of the last step (its model text, delta, timing)
         self.observation_space = observation_space(self.screen, elements=self.with_elements)
-        self.action_space = action_space_for(self)
+        self.action_space = make_action_space(self.action_kind, self.screen)
 
     # --- the Gymnasium API --------------------------------------------------------
 
@@ -146,7 +149,12 @@ class DesktopEnv(gym.Env):
             info["error"] = episode.error
             self._drop_sandbox()
             return self._observation(episode.observation), 0.0, False, True, info
-        verdict = self.judge.judge(episode.task, episode.trajectory, self._sandbox)
+        try:
+            verdict = self.judge.judge(episode.task, episode.trajectory, self._sandbox)
+        except SandboxError as exc:  # the final state could not be read: an error, never scored
+            info["error"] = f"judging failed: {exc}"
+            self._drop_sandbox()
+            return self._observation(episode.observation), 0.0, False, True, info
         info["verdict"] = verdict
         terminated = end in (EndReason.DONE, EndReason.FAIL)
         return self._observation(episode.observation), float(verdict.score), terminated, not terminated, info
@@ -258,9 +266,7 @@ class DesktopEnv(gym.Env):
         name = options.get("family")
         if name is None:
             name = self.families[int(self.np_random.integers(len(self.families)))]
-        elif name not in self.families and self.families:
-            get_family(name)  # a clear error for a name that is no family
-        family = get_family(name)
+        family = get_family(name)  # a KeyError naming the families for a name that is none
         level = options.get("level")
         if level is None:
             levels = [lv for lv in (self.levels or range(family.levels)) if 0 <= lv < family.levels] \
@@ -310,10 +316,6 @@ class DesktopEnv(gym.Env):
                                   listed=listing is not None, truncated=listing.truncated if listing else None)
             result["elements"] = element_table(shown, screen=self.screen, image=self.screen)
         return result
-
-
-def action_space_for(env: DesktopEnv) -> gym.Space:
-    return action_space(env.action_kind, env.screen)
 
 
 def task_from_option(value: Any, rng: np.random.Generator | None) -> Task:
