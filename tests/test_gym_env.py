@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 import deskdojo.env
 from deskdojo.core.errors import ConfigError
-from deskdojo.core.types import Task
+from deskdojo.core.types import Check, Task
 from deskdojo.curriculum.families import get_family
 from deskdojo.curriculum.spec import save_task
 from deskdojo.env import DesktopEnv, DesktopVectorEnv, family_env_id
@@ -167,6 +167,20 @@ def test_a_sandbox_that_dies_truncates_its_episode_and_the_next_reset_gets_a_fre
         assert "died" in info["error"] and "verdict" not in info
         env.reset(seed=1)
         assert env.sandbox is not first and env.sandbox.alive()
+    finally:
+        env.close()
+
+
+def test_a_judge_that_cannot_read_the_final_state_truncates_the_episode_unscored():
+    checked = Task(id="fake-checked", instruction="Say done.", family="fake",
+                   checks=(Check("app_state", "equals", {"app": "buttons", "path": "last"}, "x"),))
+    env = DesktopEnv(provider="fake", tasks=[checked], screen=(320, 240), observation="screenshot")
+    try:
+        env.reset(seed=0)
+        env.sandbox.kill()  # "done" touches no sandbox; the judge's probe is the first to find it gone
+        obs, reward, terminated, truncated, info = env.step("Action: done()")
+        assert (reward, terminated, truncated) == (0.0, False, True)
+        assert info["error"].startswith("judging failed") and "verdict" not in info
     finally:
         env.close()
 
