@@ -103,7 +103,6 @@ class ProgressLine:
         self.closed = False
         self._drawn_at: float | None = None
         self._drawn_done = -1
-        self._moved_at = self.started
         self._width = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -156,8 +155,6 @@ class ProgressLine:
         """Set the count (and the trailing ``info``, e.g. the loss); redraw when due."""
         with self._lock:
             now = self.clock()
-            if done != self.done or (info is not None and info != self.info):
-                self._moved_at = now
             self.done = done
             if info is not None:
                 self.info = info
