@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from typing import Any, Mapping, Sequence
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
@@ -106,8 +105,3 @@ def _seeds(seed: int | Sequence[int | None] | None, n: int) -> list[int | None]:
     if len(seeds) != n:
         raise ConfigError(f"reset got {len(seeds)} seeds for {n} environments")
     return seeds
-
-
-def make_vector(num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
-    """``DesktopVectorEnv(num_envs, **kwargs)``, the entry point of ``gym.make_vec``."""
-    return DesktopVectorEnv(num_envs, **kwargs)
