@@ -325,19 +325,26 @@ class RayFleet:
         return fleet
 
     def refresh_info(self, *, timeout_s: float = START_TIMEOUT_S) -> list[dict[str, Any]]:
-        """Each worker's pid, node and pool (after a restart they change)."""
+        """Each worker's pid, node and pool (after a restart they change); a worker that is
+        restarting is waited for, up to ``timeout_s``."""
         ray = import_ray()
-        refs = [w.actor.ready.remote() for w in self.workers]
-        try:
-            infos = ray.get(refs, timeout=timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            raise DeskdojoError(f"ray: the rollout workers did not start within {timeout_s:.0f} s (each starts "
-                                f"{self.settings.sandboxes_per_worker} sandboxes and loads the policy)") from None
-        except ray.exceptions.RayActorError as exc:
-            raise DeskdojoError(f"ray: a rollout worker failed to start: {_cause(exc)}") from None
-        for worker, info in zip(self.workers, infos):
-            worker.info = info
-        return infos
+        deadline = time.monotonic() + timeout_s
+        for worker in self.workers:
+            while True:
+                try:
+                    worker.info = ray.get(worker.actor.ready.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                    break
+                except ray.exceptions.GetTimeoutError:
+                    raise DeskdojoError(f"ray: rollout worker {worker.name} did not start within {timeout_s:.0f} s "
+                                        f"(each starts {self.settings.sandboxes_per_worker} sandboxes and loads "
+                                        f"the policy)") from None
+                except ray.exceptions.ActorUnavailableError:  # restarting: ask again
+                    if time.monotonic() > deadline:
+                        raise DeskdojoError(f"ray: rollout worker {worker.name} stayed unavailable") from None
+                    time.sleep(POLL_S)
+                except ray.exceptions.RayActorError as exc:
+                    raise DeskdojoError(f"ray: rollout worker {worker.name} failed to start: {_cause(exc)}") from None
+        return [dict(worker.info) for worker in self.workers]
 
     def close(self) -> None:
         """Close every worker's pool, then end the actors (no restart)."""
