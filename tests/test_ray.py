@@ -329,3 +329,13 @@ def test_a_worker_killed_mid_iteration_ends_its_episodes_as_errors_and_the_run_g
     assert [m["errors"] for m in metrics] == [len(killed), 0]
     assert len(state["pids"]) == 4  # three workers and the killed one's restart
     assert not _containers_of(state["pids"])
+
+
+def test_doctor_reports_the_clusters_nodes_and_sandbox_slots(cluster: str):
+    from deskdojo.doctor import check_ray
+
+    rows = {check.name: check for check in check_ray(cluster)}
+    assert rows["ray"].ok and rows["ray"].detail == "2.60.0"
+    assert rows["ray cluster"].ok, rows["ray cluster"]
+    assert "2 node(s)" in rows["ray cluster"].detail
+    assert f"{HEAD_SLOTS + NODE_SLOTS} sandbox slots" in rows["ray cluster"].detail
