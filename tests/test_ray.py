@@ -8,12 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,82 +28,21 @@ REPO = Path(__file__).resolve().parents[1]
 HEAD_SLOTS, NODE_SLOTS = 2, 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """End a `ray start --block` and everything it started (its own process group), by PID."""
-    for sig, wait_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-        try:  # the leader is gone; its raylet and friends may linger a moment
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        break
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """A two-node Ray cluster (head: 2 sandbox slots, node: 1) and this process connected to it."""
-    ray = pytest.importorskip("ray")  # CI installs the dev extras, where a skip fails the run
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    temp = tempfile.mkdtemp(prefix="dj-ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    env = {**os.environ, "RAY_enable_metrics_collection": "0", "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--block", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    started: list[subprocess.Popen] = []
-    log = open(Path(temp) / "ray-start.log", "wb")
-    try:
-        started.append(subprocess.Popen(
-            [ray_bin, "start", "--head", "--port", str(port), "--ray-client-server-port", str(_free_port()),
-             "--num-cpus", "2", "--resources", json.dumps({"sandbox": HEAD_SLOTS}), "--include-dashboard=false",
-             "--object-store-memory", str(200 * 2**20), "--temp-dir", temp, *common],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
-        _wait_for(lambda: _answers(address), 60, "the Ray head to answer", Path(temp) / "ray-start.log")
-        started.append(subprocess.Popen(
-            [ray_bin, "start", "--address", address, "--num-cpus", "1",
-             "--resources", json.dumps({"sandbox": NODE_SLOTS}), "--object-store-memory", str(200 * 2**20), *common],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
-        os.environ["RAY_enable_metrics_collection"] = "0"
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        _wait_for(lambda: ray.cluster_resources().get("sandbox") == HEAD_SLOTS + NODE_SLOTS, 60,
-                  "the second node to join", Path(temp) / "ray-start.log")
+    """A two-node Ray cluster (head: 2 sandbox slots, node: 1) and this process connected to
+    it; each node's process group is ended by PID at the end, also when tests fail."""
+    pytest.importorskip("ray")  # CI installs the dev extras, where a skip fails the run
+    from deskdojo.evolve.ray_local import LocalCluster
+
+    with LocalCluster(HEAD_SLOTS, [NODE_SLOTS], pythonpath=str(REPO)) as address:
         yield address
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        for proc in reversed(started):
-            _stop_group(proc)
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
-def _answers(address: str) -> bool:
-    host, port = address.split(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_for(ready: Any, timeout_s: float, what: str, log: Path) -> None:
+def _wait_for(ready: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; ray start said:\n{log.read_text()[-3000:]}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.25)
 
 
@@ -221,7 +156,7 @@ def test_a_ray_run_writes_the_run_folder_a_local_run_writes(cluster: str, tmp_pa
                                                .read_text().splitlines()) for t in ids if t.startswith("it"))
     assert not _containers_of({info["pid"] for info in infos})
     _wait_for(lambda: ray.available_resources().get("sandbox") == HEAD_SLOTS + NODE_SLOTS, 30,
-              "the workers to give their sandbox slots back", Path("/dev/null"))
+              "the workers to give their sandbox slots back")
 
 
 def test_the_learners_weights_reach_every_worker_and_stale_episodes_are_refused(cluster: str, tmp_path: Path):
