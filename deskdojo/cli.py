@@ -263,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sft_parser(sub)
     from deskdojo.commands.bench_grpo import add_bench_grpo_parser
     from deskdojo.commands.bench_perception import add_bench_perception_parser
+    from deskdojo.commands.bench_ray import add_bench_ray_parser
     from deskdojo.commands.bench_targets import add_bench_click_targets_parser
     from deskdojo.commands.bench_sft import add_bench_sft_parser
     from deskdojo.commands.demos import add_agent_parsers
@@ -270,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_grpo_parser(bench)
     add_bench_perception_parser(bench)
     add_bench_click_targets_parser(bench)
+    add_bench_ray_parser(bench)
     add_agent_parsers(sub, bench)
     add_panel_parser(sub)
     _quiet_anywhere(parser)
