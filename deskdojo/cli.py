@@ -39,7 +39,7 @@ def _sandbox_config(args: argparse.Namespace, **extra: Any):
 def cmd_doctor(args: argparse.Namespace) -> int:
     from deskdojo.doctor import run_doctor
 
-    return run_doctor(as_json=args.json)
+    return run_doctor(as_json=args.json, ray_address=args.ray)
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="what is present, what is missing, and how to fix it")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="also check the Ray cluster at ADDRESS (auto, HOST:PORT; default RAY_ADDRESS)")
     p.set_defaults(fn=cmd_doctor)
 
     image = sub.add_parser("image", help="the sandbox desktop image").add_subparsers(dest="image_cmd", required=True)
@@ -261,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sft_parser(sub)
     from deskdojo.commands.bench_grpo import add_bench_grpo_parser
     from deskdojo.commands.bench_perception import add_bench_perception_parser
+    from deskdojo.commands.bench_ray import add_bench_ray_parser
     from deskdojo.commands.bench_targets import add_bench_click_targets_parser
     from deskdojo.commands.bench_sft import add_bench_sft_parser
     from deskdojo.commands.demos import add_agent_parsers
@@ -268,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_grpo_parser(bench)
     add_bench_perception_parser(bench)
     add_bench_click_targets_parser(bench)
+    add_bench_ray_parser(bench)
     add_agent_parsers(sub, bench)
     add_panel_parser(sub)
     _quiet_anywhere(parser)

@@ -212,7 +212,53 @@ def check_proposer() -> Check:
                  level="info")
 
 
-def collect_checks() -> list[Check]:
+RAY_VERSION = "2.60.0"
+RAY_TIMEOUT_S = 30.0
+_RAY_PROBE = """
+import json, sys
+import ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+nodes = [n for n in ray.nodes() if n.get("Alive")]
+print(json.dumps({"nodes": len(nodes), "resources": ray.cluster_resources()}))
+"""
+
+
+def check_ray(address: str | None = None) -> list[Check]:
+    """Ray (``evolve --ray``): installed or not, and, when an address is given or RAY_ADDRESS
+    is set, whether that cluster answers and how many ``sandbox`` slots its nodes offer.
+    The probe runs in a child process: connecting imports Ray and may wait on the network."""
+    try:
+        version = importlib.metadata.version("ray")
+    except importlib.metadata.PackageNotFoundError:
+        return [Check("ray", False, "not installed (needed for `evolve --ray`, rollout workers on many machines)",
+                      _pip_install(f"'ray=={RAY_VERSION}'"), level="optional")]
+    rows = [Check("ray", True, version, level="optional")]
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        return rows + [Check("ray cluster", True, "not checked: give `doctor --ray ADDRESS` or set RAY_ADDRESS",
+                             level="info")]
+    env = {**os.environ, "RAY_enable_metrics_collection": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    start = f"ray start --head --resources '{{\"sandbox\": 4}}'"
+    try:
+        result = subprocess.run([sys.executable, "-c", _RAY_PROBE, address], capture_output=True, text=True,
+                                timeout=RAY_TIMEOUT_S, check=False, env=env)
+    except subprocess.TimeoutExpired:
+        return rows + [Check("ray cluster", False, f"no answer from {address} within {RAY_TIMEOUT_S:g} s",
+                             f"start one: `{start}`", level="optional")]
+    if result.returncode != 0:
+        message = (result.stderr.strip().splitlines() or ["no answer"])[-1][:300]
+        return rows + [Check("ray cluster", False, f"not reachable at {address}: {message}",
+                             f"start one: `{start}`", level="optional")]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    resources = found["resources"]
+    slots = int(resources.get("sandbox", 0))
+    detail = (f"{address}: {found['nodes']} node(s), {resources.get('CPU', 0):g} CPUs, "
+              f"{resources.get('GPU', 0):g} GPUs, {slots} sandbox slots")
+    fix = "" if slots else "give each node sandbox slots: `ray start --address HEAD:PORT --resources '{\"sandbox\": 4}'`"
+    return rows + [Check("ray cluster", slots > 0, detail, fix, level="optional")]
+
+
+def collect_checks(*, ray_address: str | None = None) -> list[Check]:
     """Run every check, in report order."""
     checks = [check_python()]
     checks += [check_package(module, pypi) for module, pypi in PACKAGES.items()]
@@ -222,6 +268,7 @@ def collect_checks() -> list[Check]:
     checks += [engine, check_image(engine.ok), check_display(), check_leftovers(engine.ok)]
     checks += check_isolation(engine.ok)
     checks.append(check_proposer())
+    checks += check_ray(ray_address)
     return checks
 
 
@@ -243,9 +290,9 @@ def format_table(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def run_doctor(*, as_json: bool = False, out: TextIO = sys.stdout) -> int:
+def run_doctor(*, as_json: bool = False, out: TextIO = sys.stdout, ray_address: str | None = None) -> int:
     """Print the report to `out`; return 0 when everything the default path needs is present, else 1."""
-    checks = collect_checks()
+    checks = collect_checks(ray_address=ray_address)
     ok = all_required_ok(checks)
     if as_json:
         json.dump({"ok": ok, "checks": [asdict(check) for check in checks]}, out, indent=2)

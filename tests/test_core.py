@@ -180,7 +180,7 @@ def test_a_checkpoint_killed_mid_write_is_never_seen(tmp_path):
 
 def test_import_deskdojo_loads_nothing_heavy():
     code = ("import sys, deskdojo, deskdojo.core, deskdojo.vm, deskdojo.cli;"
-            "heavy = [m for m in ('numpy', 'torch', 'transformers', 'PyQt6', 'docker', 'PIL', 'cv2')"
+            "heavy = [m for m in ('numpy', 'torch', 'transformers', 'PyQt6', 'docker', 'PIL', 'cv2', 'ray')"
             " if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

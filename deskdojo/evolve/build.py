@@ -169,6 +169,8 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
     from deskdojo.world_model.probe import StateProbe
 
     quiet_libraries()
+    if config.ray.enabled:
+        return build_ray_parts(config.replace(provider=provider) if provider else config, run, log=log)
     provider = provider or resolve_provider(config.provider, log=log)
     families = select_families(config.curriculum.families)
     rollout_config = RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout})
@@ -193,6 +195,38 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
                      rollout=rollout, rollout_config=rollout_config, probe=StateProbe(files=False))
     except BaseException:
         pool.close()
+        raise
+
+
+def build_ray_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print) -> Parts:
+    """The parts of a run whose episodes play on Ray workers (``ray.address``): the workers
+    own the sandboxes, the policy copies that act and the judges; this process keeps the
+    learner and the plan (admission checks run on a worker). The provider is resolved on
+    each worker's node."""
+    from deskdojo.agent.policy import load_policy
+    from deskdojo.agent.rollout import RolloutConfig, rollout
+    from deskdojo.evolve.learner import vlm_learner
+    from deskdojo.evolve.ray_workers import RayFleet
+    from deskdojo.world_model.judge import StateJudge
+
+    families = select_families(config.curriculum.families)
+    plan = FamilyPlan(families, sampling=config.sampling, scheduler_settings=config.curriculum.scheduler,
+                      seed=config.seed, heldout_levels=config.eval.levels,
+                      heldout_per_level=config.eval.tasks_per_level,
+                      seeds_per_level=config.curriculum.seeds_per_level)
+    log(f"ray: starting {config.ray.workers} rollout workers at {config.ray.address}; families: {', '.join(families)}")
+    with activity(f"starting {config.ray.workers} Ray rollout workers", delay_s=HEARTBEAT_S):
+        fleet = RayFleet.start(config, log=log)
+    try:
+        if config.curriculum.admission and config.provider != "fake":
+            plan.admit = fleet.admit
+        policy = load_policy(config.model, policy_config(config))  # the workers load the same
+        learner = vlm_learner(policy, config.grpo_settings(), run.path / "trajectories", log=log)
+        return Parts(learner=learner, plan=plan, judge=StateJudge(), pool=fleet, rollout=rollout,
+                     rollout_config=RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout}),
+                     fleet=fleet)
+    except BaseException:
+        fleet.close()
         raise
 
 

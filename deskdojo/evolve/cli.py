@@ -40,6 +40,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "proposer", None) is not None:
         out["proposer"] = ({"kind": args.proposer} if args.proposer in ("none", "explore")
                            else {"kind": "model", "model": args.proposer})
+    if getattr(args, "ray", None) is not None:
+        out["ray"] = {"address": args.ray}
     if budget:
         # a budget given on the command line replaces the file's budget as a whole
         out["budget"] = {"iterations": None, "env_steps": None, "wall_seconds": None, **budget}
@@ -172,6 +174,10 @@ def add_evolve_parser(sub: Any, bench: Any = None) -> None:
     p.add_argument("--proposer", default=None, metavar="MODEL",
                    help="tasks beyond the templates: a (V)LM that proposes them (a checkpoint folder, a hub "
                         "name or tiny), or 'explore' (tasks from exploring the apps), or 'none' (proposer.kind)")
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="play the episodes on Ray rollout workers (ray.address): 'auto' (the cluster started "
+                        "on this machine, or RAY_ADDRESS) or HOST:PORT of the head; ray.workers and "
+                        "ray.sandboxes_per_worker in --config say how many")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
     p.add_argument("--force", action="store_true", help="with --resume: accept a changed config")
     p.set_defaults(fn=cmd_evolve)

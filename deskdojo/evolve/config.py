@@ -186,6 +186,51 @@ class ProposerSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RaySettings:
+    """Rollouts on a Ray cluster (``--ray``): ``workers`` actors, each with its own pool of
+    ``sandboxes_per_worker`` sandboxes and its own copy of the policy, placed on nodes by
+    their ``sandbox`` resource; the learner stays in this process. Off while ``address``
+    is null (the top-level ``sandboxes`` then run here, as always)."""
+
+    address: str | None = field(default=None, metadata={
+        "help": "null (no Ray: sandboxes run in this process) | auto (the cluster `ray start` made on this "
+                "machine, or RAY_ADDRESS) | HOST:PORT of the head"})
+    workers: int = field(default=2, metadata={"help": "rollout worker actors"})
+    sandboxes_per_worker: int = field(default=2, metadata={
+        "help": "sandboxes each worker owns; it asks the node for that many `sandbox` resources "
+                "(`ray start --resources '{\"sandbox\": K}'`)"})
+    worker_timeout_s: float = field(default=600.0, metadata={
+        "help": "a worker whose episodes take longer is dropped from the iteration (its episodes end as "
+                "error) and restarted"})
+    max_restarts: int = field(default=3, metadata={"help": "times Ray restarts a worker that died"})
+
+    def __post_init__(self) -> None:
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise ConfigError(f"ray.address must be null, 'auto' or HOST:PORT, got {self.address!r}")
+        if self.address not in (None, "auto") and not _looks_like_address(self.address):
+            raise ConfigError(f"ray.address {self.address!r} is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379, "
+                              f"or ray://HOST:10001)")
+        for name in ("workers", "sandboxes_per_worker"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ray.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.worker_timeout_s > 0:
+            raise ConfigError(f"ray.worker_timeout_s must be > 0, got {self.worker_timeout_s}")
+        if self.max_restarts < 0:
+            raise ConfigError(f"ray.max_restarts must be >= 0, got {self.max_restarts}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+
+def _looks_like_address(address: str) -> bool:
+    """``HOST:PORT`` or ``ray://HOST:PORT`` with a numeric port."""
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = rest.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EvolveConfig:
     """Everything a `deskdojo evolve` run needs. Field docs are the ``--help`` texts."""
 
@@ -216,6 +261,7 @@ class EvolveConfig:
     seed: int = field(default=0, metadata={"help": "seeds python, numpy, torch and the policy"})
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     proposer: ProposerSettings = field(default_factory=ProposerSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -239,9 +285,23 @@ class EvolveConfig:
             raise ConfigError("sandbox.provider: set the provider with the top-level `provider` key")
         if "model" in self.policy:
             raise ConfigError("policy.model: set the model with the top-level `model` key")
+        if self.ray.enabled:
+            self._check_ray()
         if self.proposer.withhold_checks and self.judge.kind != "hybrid":
             raise ConfigError("proposer.withhold_checks needs judge.kind hybrid: without checks only a VLM judge "
                               "can decide the proposed tasks")
+
+    def _check_ray(self) -> None:
+        """What Ray workers cannot do yet, refused before anything starts."""
+        if self.judge.kind != "checks":
+            raise ConfigError("ray: judge.kind must be checks (workers judge each episode on its sandbox; "
+                              "the VLM judge reads frames from this machine's run folder)")
+        if self.sft.enabled:
+            raise ConfigError("ray: set sft.enabled: false (the warm start records its demos on local "
+                              "sandboxes); start from a fine-tuned policy with --model FOLDER instead")
+        if self.proposer.kind != "none":
+            raise ConfigError(f"ray: proposer.kind {self.proposer.kind} explores apps on a local sandbox; "
+                              "use proposer.kind none with Ray")
 
     # --- conversions ----------------------------------------------------------
 

@@ -174,6 +174,7 @@ class Evolver:
             self.progress.wall_seconds = min(self.progress.wall_seconds or left, left)
         self.state = "running"
         self._write_status(force=True)
+        self._publish(self.cursor.iteration)
         if checkpoint is None:
             if self.config.eval.at_start and self.parts.plan.heldout():
                 t0 = time.monotonic()
@@ -280,6 +281,7 @@ class Evolver:
         t0 = time.monotonic()
         try:
             update = self.parts.learner.update(groups)
+            self._publish(iteration)
         finally:
             line.close()
         timing.train = time.monotonic() - t0
@@ -380,11 +382,14 @@ class Evolver:
         return ProgressLine(label, total, stream=self.progress.stream, **options)
 
     def _play(self, episodes: Sequence[tuple[Task, str]], timing: Timing,
-              line: ProgressLine | None = None) -> list[Played]:
+              line: ProgressLine | None = None, *, greedy: bool = False) -> list[Played]:
         """Roll out ``episodes`` (task, trajectory id) in batches of the pool's size; judge
         each batch while its sandboxes still show the final state. ``line`` counts the
-        episodes played and judged, and the successes."""
+        episodes played and judged, and the successes. With a Ray fleet the workers play
+        them (``greedy``: how they decode; here the learner's ``evaluation`` sets it)."""
         parts = self.parts
+        if parts.fleet is not None:
+            return self._play_on_ray(episodes, timing, line, greedy=greedy)
         played: list[Played] = []
         size = len(parts.pool)
         for start in range(0, len(episodes), size):
@@ -418,6 +423,41 @@ class Evolver:
             parts.pool.check_health()  # replace sandboxes that died during the batch
         return played
 
+    def _play_on_ray(self, episodes: Sequence[tuple[Task, str]], timing: Timing, line: ProgressLine | None,
+                     *, greedy: bool) -> list[Played]:
+        """The workers play and judge; each episode is written here as it arrives, in the
+        files a local run writes, and the verdicts in episode order at the end. Episodes of
+        an older policy version are refused (see ``ray_workers.record_episode``)."""
+        from deskdojo.evolve.ray_workers import record_episode
+
+        version = self.cursor.iteration  # the weights published after the last completed update
+        recorded: dict[int, Played] = {}
+        self._slots = []
+
+        def arrived(index: int, result: Any) -> None:
+            task = episodes[index][0]
+            trajectory, verdict = record_episode(self.run, task, result, version=version)
+            recorded[index] = Played(task, trajectory, verdict)
+            if line is not None:
+                wins = sum(1 for p in recorded.values() if p.verdict is not None and p.verdict.success)
+                line.update(len(recorded), info=f"{wins} succeeded")
+
+        t0 = time.monotonic()
+        done = self.parts.fleet.play(episodes, greedy=greedy, stop=self._poll_stop, on_result=arrived)
+        timing.rollout += time.monotonic() - t0  # played and judged on the workers, overlapped
+        if done is None:
+            return [recorded[i] for i in sorted(recorded)]
+        played = [recorded[i] for i in range(len(episodes))]
+        for p in played:
+            if p.verdict is not None:
+                self.run.jsonl("verdicts.jsonl").append(p.verdict)
+        return played
+
+    def _publish(self, version: int) -> None:
+        """Hand the learner's weights to the Ray workers as policy ``version`` (no fleet: nothing)."""
+        if self.parts.fleet is not None:
+            self.parts.fleet.publish(self.parts.learner.policy, version)
+
     def _judge_batch(self, tasks: Sequence[Task], trajectories: Sequence[Trajectory],
                      sandboxes: Sequence[Any]) -> list[tuple[Verdict | None, str | None]]:
         """Judge a batch, one thread per sandbox: the state judge mostly waits for each
@@ -448,7 +488,7 @@ class Evolver:
         timing = Timing()
         with self._phase_line(f"held-out evaluation (iteration {iteration})", len(episodes), unit="tasks") as line, \
                 self.parts.learner.evaluation(self.config.eval.greedy):
-            played = self._play(episodes, timing, line)
+            played = self._play(episodes, timing, line, greedy=self.config.eval.greedy)
         if self._stop.is_set() and len(played) < len(episodes):
             return None
         judged = [p for p in played if p.verdict is not None]

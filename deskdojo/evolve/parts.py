@@ -113,6 +113,7 @@ class Parts:
     rollout_config: Any = None
     probe: WorldProbe | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    fleet: Any = None  # a RayFleet (deskdojo.evolve.ray_workers): episodes play on its workers, not ``pool``
 
     def close(self) -> None:
         for close in [*self.closers, self.pool.close]:
