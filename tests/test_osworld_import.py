@@ -161,3 +161,14 @@ def test_imported_terminal_task_fails_before_and_passes_after_typing_in_xterm():
         assert success, evaluate(task, sandbox)[2]
     finally:
         sandbox.close()
+
+
+@pytest.mark.docker
+def test_run_resets_a_real_sandbox_to_each_imported_task(capsys):
+    from deskdojo.cli import main
+
+    assert main(["--quiet", "tasks", "import-osworld", str(DATA), "--files", str(FILES), "--json", "--run"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    runs = {row["osworld_id"]: row.get("run") for row in report["rows"] if row["status"] == "imported"}
+    assert runs == {"dd000001-notes-hello": "runs", "dd000002-edit-todo": "runs"}  # setup ran, no-op fails
+    assert report["runs"] == 2 and report["by_domain"]["gedit"]["runs"] == 1
