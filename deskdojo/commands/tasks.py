@@ -321,3 +321,6 @@ def add_tasks_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", default=None, help="folder for the guidebook and the admitted tasks")
     p.set_defaults(fn=explore_command)
+
+    from deskdojo.commands.osworld_import import add_import_parser
+    add_import_parser(sub)

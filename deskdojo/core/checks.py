@@ -20,8 +20,11 @@ GETTER_ARGS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # name -> (re
     "command": (frozenset({"argv"}), frozenset({"timeout"})),
 }
 METRIC_NAMES = ("equals", "not_equals", "contains", "not_contains", "regex", "approx",
-                "includes", "excludes", "exists")
-METRIC_OPTIONS = frozenset({"tolerance", "strip", "casefold"})
+                "includes", "excludes", "exists", *(
+                    # OSWorld's metrics of these names, our own code (tasks imported from OSWorld)
+                    "exact_match", "check_include_exclude", "is_in_list", "fuzzy_match",
+                    "literal_match", "compare_text_file", "diff_text_file"))
+METRIC_OPTIONS = frozenset({"tolerance", "strip", "casefold", "ignore_blanks"})
 
 
 def validate_check(check: Check, where: str = "Check") -> None:
@@ -55,6 +58,14 @@ def validate_check(check: Check, where: str = "Check") -> None:
         raise RecordError(f"{where}.args.tolerance must be a number >= 0, got {args['tolerance']!r}")
     if check.metric in ("includes", "excludes") and not (isinstance(check.expected, list) and check.expected):
         raise RecordError(f"{where}.expected must be a non-empty list for {check.metric}, "
+                          f"got {check.expected!r}")
+    if check.metric == "check_include_exclude" and not (
+            isinstance(check.expected, dict) and set(check.expected) <= {"include", "exclude"}
+            and all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in check.expected.values())):
+        raise RecordError(f"{where}.expected must be {{\"include\": [texts], \"exclude\": [texts]}} "
+                          f"for check_include_exclude, got {check.expected!r}")
+    if check.metric in ("compare_text_file", "diff_text_file") and not isinstance(check.expected, str):
+        raise RecordError(f"{where}.expected must be the expected file's text for {check.metric}, "
                           f"got {check.expected!r}")
     if check.metric == "regex":
         try:

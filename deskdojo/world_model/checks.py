@@ -14,6 +14,11 @@ Metrics: ``equals``, ``not_equals``, ``contains`` (substring, list member or key
 included), ``excludes`` (no expected item is in the observed list; partial credit = the
 share left out), ``exists`` (expected true/false: whether the getter found a value).
 Options ``strip`` and ``casefold`` normalise strings (also inside lists) before comparing.
+OSWorld's metrics of the same names, for imported OSWorld tasks (our code, its meaning):
+``exact_match``, ``check_include_exclude`` (expected ``{include, exclude}``),
+``is_in_list``, ``fuzzy_match`` (similarity ratio as partial credit), ``literal_match``,
+``compare_text_file`` (option ``ignore_blanks``) and ``diff_text_file`` (line similarity);
+the last two compare a file's text with the expected file's text.
 
 A task's score is the weighted mean of its checks' scores with ``combine="all"``
 (success = every check passed) or the best check's score with ``combine="any"``
@@ -29,6 +34,7 @@ when a task is loaded, naming the check's index and the known names.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -227,10 +233,57 @@ def metric_exists(observed: Any, expected: Any, options: Mapping[str, Any]) -> f
     return _score((observed is not None) == wanted)
 
 
+# OSWorld's metrics by name (desktop_env.evaluators.metrics), written here over plain values:
+# the getters give texts, not paths on a host, and its package imports every app's parsers.
+
+
+def metric_check_include_exclude(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    container = _collection(observed, "check_include_exclude")
+    return _score(all(_member(item, container) for item in expected.get("include", []))
+                  and not any(_member(item, container) for item in expected.get("exclude", [])))
+
+
+def metric_fuzzy_match(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    if not isinstance(observed, str):
+        raise Incomparable(f"fuzzy_match needs a text, got {_kind(observed)}")
+    return difflib.SequenceMatcher(None, observed, str(expected), autojunk=False).ratio()
+
+
+def metric_literal_match(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    if isinstance(expected, (list, tuple)):
+        return _score(isinstance(observed, (list, tuple)) and len(observed) == len(expected)
+                      and [str(v) for v in observed] == [str(v) for v in expected])
+    return _score(str(observed) == str(expected))
+
+
+def _file_text(observed: Any, metric: str) -> str:
+    if observed is None:
+        raise Incomparable(f"{metric}: the file does not exist")
+    if not isinstance(observed, str):
+        raise Incomparable(f"{metric} needs a file's text, got {_kind(observed)}")
+    return observed
+
+
+def metric_compare_text_file(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    text, wanted = _file_text(observed, "compare_text_file"), str(expected)
+    if options.get("ignore_blanks"):
+        text, wanted = (re.sub(r"\s+", " ", t).strip() for t in (text, wanted))
+    return _score(text == wanted)
+
+
+def metric_diff_text_file(observed: Any, expected: Any, options: Mapping[str, Any]) -> float:
+    lines = _file_text(observed, "diff_text_file").splitlines()
+    return difflib.SequenceMatcher(None, lines, str(expected).splitlines(), autojunk=False).ratio()
+
+
 METRICS: dict[str, Callable[[Any, Any, Mapping[str, Any]], float]] = {
     "equals": metric_equals, "not_equals": metric_not_equals, "contains": metric_contains,
     "not_contains": metric_not_contains, "regex": metric_regex, "approx": metric_approx,
     "includes": metric_includes, "excludes": metric_excludes, "exists": metric_exists,
+    "exact_match": metric_equals, "check_include_exclude": metric_check_include_exclude,
+    "is_in_list": metric_contains, "fuzzy_match": metric_fuzzy_match,
+    "literal_match": metric_literal_match, "compare_text_file": metric_compare_text_file,
+    "diff_text_file": metric_diff_text_file,
 }
 if set(GETTERS) != set(GETTER_ARGS) or set(METRICS) != set(METRIC_NAMES):
     raise AssertionError("world_model.checks must implement exactly the getters and metrics of core.checks")
