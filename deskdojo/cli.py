@@ -47,7 +47,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     from deskdojo.core.progress import say
     from deskdojo.vm.image import build_image
 
-    print(build_image(force=args.force, log=say))
+    print(build_image(force=args.force, log=say, flavor=args.flavor))
     return 0
 
 
@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="the sandbox desktop image").add_subparsers(dest="image_cmd", required=True)
     p = image.add_parser("build", help="build the image locally (no registry needed)")
     p.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
+    p.add_argument("--flavor", choices=("desktop", "web"), default="desktop",
+                   help="web: the desktop plus Debian's Chromium and the MiniWoB++ pages")
     p.set_defaults(fn=cmd_image_build)
 
     sandbox = sub.add_parser("sandbox", help="start, use and stop sandboxes by hand").add_subparsers(
