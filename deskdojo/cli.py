@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parse_parser(sub, bench)
     from deskdojo.commands.tasks import add_tasks_parser
     add_tasks_parser(sub)
+    from deskdojo.commands.eval_miniwob import add_eval_parser
+    add_eval_parser(sub)
     from deskdojo.commands.tiny import add_tiny_parser
     add_tiny_parser(sub)
     from deskdojo.commands.judge import add_judge_parser

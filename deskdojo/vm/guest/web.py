@@ -174,6 +174,9 @@ class DevToolsPipe:
 _START_JS = """(() => {
   const seed = %(seed)s, maxMs = %(max_ms)d;
   if (typeof core === 'undefined' || typeof genProblem === 'undefined') return {error: 'not a MiniWoB page'};
+  // a few tasks return {utterance, fields} instead of the text
+  window.__deskdojoUtterance = () => { const u = core.getUtterance();
+    return String(u !== null && typeof u === 'object' ? u.utterance : u); };
   Math.seedrandom(seed);
   core.EPISODE_MAX_TIME = maxMs;
   window.__deskdojoResult = null;
@@ -187,7 +190,7 @@ _START_JS = """(() => {
     }
   };
   core.startEpisodeReal();
-  return {utterance: core.getUtterance()};
+  return {utterance: __deskdojoUtterance()};
 })()"""
 
 _STATE_JS = """(() => {
@@ -196,7 +199,7 @@ _STATE_JS = """(() => {
   if (!r && typeof window.__deskdojoSolve === 'function') {
     try { next = window.__deskdojoSolve(); } catch (e) { solverError = String(e); }
   }
-  return {utterance: core.getUtterance(), done: r !== null && r !== undefined,
+  return {utterance: __deskdojoUtterance(), done: r !== null && r !== undefined,
           reward: r ? r.reward : 0, raw_reward: r ? r.raw_reward : 0, reason: r ? r.reason : null,
           next: next, solver_error: solverError,
           origin: [window.screenX, window.screenY + window.outerHeight - window.innerHeight],
@@ -378,7 +381,7 @@ def _log_tail() -> str:
 # ordinary action path: the host performs what they return with the normal executor.
 
 _SOLVER_HELPERS = r"""
-const q = core.getUtterance();
+const q = __deskdojoUtterance();
 const quoted = () => { const m = q.match(/"([^"]*)"/); return m ? m[1] : ''; };
 const allQuoted = () => Array.from(q.matchAll(/"([^"]*)"/g), m => m[1]);
 const visible = el => { if (!el) return false; const b = el.getBoundingClientRect();
