@@ -386,8 +386,16 @@ const quoted = () => { const m = q.match(/"([^"]*)"/); return m ? m[1] : ''; };
 const allQuoted = () => Array.from(q.matchAll(/"([^"]*)"/g), m => m[1]);
 const visible = el => { if (!el) return false; const b = el.getBoundingClientRect();
   return b.width > 0 && b.height > 0 && getComputedStyle(el).visibility !== 'hidden'; };
-const click = el => { const b = el.getBoundingClientRect();
-  return {kind: 'click', x: b.left + b.width / 2, y: b.top + b.height / 2}; };
+const click = el => {  // the centre, or else the point nearest it that el is not covered at
+  const b = el.getBoundingClientRect(); const points = [];
+  for (let i = 1; i < 8; i++) for (let j = 1; j < 8; j++)
+    points.push([b.left + b.width * i / 8, b.top + b.height * j / 8]);
+  const cx = b.left + b.width / 2, cy = b.top + b.height / 2;
+  points.sort((p, r) => Math.hypot(p[0] - cx, p[1] - cy) - Math.hypot(r[0] - cx, r[1] - cy));
+  const free = points.find(([x, y]) => { const hit = document.elementFromPoint(x, y);
+    return hit !== null && (hit === el || el.contains(hit) || (el.labels && Array.from(el.labels).includes(hit))); });
+  const [x, y] = free || [cx, cy];
+  return {kind: 'click', x: x, y: y}; };
 const byText = (selector, text) => Array.from(document.querySelectorAll(selector))
   .filter(el => el.textContent.trim() === text && visible(el));
 const fill = (el, text) => {
