@@ -43,7 +43,7 @@ def test_every_miniwob_task_is_a_family_and_every_oracle_has_a_solver():
     assert set(ORACLE_TASKS) == set(SOLVERS) and len(ORACLE_TASKS) >= 10
     task = miniwob_task("click-button", 4)
     assert task.setup[0].kind == "web" and task.setup[0].args == {"task": "click-button", "seed": 4}
-    assert task.oracle[0].follow is not None and not miniwob_task("use-slider", 4).oracle
+    assert task.oracle[0].follow is not None and not miniwob_task("use-colorwheel", 4).oracle
 
 
 @pytest.mark.parametrize("page", [

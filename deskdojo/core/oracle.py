@@ -21,8 +21,8 @@ POLL_S = 0.03
 FOLLOW_LIMIT = 40
 """At most this many actions from one ``follow`` step (a solver that never finishes)."""
 FOLLOW_SETTLE_S = 0.5
-"""After an action, the same published next action is taken again only after this long
-(the app may not have reacted yet)."""
+"""After an action, the next one is taken once the app's published state has changed, or
+after this long (the app may not have reacted yet, or reacts without showing it)."""
 RUNTIME_KEYS = frozenset({"seq", "time", "focus"})
 """Keys of a published app state that change on every write, without the world changing."""
 
@@ -253,7 +253,8 @@ def _follow(sandbox: Any, task: Task, index: int, step: OracleStep, perform: Cal
                 if time.monotonic() > deadline:
                     raise OracleError(f"{where}: {exc} (gave up after {step.timeout:g} s)") from None
             else:
-                if value != last or time.monotonic() - since >= FOLLOW_SETTLE_S:
+                state = without_runtime_keys(apps[step.follow.app])
+                if state != last or time.monotonic() - since >= FOLLOW_SETTLE_S:
                     break
             time.sleep(POLL_S)
         if value is None:
@@ -270,7 +271,7 @@ def _follow(sandbox: Any, task: Task, index: int, step: OracleStep, perform: Cal
         if result is not None and getattr(result, "ok", True) is False:
             raise OracleError(f"{where}: {action.kind} was refused: {getattr(result, 'error', '')}")
         done.append(action)
-        last, since = value, time.monotonic()
+        last, since = state, time.monotonic()
 
 
 def literal_actions(oracle: Sequence[OracleStep]) -> list[Action]:

@@ -61,9 +61,10 @@ MINIWOB_TASKS: tuple[str, ...] = (
 
 # Tasks whose guest-side solver (deskdojo/vm/guest/web.py, SOLVERS) gives them an oracle.
 ORACLE_TASKS: tuple[str, ...] = (
-    "choose-list", "click-button", "click-button-sequence", "click-checkboxes", "click-dialog",
-    "click-link", "click-option", "click-tab-2", "click-test", "enter-password", "enter-text",
-    "focus-text", "login-user",
+    "choose-list", "click-button", "click-button-sequence", "click-checkboxes", "click-collapsible",
+    "click-dialog", "click-dialog-2", "click-link", "click-option", "click-tab", "click-tab-2",
+    "click-test", "click-test-2", "enter-password", "enter-text", "focus-text", "focus-text-2",
+    "login-user", "use-slider",
 )
 
 

@@ -190,6 +190,12 @@ _START_JS = """(() => {
     }
   };
   core.startEpisodeReal();
+  // DOM changes of the task area counted (not the timer beside it), so that an oracle
+  // sees the page react to its last action
+  window.__deskdojoChanges = 0;
+  new MutationObserver(() => { window.__deskdojoChanges++; }).observe(
+    document.getElementById('wrap') || document.body,
+    {subtree: true, childList: true, attributes: true, characterData: true});
   return {utterance: __deskdojoUtterance()};
 })()"""
 
@@ -201,7 +207,7 @@ _STATE_JS = """(() => {
   }
   return {utterance: __deskdojoUtterance(), done: r !== null && r !== undefined,
           reward: r ? r.reward : 0, raw_reward: r ? r.raw_reward : 0, reason: r ? r.reason : null,
-          next: next, solver_error: solverError,
+          next: next, solver_error: solverError, changes: window.__deskdojoChanges || 0,
           origin: [window.screenX, window.screenY + window.outerHeight - window.innerHeight],
           scale: window.devicePixelRatio};
 })()"""
@@ -332,6 +338,7 @@ class WebPages:
                     "reward": raw.get("reward"), "raw_reward": raw.get("raw_reward"),
                     "success": bool(raw.get("done")) and _number(raw.get("raw_reward")) > 0,
                     "reason": raw.get("reason"), "next": _to_screen(raw.get("next"), origin, scale),
+                    "changes": raw.get("changes"),
                     "solver_error": raw.get("solver_error")}
 
     def blank(self) -> None:
@@ -446,6 +453,29 @@ SOLVERS: dict[str, str] = {
         " if (sel.options[sel.selectedIndex].textContent === want) return click(submit);"
         " if (document.activeElement !== sel) return click(sel);"
         " return {kind: 'type', text: want + '\\n'};"),
+    "click-test-2": "return click(byText('button', 'ONE')[0]);",
+    "click-tab": (
+        "const n = q.match(/Tab #(\\d+)/)[1];"
+        " return click(document.querySelector('#area ul a[href=\"#tabs-' + n + '\"]'));"),
+    "focus-text-2": (
+        "const n = ['1st', '2nd', '3rd'].findIndex(p => q.includes(p + ' input'));"
+        " return click(document.getElementById('tt' + (n + 1)));"),
+    "click-collapsible": (
+        "if (!document.querySelectorAll('.ui-accordion-content-active').length)"
+        " return click(document.querySelector('#area h3'));"
+        " return click(document.getElementById('subbtn'));"),
+    "click-dialog-2": (
+        "const want = quoted(); if (want === 'x') return click(document.querySelector('.ui-dialog-titlebar-close'));"
+        " return click(byText('.ui-dialog-buttonpane button', want)[0]);"),
+    "use-slider": (
+        "const n = Number(q.match(/Select (-?\\d+) with/)[1]); const slider = $('#slider');"
+        " const value = slider.slider('value'); const submit = document.getElementById('subbtn');"
+        " if (value === n) return click(submit);"
+        " const handle = document.querySelector('#slider .ui-slider-handle');"
+        " if (document.activeElement !== handle) return click(handle);"
+        " const page = (slider.slider('option', 'max') - slider.slider('option', 'min')) / 5;"
+        " if (Math.abs(n - value) >= page) return {kind: 'key', keys: [n > value ? 'pageup' : 'pagedown']};"
+        " return {kind: 'key', keys: [n > value ? 'up' : 'down']};"),
     "click-tab-2": (
         "const want = quoted(); const links = Array.from(document.querySelectorAll('#area .alink'))"
         " .filter(el => el.textContent.trim() === want);"
