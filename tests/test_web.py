@@ -61,6 +61,50 @@ def test_the_host_refuses_web_state_it_cannot_trust(page):
         PageState.parse_reply({"page": None, "extra": 1})
 
 
+class PublishingApp:
+    """A stand-in sandbox whose app publishes its solver's next action: each action done
+    moves it one entry on (the last entry is null)."""
+
+    def __init__(self, plan):
+        self.plan, self.done = list(plan), []
+
+    def app_state(self):
+        return {"apps": {"web": {"next": self.plan[len(self.done)] if len(self.done) < len(self.plan) else None,
+                                 "changes": len(self.done)}}}
+
+    def act(self, action):
+        self.done.append(action)
+
+
+def test_a_follow_step_performs_what_the_app_publishes_until_null():
+    from deskdojo.core.oracle import OracleError, run_oracle
+
+    task = miniwob_task("enter-text", 1)
+    app = PublishingApp([{"kind": "click", "x": 5, "y": 6}, {"kind": "type", "text": "Tora"}, None])
+    assert [a.kind for a in run_oracle(app, task)] == ["click", "type"]
+    with pytest.raises(OracleError, match="no valid action"):
+        run_oracle(PublishingApp([{"kind": "rm -rf", "x": 1}]), task)
+
+
+def test_bad_web_task_definitions_and_eval_arguments_are_refused():
+    from deskdojo.commands.eval_miniwob import _tasks
+    from deskdojo.core.actions import Wait
+    from deskdojo.core.errors import ConfigError, RecordError
+    from deskdojo.core.types import Locator, OracleStep, SetupStep
+
+    for args in ({}, {"task": 3}, {"task": "click-button", "seed": -1}, {"task": "click-button", "seed": True},
+                 {"task": "click-button", "episode_s": 0}, {"task": "click-button", "url": "http://x"}):
+        with pytest.raises(RecordError):
+            SetupStep("web", args)
+    with pytest.raises(RecordError, match="follow"):
+        OracleStep(Wait(0), follow=Locator("web", text="next"))
+    with pytest.raises(ConfigError, match="no MiniWoB"):
+        _tasks("click-buton", "oracle")
+    with pytest.raises(ConfigError, match="no scripted oracle"):
+        _tasks("use-colorwheel", "oracle")
+    assert _tasks("miniwob.click-button,use-colorwheel", "tiny") == ["click-button", "use-colorwheel"]
+
+
 # --- in a real web sandbox -------------------------------------------------------------
 
 
@@ -141,4 +185,6 @@ def test_devtools_is_a_pipe_and_the_sandbox_keeps_no_network(web_box):
     listing = web_box.exec(["sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"]).stdout
     browser = [line for line in listing.splitlines() if "--remote-debugging-pipe" in line]
     assert browser and "--remote-debugging-port" not in listing
+    sockets = web_box.exec(["cat", "/proc/net/unix"]).stdout.lower()
+    assert "devtools" not in sockets
     assert web_box.exec(["sh", "-c", "ls /tmp/deskdojo-chromium"]).stdout.count("DevToolsActivePort") == 0
