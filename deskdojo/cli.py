@@ -27,6 +27,8 @@ def _sandbox_config(args: argparse.Namespace, **extra: Any):
     from deskdojo.vm.config import SandboxConfig, parse_screen
 
     values: dict[str, Any] = {"provider": args.provider}
+    if getattr(args, "flavor", None):
+        values["flavor"] = args.flavor
     if getattr(args, "screen", None):
         values["screen"] = parse_screen(args.screen)
     values.update(extra)
@@ -206,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default="docker", choices=["docker", "xvfb"], help="where the desktop runs")
     p.add_argument("--screen", default=None, help="screen size WxH (default 1024x768)")
     p.add_argument("--name", default=None, help="a name (default: generated)")
+    p.add_argument("--flavor", default=None, choices=["desktop", "web"],
+                   help="docker image flavour (web: Chromium and the MiniWoB++ pages)")
     p.set_defaults(fn=cmd_sandbox_up)
     p = sandbox.add_parser("list", help="the sandboxes started with `up`")
     p.add_argument("--json", action="store_true")

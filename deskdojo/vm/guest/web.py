@@ -367,10 +367,9 @@ def _to_screen(action: Any, origin: list[Any], scale: Any) -> dict[str, Any] | N
     if not isinstance(action, dict):
         return None
     out = dict(action)
-    for key_x, key_y in (("x", "y"),):
-        if key_x in out and key_y in out:
-            out[key_x] = int(round(_number(origin[0]) + _number(out[key_x]) * _number(scale)))
-            out[key_y] = int(round(_number(origin[1]) + _number(out[key_y]) * _number(scale)))
+    if "x" in out and "y" in out:
+        out["x"] = int(round(_number(origin[0]) + _number(out["x"]) * _number(scale)))
+        out["y"] = int(round(_number(origin[1]) + _number(out["y"]) * _number(scale)))
     return out
 
 
