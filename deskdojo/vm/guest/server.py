@@ -2,7 +2,8 @@
 
 The host drives the sandbox only through these endpoints (all under ``/v1``):
 health, screenshot, act, exec, files, windows, elements, app_state, reset, shutdown, web
-(the web image's browser: load a task page, read its state), and record (while on, every action performed is kept with the screen before it). Every
+(the web image's browser: load a task page, read its state), and record (while on, every
+action performed is kept with the screen before it). Every
 error is ``{"error": "..."}`` with a 4xx/5xx status and the server keeps serving;
 the limits below (JSON depth, path length, request deadline, connection count) keep
 bad or half-sent requests from holding threads or ending in a 500.
