@@ -411,7 +411,8 @@ class GuestService:
         if self._web is None:
             from deskdojo.vm.guest.web import WebPages
 
-            self._web = WebPages(display=self.config.display, env=self.env, screen=(self.width, self.height))
+            self._web = WebPages(display=self.config.display, env=self.env, screen=(self.width, self.height),
+                                 on_page=lambda: self.elements.expire("atspi"))
         return self._web
 
     def web_load(self, body: Any) -> dict[str, Any]:

@@ -24,6 +24,9 @@ from typing import Any
 MINIWOB_ROOT = Path(os.environ.get("DESKDOJO_MINIWOB_HTML", "/opt/deskdojo-web/miniwob/html"))
 CHROMIUM = os.environ.get("DESKDOJO_CHROMIUM", "/usr/bin/chromium")
 PROFILE_DIR = "/tmp/deskdojo-chromium"
+# The accessibility bridge's socket goes to $XDG_RUNTIME_DIR (else ~/.cache, which a reset
+# wipes: AT-SPI then loses the page until its periodic re-walk).
+RUNTIME_DIR = "/tmp/deskdojo-chromium-runtime"
 LOG_PATH = "/tmp/deskdojo-chromium.log"
 START_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 10.0
@@ -220,8 +223,12 @@ def _js_string(value: str) -> str:
 class WebPages:
     """The browser of one sandbox and the task page it shows (one page at a time)."""
 
-    def __init__(self, *, display: str, env: dict[str, str], screen: tuple[int, int]) -> None:
+    def __init__(self, *, display: str, env: dict[str, str], screen: tuple[int, int],
+                 on_page: Any = None) -> None:
         self.display, self.env, self.screen = display, env, screen
+        # Called after each navigation: the AT-SPI element cache learns of a new page late
+        # (about 9 s after a reload, at its periodic re-walk) from the browser's events alone.
+        self._on_page = on_page or (lambda: None)
         self._pipe: DevToolsPipe | None = None
         self._session: str | None = None
         self._lock = threading.RLock()
@@ -243,6 +250,8 @@ class WebPages:
                            f"(`deskdojo image build --flavor web`, sandbox flavor: web)")
         env = {**self.env, "DISPLAY": self.display}
         env.pop("NO_AT_BRIDGE", None)  # the page's elements go to AT-SPI
+        os.makedirs(RUNTIME_DIR, mode=0o700, exist_ok=True)
+        env["XDG_RUNTIME_DIR"] = RUNTIME_DIR
         width, height = self.screen
         self._pipe = DevToolsPipe(chromium_argv(width, height), env)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -319,6 +328,7 @@ class WebPages:
             if solver:
                 self._evaluate(f"window.__deskdojoSolve = function () {{ {_SOLVER_HELPERS}\n{solver} }}")
             self.page = {"task": task, "seed": seed, "url": url}
+        self._on_page()
         return {"task": task, "seed": seed, "utterance": str(started_episode["utterance"]),
                 "has_solver": bool(solver), "elapsed_ms": round((time.perf_counter() - started) * 1000, 3)}
 
@@ -350,6 +360,7 @@ class WebPages:
                     self._navigate(BLANK)
                 except WebError:
                     self.close()
+        self._on_page()
 
     def close(self) -> None:
         with self._lock:
