@@ -21,8 +21,10 @@ POLL_S = 0.03
 FOLLOW_LIMIT = 40
 """At most this many actions from one ``follow`` step (a solver that never finishes)."""
 FOLLOW_SETTLE_S = 0.5
-"""After an action, the next one is taken once the app's published state has changed, or
-after this long (the app may not have reacted yet, or reacts without showing it)."""
+"""After an action, the next one is taken once the app's published state has changed and
+held still for FOLLOW_QUIET_S (a page may show half of what was typed), or after this long
+(the app may react without showing it)."""
+FOLLOW_QUIET_S = 0.06
 RUNTIME_KEYS = frozenset({"seq", "time", "focus"})
 """Keys of a published app state that change on every write, without the world changing."""
 
@@ -245,6 +247,8 @@ def _follow(sandbox: Any, task: Task, index: int, step: OracleStep, perform: Cal
     since = 0.0
     while True:
         deadline = time.monotonic() + step.timeout
+        seen: Any = MISSING
+        seen_since = time.monotonic()
         while True:
             apps = sandbox.app_state().get("apps", {})
             try:
@@ -254,7 +258,10 @@ def _follow(sandbox: Any, task: Task, index: int, step: OracleStep, perform: Cal
                     raise OracleError(f"{where}: {exc} (gave up after {step.timeout:g} s)") from None
             else:
                 state = without_runtime_keys(apps[step.follow.app])
-                if state != last or time.monotonic() - since >= FOLLOW_SETTLE_S:
+                now = time.monotonic()
+                if state != seen:
+                    seen, seen_since = state, now
+                if (state != last and now - seen_since >= FOLLOW_QUIET_S) or now - since >= FOLLOW_SETTLE_S:
                     break
             time.sleep(POLL_S)
         if value is None:
