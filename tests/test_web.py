@@ -189,3 +189,17 @@ def test_devtools_is_a_pipe_and_the_sandbox_keeps_no_network(web_box):
     sockets = web_box.exec(["cat", "/proc/net/unix"]).stdout.lower()
     assert "devtools" not in sockets
     assert web_box.exec(["sh", "-c", "ls /tmp/deskdojo-chromium"]).stdout.count("DevToolsActivePort") == 0
+
+
+@pytest.mark.docker
+def test_a_browser_that_died_is_started_again_by_the_next_load(web_box):
+    web_box.load_page("click-test", seed=0)
+    found = web_box.exec(["sh", "-c", "for p in /proc/[0-9]*; do grep -qa -- --remote-debugging-pipe $p/cmdline "
+                                      "2>/dev/null && echo ${p#/proc/}; done"]).stdout.split()
+    browser = min(int(pid) for pid in found)  # the browser process; the others are its children
+    assert web_box.exec(["kill", "-9", str(browser)]).returncode == 0
+    time.sleep(0.3)
+    with pytest.raises(SandboxError):
+        web_box.page_state()
+    assert web_box.load_page("click-test", seed=1).utterance == "Click the button."
+    assert web_box.page_state().done is False

@@ -226,8 +226,8 @@ class WebPages:
     def __init__(self, *, display: str, env: dict[str, str], screen: tuple[int, int],
                  on_page: Any = None) -> None:
         self.display, self.env, self.screen = display, env, screen
-        # Called after each navigation: the AT-SPI element cache learns of a new page late
-        # (about 9 s after a reload, at its periodic re-walk) from the browser's events alone.
+        # Called after each page load and blanking: from the browser's events alone, the
+        # AT-SPI element cache learns of a new page late (at its periodic re-walk).
         self._on_page = on_page or (lambda: None)
         self._pipe: DevToolsPipe | None = None
         self._session: str | None = None
@@ -316,14 +316,22 @@ class WebPages:
             raise LookupError(f"no MiniWoB++ task {task!r} in {MINIWOB_ROOT} (is this the web image?)")
         started = time.perf_counter()
         with self._lock:
-            self._ensure_browser()
             self.page = None
             url = path.as_uri()
-            self._navigate(url)
+            for attempt in (1, 2):  # a crashed page or browser: start it again, once
+                try:
+                    self._ensure_browser()
+                    self._navigate(url)
+                    break
+                except WebError:
+                    self.close()
+                    if attempt == 2:
+                        raise
             started_episode = self._evaluate(_START_JS % {"seed": _js_string(str(seed)),
                                                           "max_ms": int(episode_s * 1000)})
             if not isinstance(started_episode, dict) or "utterance" not in started_episode:
-                raise WebError(f"{task}: {started_episode.get('error') if isinstance(started_episode, dict) else 'no episode'}")
+                why = started_episode.get("error") if isinstance(started_episode, dict) else "no episode"
+                raise WebError(f"{task}: the page did not start an episode ({why})")
             solver = SOLVERS.get(task)
             if solver:
                 self._evaluate(f"window.__deskdojoSolve = function () {{ {_SOLVER_HELPERS}\n{solver} }}")
