@@ -27,6 +27,8 @@ def _sandbox_config(args: argparse.Namespace, **extra: Any):
     from deskdojo.vm.config import SandboxConfig, parse_screen
 
     values: dict[str, Any] = {"provider": args.provider}
+    if getattr(args, "flavor", None):
+        values["flavor"] = args.flavor
     if getattr(args, "screen", None):
         values["screen"] = parse_screen(args.screen)
     values.update(extra)
@@ -47,7 +49,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     from deskdojo.core.progress import say
     from deskdojo.vm.image import build_image
 
-    print(build_image(force=args.force, log=say))
+    print(build_image(force=args.force, log=say, flavor=args.flavor))
     return 0
 
 
@@ -196,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="the sandbox desktop image").add_subparsers(dest="image_cmd", required=True)
     p = image.add_parser("build", help="build the image locally (no registry needed)")
     p.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
+    p.add_argument("--flavor", choices=("desktop", "web"), default="desktop",
+                   help="web: the desktop plus Debian's Chromium and the MiniWoB++ pages")
     p.set_defaults(fn=cmd_image_build)
 
     sandbox = sub.add_parser("sandbox", help="start, use and stop sandboxes by hand").add_subparsers(
@@ -204,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default="docker", choices=["docker", "xvfb"], help="where the desktop runs")
     p.add_argument("--screen", default=None, help="screen size WxH (default 1024x768)")
     p.add_argument("--name", default=None, help="a name (default: generated)")
+    p.add_argument("--flavor", default=None, choices=["desktop", "web"],
+                   help="docker image flavour (web: Chromium and the MiniWoB++ pages)")
     p.set_defaults(fn=cmd_sandbox_up)
     p = sandbox.add_parser("list", help="the sandboxes started with `up`")
     p.add_argument("--json", action="store_true")
@@ -252,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parse_parser(sub, bench)
     from deskdojo.commands.tasks import add_tasks_parser
     add_tasks_parser(sub)
+    from deskdojo.commands.eval_miniwob import add_eval_parser
+    add_eval_parser(sub)
     from deskdojo.commands.tiny import add_tiny_parser
     add_tiny_parser(sub)
     from deskdojo.commands.judge import add_judge_parser

@@ -12,7 +12,7 @@ import pytest
 from deskdojo.cli import main
 from deskdojo.core.types import Split
 from deskdojo.curriculum.admission import admit
-from deskdojo.curriculum.families import all_families, get_family
+from deskdojo.curriculum.families import all_families, get_family, web_families
 from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
 from deskdojo.core.checks import validate_checks
 from deskdojo.world_model.judge import StateJudge
@@ -92,7 +92,7 @@ def test_every_level_is_admitted_in_a_real_sandbox(box, name):
 def test_the_tasks_cli_lists_samples_and_shows(capsys):
     assert main(["tasks", "families", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["name"] for r in rows} >= set(BASIC) and {r["name"] for r in rows} == set(all_families())
+    assert {r["name"] for r in rows} >= set(BASIC) and {r["name"] for r in rows} == set(all_families()) | set(web_families())
     assert main(["tasks", "sample", "--family", "fill_form", "--level", "2", "--seed", "5", "--json"]) == 0
     sampled = json.loads(capsys.readouterr().out)
     assert sampled["id"] == "fill_form-L2-train-5"

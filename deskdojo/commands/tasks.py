@@ -24,10 +24,10 @@ TASK_ID = re.compile(r"^(?P<family>.+)-L(?P<level>\d+)-(?P<split>train|heldout)-
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from deskdojo.curriculum.families import all_families
+    from deskdojo.curriculum.families import all_families, web_families
 
     rows = [{"name": f.name, "app": f.app, "levels": f.levels, "description": f.description}
-            for f in all_families().values()]
+            for f in [*all_families().values(), *web_families().values()]]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

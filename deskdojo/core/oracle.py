@@ -13,11 +13,18 @@ import dataclasses
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from deskdojo.core.actions import Action
-from deskdojo.core.errors import DeskdojoError
+from deskdojo.core.actions import Action, action_from_dict
+from deskdojo.core.errors import ActionError, DeskdojoError
 from deskdojo.core.types import Locator, OracleStep, StateCondition, Task
 
 POLL_S = 0.03
+FOLLOW_LIMIT = 40
+"""At most this many actions from one ``follow`` step (a solver that never finishes)."""
+FOLLOW_SETTLE_S = 0.5
+"""After an action, the next one is taken once the app's published state has changed and
+held still for FOLLOW_QUIET_S (a page may show half of what was typed), or after this long
+(the app may react without showing it)."""
+FOLLOW_QUIET_S = 0.06
 RUNTIME_KEYS = frozenset({"seq", "time", "focus"})
 """Keys of a published app state that change on every write, without the world changing."""
 
@@ -128,7 +135,7 @@ def resolve(step: OracleStep, apps: Mapping[str, Any]) -> Action:
 
 
 def needs_state(step: OracleStep) -> bool:
-    return step.at is not None or step.to is not None or step.wait is not None
+    return step.at is not None or step.to is not None or step.wait is not None or step.follow is not None
 
 
 def without_runtime_keys(state: Any) -> Any:
@@ -213,6 +220,9 @@ def run_oracle(sandbox: Any, task: Task, *,
     perform = act or sandbox.act
     done: list[Action] = []
     for index, step in enumerate(task.oracle):
+        if step.follow is not None:
+            done += _follow(sandbox, task, index, step, perform, on_action)
+            continue
         try:
             action = resolve_when_ready(sandbox, step)
         except OracleError as exc:
@@ -227,9 +237,53 @@ def run_oracle(sandbox: Any, task: Task, *,
     return done
 
 
+def _follow(sandbox: Any, task: Task, index: int, step: OracleStep, perform: Callable[[Action], Any],
+            on_action: Callable[[int, Action], Any] | None) -> list[Action]:
+    """Perform the app's published next action until it publishes none (see OracleStep)."""
+    assert step.follow is not None and step.follow.path is not None
+    where = f"task {task.id}: oracle step {index} (follow {step.follow.app}.{step.follow.path})"
+    done: list[Action] = []
+    last: Any = MISSING
+    since = 0.0
+    while True:
+        deadline = time.monotonic() + step.timeout
+        seen: Any = MISSING
+        seen_since = time.monotonic()
+        while True:
+            apps = sandbox.app_state().get("apps", {})
+            try:
+                value = state_path(apps[step.follow.app], step.follow.path)
+            except (KeyError, IndexError, TypeError) as exc:
+                if time.monotonic() > deadline:
+                    raise OracleError(f"{where}: {exc} (gave up after {step.timeout:g} s)") from None
+            else:
+                state = without_runtime_keys(apps[step.follow.app])
+                now = time.monotonic()
+                if state != seen:
+                    seen, seen_since = state, now
+                if (state != last and now - seen_since >= FOLLOW_QUIET_S) or now - since >= FOLLOW_SETTLE_S:
+                    break
+            time.sleep(POLL_S)
+        if value is None:
+            return done
+        if len(done) >= FOLLOW_LIMIT:
+            raise OracleError(f"{where}: still publishing actions after {FOLLOW_LIMIT}")
+        try:
+            action = action_from_dict(value)
+        except (ActionError, TypeError, ValueError) as exc:
+            raise OracleError(f"{where}: the app published no valid action ({exc})") from None
+        if on_action is not None:
+            on_action(index, action)
+        result = perform(action)
+        if result is not None and getattr(result, "ok", True) is False:
+            raise OracleError(f"{where}: {action.kind} was refused: {getattr(result, 'error', '')}")
+        done.append(action)
+        last, since = state, time.monotonic()
+
+
 def literal_actions(oracle: Sequence[OracleStep]) -> list[Action]:
     """The oracle's actions when none of them needs app state (ValueError otherwise)."""
-    if any(needs_state(step) for step in oracle):
+    if any(needs_state(step) or step.follow is not None for step in oracle):
         raise ValueError("this oracle reads app state at run time; use run_oracle with a sandbox")
     return [step.action for step in oracle]
 

@@ -82,7 +82,8 @@ class Provenance(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SetupStep:
-    """One step that prepares a sandbox: ``launch`` an app, ``write_file`` or ``run``.
+    """One step that prepares a sandbox: ``launch`` an app, ``write_file``, ``run``, or
+    ``web``: load a MiniWoB++ task page with a seed in the web image's browser.
 
     ``args`` are the step's parameters (argv, path and content, app parameters).
     """
@@ -90,11 +91,12 @@ class SetupStep:
     kind: str
     args: Mapping[str, Any] = field(default_factory=dict)
 
-    KINDS = ("launch", "write_file", "run", "wait")
+    KINDS = ("launch", "write_file", "run", "wait", "web")
     # kind -> (required args, optional args); checked here so a bad task file fails when
     # it is loaded, not in a sandbox (an argv string would run letter by letter)
     ARGS = {"launch": (("argv",), ("wait_window", "timeout")), "run": (("argv",), ("timeout",)),
-            "write_file": (("path",), ("content", "content_b64")), "wait": ((), ("seconds",))}
+            "write_file": (("path",), ("content", "content_b64")), "wait": ((), ("seconds",)),
+            "web": (("task",), ("seed", "episode_s"))}
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
@@ -113,9 +115,16 @@ class SetupStep:
         if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
             raise RecordError(f"args.argv must be a non-empty list of strings, one per argument "
                               f"(e.g. [\"mkdir\", \"-p\", \"notes\"]), got {argv!r}")
-        for key in ("path", "content", "content_b64", "wait_window"):
+        for key in ("path", "content", "content_b64", "wait_window", "task"):
             if key in self.args and not isinstance(self.args[key], str):
                 raise RecordError(f"args.{key} must be a string, got {self.args[key]!r}")
+        seed = self.args.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise RecordError(f"args.seed must be an integer >= 0, got {seed!r}")
+        if "episode_s" in self.args and not (isinstance(self.args["episode_s"], (int, float))
+                                             and not isinstance(self.args["episode_s"], bool)
+                                             and self.args["episode_s"] > 0):
+            raise RecordError(f"args.episode_s must be a number of seconds > 0, got {self.args['episode_s']!r}")
         for key in ("timeout", "seconds"):
             value = self.args.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -176,15 +185,23 @@ class StateCondition:
 @dataclass(frozen=True, slots=True)
 class OracleStep:
     """One step of a scripted solution: ``action``, with its point taken from ``at`` (and a
-    drag's end from ``to``) when given, performed once ``wait`` holds."""
+    drag's end from ``to``) when given, performed once ``wait`` holds.
+
+    ``follow`` is for apps that publish their own solver's next action (a web page's
+    solver, which reads the DOM): the step performs the action found at ``follow.path``,
+    re-read after each one, until it is null; ``action`` is then unused (Wait by convention).
+    """
 
     action: Action
     at: Locator | None = None
     to: Locator | None = None
     wait: StateCondition | None = None
     timeout: float = 8.0
+    follow: Locator | None = None
 
     def __post_init__(self) -> None:
+        if self.follow is not None and (self.follow.path is None or self.at or self.to):
+            raise RecordError("OracleStep: follow needs a Locator with a path, and no at or to")
         has_point = hasattr(self.action, "x")
         if self.at is not None and not has_point:
             raise RecordError(f"OracleStep: a {self.action.kind} action has no point for 'at'")

@@ -48,6 +48,9 @@ def _run_setup_step(sandbox: Any, step: SetupStep) -> None:
                                f"{(result.stderr or result.stdout)[-300:]}")
     elif step.kind == "wait":
         time.sleep(float(args.get("seconds", 0.5)))
+    elif step.kind == "web":
+        sandbox.load_page(str(args["task"]), seed=int(args.get("seed", 0)),
+                          episode_s=args.get("episode_s"))
 
 
 def wait_for_window(sandbox: Any, title_pattern: str, *, timeout: float = 10.0) -> Window:
@@ -174,6 +177,16 @@ class GuestSandbox(ClosesOnExit):
     def health(self) -> dict[str, Any]:
         self._guard()
         return self._call(self.client.health)
+
+    def load_page(self, task: str, *, seed: int = 0, episode_s: float | None = None) -> Any:
+        """Load MiniWoB++ page ``task`` with ``seed`` (web image); a checked ``PageLoad``."""
+        self._guard()
+        return self._call(self.client.web_load, task, seed=seed, episode_s=episode_s)
+
+    def page_state(self) -> Any:
+        """The loaded page's checked ``PageState`` (None when no page is loaded)."""
+        self._guard()
+        return self._call(self.client.web_state)
 
     # --- recording (demonstrations) -----------------------------------------------
 

@@ -318,6 +318,21 @@ class GuestClient:
         """``{"apps": {name: state}, "errors": {name: message}}`` from the guest's state folder."""
         return self._call("GET", "/v1/app_state")
 
+    def web_load(self, task: str, *, seed: int = 0, episode_s: float | None = None) -> Any:
+        """Load a MiniWoB++ task page in the guest's browser; its reply, checked (``PageLoad``)."""
+        from deskdojo.vm.web import PageLoad
+
+        payload: dict[str, Any] = {"task": task, "seed": seed}
+        if episode_s is not None:
+            payload["episode_s"] = episode_s
+        return PageLoad.parse(self._call("POST", "/v1/web", payload, timeout=max(self.timeout, 60.0)))
+
+    def web_state(self) -> Any:
+        """The loaded page's state, checked (``PageState``), or None."""
+        from deskdojo.vm.web import PageState
+
+        return PageState.parse_reply(self._call("GET", "/v1/web"))
+
     def reset(self) -> float:
         """Kill the sandbox's apps, restore its home folder; returns the guest's elapsed ms."""
         return float(self._call("POST", "/v1/reset", {})["elapsed_ms"])

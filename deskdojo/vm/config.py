@@ -29,6 +29,8 @@ class SandboxConfig:
     screen: tuple[int, int] = field(default=(1024, 768), metadata={"help": "screen size WxH"})
     image: str | None = field(default=None, metadata={
         "help": "docker image tag (default: the tag `deskdojo image build` makes)"})
+    flavor: str = field(default="desktop", metadata={
+        "help": "docker image flavour: desktop | web (adds Chromium and the MiniWoB++ pages)"})
     memory_mb: int = field(default=1024, metadata={"help": "docker memory limit per sandbox"})
     cpus: float = field(default=1.0, metadata={"help": "docker CPU limit per sandbox"})
     pids_limit: int = field(default=512, metadata={"help": "docker process limit per sandbox"})
@@ -42,6 +44,8 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
             raise ConfigError(f"provider {self.provider!r} is not one of: {', '.join(PROVIDERS)}")
+        if self.flavor not in ("desktop", "web"):
+            raise ConfigError(f"flavor {self.flavor!r} is not one of: desktop, web")
         width, height = self.screen
         if not (64 <= width <= 7680 and 64 <= height <= 4320):
             raise ConfigError(f"screen {width}x{height} is outside 64x64..7680x4320")

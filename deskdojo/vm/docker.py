@@ -153,10 +153,12 @@ class DockerProvider:
         if self._image is None:
             from deskdojo.vm import image as image_mod
 
-            tag = image_mod.current_tag()
+            flavor = self.config.flavor
+            tag = image_mod.current_tag(flavor)
             if not image_mod.image_present(tag):
+                build = "deskdojo image build" + (f" --flavor {flavor}" if flavor != "desktop" else "")
                 raise SandboxStartError(f"the sandbox image {tag} is not built — run "
-                                        f"`deskdojo image build` (or `make setup`)")
+                                        f"`{build}` (or `make setup`)")
             self._image = tag
         return self._image
 

@@ -2,7 +2,9 @@
 
 The image tag is the hash of every input (Dockerfile text, package pins, guest files),
 so "is the image up to date?" is one tag lookup and a guest-code edit rebuilds only
-the last layer.
+the last layer. Two flavours: ``desktop`` (the default) and ``web``, the same Dockerfile
+plus a layer with Debian's Chromium and the MiniWoB++ task pages; built the same way, it
+reuses every desktop layer from the build cache.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -27,6 +30,8 @@ from deskdojo.core.errors import EngineUnavailable, SandboxStartError
 from deskdojo.core.progress import HEARTBEAT_S, LineStream, ProgressLine
 
 IMAGE_REPO = "deskdojo-desktop"
+FLAVORS = ("desktop", "web")
+IMAGE_REPOS = {"desktop": IMAGE_REPO, "web": "deskdojo-web"}
 BASE_IMAGE = "deskdojo-base:bookworm"
 UPSTREAM_BASE = "debian:bookworm-slim"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -84,6 +89,16 @@ PIP_PACKAGES: tuple[str, ...] = (
     "mss==10.2.0",
 )
 
+# The web flavour: Chromium from Debian (never a downloaded browser build) and the
+# MiniWoB++ pages from the PyPI wheel of the `miniwob` package, pinned by its sha256 so
+# the tag is known without fetching it. The pages are files in the image: the sandbox
+# keeps --network none.
+WEB_APT_PACKAGES: tuple[str, ...] = ("chromium", "fonts-liberation")
+MINIWOB_WHEEL = "miniwob-1.1.0-py3-none-any.whl"
+MINIWOB_PIN = "miniwob==1.1.0"
+MINIWOB_SHA256 = "297006e84219d56ad037e843527ed773a4a82509dc43b6031ec4a3ad3e3e61d9"
+MINIWOB_DIR = "/opt/deskdojo-web/miniwob/html"
+
 BUILD_TIMEOUT_S = 1800.0
 PULL_TIMEOUT_S = 20.0
 DEBOOTSTRAP_TIMEOUT_S = 900.0
@@ -138,7 +153,7 @@ RUN sed -i -e 's|<number>4</number>|<number>1</number>|' -e '\\|debian-menu.xml|
       '</menu></openbox_menu>' > /etc/xdg/openbox/menu.xml \\
  && printf '%s\\n' '*VT100.faceName: DejaVu Sans Mono' '*VT100.faceSize: 11' \\
       >> /etc/X11/app-defaults/XTerm
-ENV PYTHONPATH={guest_root} HOME={home} USER={user} NO_AT_BRIDGE=1
+{flavor_layers}ENV PYTHONPATH={guest_root} HOME={home} USER={user} NO_AT_BRIDGE=1
 USER {uid}:{uid}
 WORKDIR {home}
 ENTRYPOINT ["python3", "-m", "deskdojo.vm.guest.boot"]
@@ -147,9 +162,32 @@ COPY guest/ {guest_root}/
 """
 
 
-def dockerfile_text() -> str:
+_WEB_LAYERS = """\
+# The web flavour: Debian's Chromium and the MiniWoB++ task pages (file:// pages).
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends \\
+      {web_packages} \\
+ && apt-get clean \\
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+COPY miniwob/ {miniwob_dir}/
+"""
+
+
+def check_flavor(flavor: str) -> str:
+    if flavor not in FLAVORS:
+        from deskdojo.core.errors import ConfigError
+
+        raise ConfigError(f"image flavor {flavor!r} is not one of: {', '.join(FLAVORS)}")
+    return flavor
+
+
+def dockerfile_text(flavor: str = "desktop") -> str:
     """The Dockerfile the image is built from, with the package lists filled in."""
+    check_flavor(flavor)
+    flavor_layers = "" if flavor == "desktop" else _WEB_LAYERS.format(
+        web_packages=" ".join(WEB_APT_PACKAGES), miniwob_dir=MINIWOB_DIR)
     return _DOCKERFILE_TEMPLATE.format(
+        flavor_layers=flavor_layers,
         base=BASE_IMAGE,
         label=LABEL,
         mirror=DEBIAN_MIRROR,
@@ -229,13 +267,19 @@ def hash_inputs(dockerfile: str, files: Iterable[tuple[str, bytes]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def image_inputs_hash(root: Path | None = None) -> str:
+def image_inputs_hash(root: Path | None = None, flavor: str = "desktop") -> str:
     """Hash over every input of the image; ``root`` defaults to this package's source.
 
     Any change to the Dockerfile, the package lists or the bytes of a guest file gives
-    a new hash, hence a new tag.
+    a new hash, hence a new tag. The web flavour's pages enter by their wheel's sha256.
     """
-    return hash_inputs(dockerfile_text(), _read_guest_files(root))
+    return hash_inputs(dockerfile_text(flavor), _flavor_files(_read_guest_files(root), flavor))
+
+
+def _flavor_files(files: list[tuple[str, bytes]], flavor: str) -> list[tuple[str, bytes]]:
+    if flavor == "web":
+        return [*files, (f"wheel/{MINIWOB_WHEEL}", MINIWOB_SHA256.encode())]
+    return files
 
 
 def _read_guest_files(root: Path | None) -> list[tuple[str, bytes]]:
@@ -243,9 +287,9 @@ def _read_guest_files(root: Path | None) -> list[tuple[str, bytes]]:
     return [(rel.as_posix(), (root / rel).read_bytes()) for rel in guest_files(root)]
 
 
-def current_tag() -> str:
-    """The tag the image built from the current source has."""
-    return f"{IMAGE_REPO}:{image_inputs_hash()}"
+def current_tag(flavor: str = "desktop") -> str:
+    """The tag the image (of ``flavor``) built from the current source has."""
+    return f"{IMAGE_REPOS[check_flavor(flavor)]}:{image_inputs_hash(flavor=flavor)}"
 
 
 # --- the docker CLI ----------------------------------------------------------------
@@ -454,10 +498,58 @@ def _wheelhouse(log: Callable[[str], None]) -> Path:
     return wheels
 
 
-def _prepare_context(context: Path, files: Sequence[tuple[str, bytes]], wheels: Path) -> None:
+def _miniwob_wheel(log: Callable[[str], None]) -> Path:
+    """The pinned ``miniwob`` wheel, fetched once by the host's pip into the cache and
+    checked against MINIWOB_SHA256."""
+    wheel = _cache_dir() / f"miniwob-{MINIWOB_SHA256[:12]}" / MINIWOB_WHEEL
+    if wheel.is_file() and hashlib.sha256(wheel.read_bytes()).hexdigest() == MINIWOB_SHA256:
+        return wheel
+    log(f"image: fetching {MINIWOB_PIN} (the MiniWoB++ pages) with the host's pip")
+    staging = Path(tempfile.mkdtemp(prefix="miniwob-", dir=_cache_dir()))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                               "--only-binary", ":all:", "--dest", str(staging), MINIWOB_PIN],
+                              capture_output=True, text=True, timeout=600)
+        got = staging / MINIWOB_WHEEL
+        if proc.returncode != 0 or not got.is_file():
+            raise SandboxStartError(f"`pip download {MINIWOB_PIN}` failed (exit {proc.returncode}); pip "
+                                    f"must reach PyPI from {sys.executable}:\n" + proc.stderr.strip()[-2000:])
+        digest = hashlib.sha256(got.read_bytes()).hexdigest()
+        if digest != MINIWOB_SHA256:
+            raise SandboxStartError(f"{MINIWOB_WHEEL} has sha256 {digest}, not the pinned {MINIWOB_SHA256}; "
+                                    "the index served another file")
+        wheel.parent.mkdir(parents=True, exist_ok=True)
+        got.replace(wheel)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return wheel
+
+
+def _extract_pages(wheel: Path, dest: Path) -> int:
+    """Copy the wheel's ``miniwob/html/`` into ``dest``; names that leave it are refused."""
+    prefix, count = "miniwob/html/", 0
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.infolist():
+            if member.is_dir() or not member.filename.startswith(prefix):
+                continue
+            rel = member.filename[len(prefix):]
+            if not rel or rel.startswith("/") or ".." in rel.split("/"):
+                raise SandboxStartError(f"{wheel.name}: refusing the member {member.filename!r}")
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(member))
+            os.chmod(target, 0o644)
+            count += 1
+    return count
+
+
+def _prepare_context(context: Path, files: Sequence[tuple[str, bytes]], wheels: Path,
+                     flavor: str = "desktop", log: Callable[[str], None] = print) -> None:
     """A build context with only what the image needs (never the repo or a venv)."""
-    (context / "Dockerfile").write_text(dockerfile_text())
+    (context / "Dockerfile").write_text(dockerfile_text(flavor))
     shutil.copytree(wheels, context / "wheels")
+    if flavor == "web":
+        _extract_pages(_miniwob_wheel(log), context / "miniwob")
     for rel, data in files:
         dest = context / "guest" / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -472,24 +564,26 @@ def _trim_build_logs(*, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def build_image(*, force: bool = False, log: Callable[[str], None] = print) -> str:
-    """Build the desktop image unless its tag is present; return the tag.
+def build_image(*, force: bool = False, log: Callable[[str], None] = print,
+                flavor: str = "desktop") -> str:
+    """Build the image of ``flavor`` unless its tag is present; return the tag.
 
     Nothing changed -> one tag lookup, no build. ``force=True`` rebuilds every layer
     from the base (``--no-cache``), e.g. to take new Debian updates; the base itself is
     reused. The build's full output goes to ``~/.cache/deskdojo/image-build-<hash>.log``.
     """
-    return _build(None, force=force, log=log)
+    return _build(None, force=force, log=log, flavor=flavor)
 
 
-def _build(root: Path | None, *, force: bool, log: Callable[[str], None]) -> str:
+def _build(root: Path | None, *, force: bool, log: Callable[[str], None], flavor: str = "desktop") -> str:
     """build_image() for the guest files under ``root`` (tests build from a copy)."""
+    check_flavor(flavor)
     require_engine()
     # The tag and the build context come from one read of the files, so an edit made
     # during the build cannot end up in an image whose tag says otherwise.
     files = _read_guest_files(root)
-    inputs = hash_inputs(dockerfile_text(), files)
-    tag = f"{IMAGE_REPO}:{inputs}"
+    inputs = hash_inputs(dockerfile_text(flavor), _flavor_files(files, flavor))
+    tag = f"{IMAGE_REPOS[flavor]}:{inputs}"
     if not force and image_present(tag):
         return tag
     with _build_lock(log):
@@ -503,7 +597,7 @@ def _build(root: Path | None, *, force: bool, log: Callable[[str], None]) -> str
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="deskdojo-image-") as tmp:
             context = Path(tmp)
-            _prepare_context(context, files, _wheelhouse(log))
+            _prepare_context(context, files, _wheelhouse(log), flavor, log)
             argv, env = _build_command()
             argv += ["-t", tag, "--label", f"{INPUTS_LABEL_KEY}={inputs}"]
             if force:

@@ -1,6 +1,7 @@
 """Procedural task families. Each module in this package defines ``FAMILIES``, a list of
 ``Family`` objects; they are found by listing the package, so adding a family is adding
-a module. ``all_families()`` returns them by name."""
+a module. ``all_families()`` returns them by name; ``web_families()`` the MiniWoB++ ones,
+which need the web image and are kept out of the desktop loops."""
 
 from __future__ import annotations
 
@@ -28,8 +29,17 @@ def all_families() -> dict[str, "Family"]:
     return dict(sorted(found.items()))
 
 
+def web_families() -> dict[str, "Family"]:
+    """The MiniWoB++ families (``miniwob.<task>``), by name; they run in the web image."""
+    from deskdojo.curriculum.families._miniwob import FAMILIES
+
+    return {family.name: family for family in FAMILIES}
+
+
 def get_family(name: str) -> "Family":
     families = all_families()
+    if name not in families and name.startswith("miniwob."):
+        families = web_families()
     if name not in families:
         raise KeyError(f"no task family {name!r}; the families are: {', '.join(families)}")
     return families[name]

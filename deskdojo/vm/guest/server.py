@@ -1,8 +1,9 @@
 """The guest control server: HTTP/1.1 with JSON over a unix socket, one per sandbox.
 
 The host drives the sandbox only through these endpoints (all under ``/v1``):
-health, screenshot, act, exec, files, windows, elements, app_state, reset, shutdown, and
-record (while on, every action performed is kept with the screen before it). Every
+health, screenshot, act, exec, files, windows, elements, app_state, reset, shutdown, web
+(the web image's browser: load a task page, read its state), and record (while on, every
+action performed is kept with the screen before it). Every
 error is ``{"error": "..."}`` with a 4xx/5xx status and the server keeps serving;
 the limits below (JSON depth, path length, request deadline, connection count) keep
 bad or half-sent requests from holding threads or ending in a 500.
@@ -204,8 +205,11 @@ class GuestService:
         self.elements = ElementCollector(grab=self._grab_frame, screen_size=(self.width, self.height),
                                          sources={"tk": TkSource(config.state_dir)}, warm_up=WARM_AT_START)
         self._allowed_roots = [os.path.realpath(config.home), os.path.realpath("/tmp")]
+        self._web: Any = None  # WebPages, made on the first web request
 
     def close(self) -> None:
+        if self._web is not None:
+            self._web.close()
         self.executor.close()
         self.screen.close()
         self.windows_lister.close()
@@ -392,18 +396,63 @@ class GuestService:
                     apps[app] = parse_json(handle.read())
             except (OSError, ValueError) as error:
                 errors[app] = f"{name}: {error}"
+        if self._web is not None and self._web.page is not None:  # a loaded web page is an app too
+            from deskdojo.vm.guest.web import WebError
+
+            try:
+                apps["web"] = self._web.state()
+            except WebError as error:
+                errors["web"] = str(error)
         return {"apps": apps, "errors": errors}
+
+    # web pages (the web image's browser)
+
+    def web(self) -> Any:
+        if self._web is None:
+            from deskdojo.vm.guest.web import WebPages
+
+            self._web = WebPages(display=self.config.display, env=self.env, screen=(self.width, self.height),
+                                 on_page=lambda: self.elements.expire("atspi"))
+        return self._web
+
+    def web_load(self, body: Any) -> dict[str, Any]:
+        from deskdojo.vm.guest.web import WebError
+
+        if not isinstance(body, dict):
+            raise HttpError(400, 'web needs a JSON object {"task": "click-button", "seed": 0}')
+        _check_fields("web", body, {"task", "seed", "episode_s"})
+        try:
+            return self.web().load(body)
+        except ValueError as error:
+            raise HttpError(400, str(error)) from None
+        except LookupError as error:
+            raise HttpError(404, str(error)) from None
+        except WebError as error:
+            raise HttpError(503, str(error)) from None
+
+    def web_state(self) -> dict[str, Any]:
+        from deskdojo.vm.guest.web import WebError
+
+        try:
+            return {"page": self._web.state() if self._web is not None else None}
+        except WebError as error:
+            raise HttpError(503, str(error)) from None
 
     # reset
 
     def reset(self) -> dict[str, Any]:
         with self._reset_lock:
             start = time.perf_counter()
+            # The browser survives a reset (a page load is its reset): starting it costs seconds.
+            browser = self._web.browser_pid() if self._web is not None else None
             self.registry.kill_descendants(
                 spare={pid for pid in (self.config.wm_pid,) if pid},
-                spare_trees={pid for pid in (self.config.xserver_pid, *self.config.service_pids) if pid})
+                spare_trees={pid for pid in (self.config.xserver_pid, *self.config.service_pids, browser) if pid})
             try:  # X clients we did not start (none usually) lose their connection too
-                self.windows_lister.kill_clients(self.windows_lister.client_windows())
+                windows = self.windows_lister.list() if browser else []
+                spared = {w["id"] for w in windows if w["wm_class"].lower() == "chromium"}
+                self.windows_lister.kill_clients([w for w in self.windows_lister.client_windows()
+                                                  if w not in spared])
             except Exception as error:  # noqa: BLE001 - best effort; the processes are gone
                 print(f"deskdojo guest: reset could not close leftover windows: {error}", file=sys.stderr)
             self.executor.release_all()
@@ -411,6 +460,8 @@ class GuestService:
                 restore_home(self.config.home, self.config.pristine_home,
                              keep=[self.config.socket_dir, self.config.pristine_home])
             clear_directory(self.config.state_dir)
+            if self._web is not None:
+                self._web.blank()
             self.executor.move_to(self.width // 2, self.height // 2)
             return {"ok": True, "elapsed_ms": round((time.perf_counter() - start) * 1000, 3)}
 
@@ -668,6 +719,12 @@ class GuestRequestHandler(BaseHTTPRequestHandler):
     def ep_app_state(self, query: Mapping[str, list[str]], body: bytes) -> None:
         self.send_json(200, self.server.service.app_state())
 
+    def ep_web_get(self, query: Mapping[str, list[str]], body: bytes) -> None:
+        self.send_json(200, self.server.service.web_state())
+
+    def ep_web_post(self, query: Mapping[str, list[str]], body: bytes) -> None:
+        self.send_json(200, self.server.service.web_load(self._json_body(body)))
+
     def ep_record_get(self, query: Mapping[str, list[str]], body: bytes) -> None:
         self.send_json(200, self.server.service.recording.summary())
 
@@ -704,6 +761,7 @@ ROUTES: dict[str, dict[str, _Route]] = {
     "/v1/elements": {"GET": GuestRequestHandler.ep_elements},
     "/v1/app_state": {"GET": GuestRequestHandler.ep_app_state},
     "/v1/reset": {"POST": GuestRequestHandler.ep_reset},
+    "/v1/web": {"GET": GuestRequestHandler.ep_web_get, "POST": GuestRequestHandler.ep_web_post},
     "/v1/record": {"GET": GuestRequestHandler.ep_record_get, "POST": GuestRequestHandler.ep_record_post},
     "/v1/record/frame": {"GET": GuestRequestHandler.ep_record_frame},
     "/v1/shutdown": {"POST": GuestRequestHandler.ep_shutdown},

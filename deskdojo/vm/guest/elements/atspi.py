@@ -261,6 +261,7 @@ class AtspiSource:
         self.max_age_s = max_age_s
         self.cache = TreeCache()
         self.last_calls = 0  # D-Bus calls the last read made (for the bench)
+        self._expired = False
 
     def unavailable(self) -> str | None:
         if self._desktop is not None:
@@ -276,6 +277,11 @@ class AtspiSource:
     def forget(self) -> None:
         """Drop the cache (the next read walks the whole tree again)."""
         self.cache.clear()
+
+    def expire(self) -> None:
+        """Make the next read walk the whole tree again (safe from another thread): for
+        changes the app announces with no event, like a browser page load."""
+        self._expired = True
 
     def _connect(self) -> None:
         import pyatspi
@@ -312,7 +318,8 @@ class AtspiSource:
                 raise RuntimeError(why_not)
             self._connect()
         self._drain()
-        if time.monotonic() - self.cache.born > self.max_age_s:
+        if self._expired or time.monotonic() - self.cache.born > self.max_age_s:
+            self._expired = False
             self.cache.clear()
         walk = Walk(deadline=deadline, screen=self._screen or (0, 0, 1 << 16, 1 << 16))
         try:

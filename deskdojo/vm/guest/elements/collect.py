@@ -197,6 +197,14 @@ class ElementCollector:
                 worker = self._workers[name] = source
             return worker
 
+    def expire(self, name: str) -> None:
+        """Make source ``name`` (if loaded and it keeps a cache) read afresh next time."""
+        with self._lock:
+            worker = self._workers.get(name)
+        expire = getattr(worker.source, "expire", None) if isinstance(worker, SourceWorker) else None
+        if expire is not None:
+            expire()
+
     def warm_up(self, names: Sequence[str] = WARM_AT_START) -> None:
         """Load ``names`` now, in the background, so sources that keep warm start walking
         before the first listing (the first app's tree is ready when the agent looks)."""
