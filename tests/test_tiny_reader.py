@@ -8,10 +8,12 @@ import random
 
 import pytest
 
-from deskdojo.agent.tiny.pretrain import (PretrainConfig, accuracy, make_example, pretrain, reader_from_scratch,
+from deskdojo.agent.tiny.pretrain import (OPENER_PLACES, PretrainConfig, accuracy, click_example, make_example, opener_example,
+                                          pretrain, reader_from_scratch, typing_example,
                                           split_words)
 from deskdojo.agent.tiny.words import UI_WORDS, pseudo_words, word_tokens
-from deskdojo.core.actions import Click, Done
+from deskdojo.core.actions import Click, Done, Type
+from deskdojo.core.protocols import Decision
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_generated_examples_answer_with_a_mentioned_row_or_done():
     words = pseudo_words()[:300]
     seen_done = seen_ordered = 0
     for _ in range(300):
-        example = make_example(rng, words, rows=rng.randint(2, 20))
+        example = click_example(rng, words, rows=rng.randint(2, 20))
         rows = {e.id: e for e in example.observation.elements.elements}
         clicked = {d.action.element for d in example.history}
         for choice in example.choices:
@@ -62,6 +64,63 @@ def test_generated_examples_answer_with_a_mentioned_row_or_done():
         seen_ordered += len(example.choices) == 1 and not isinstance(example.target, Done)
         assert example.target in example.choices
     assert seen_done > 20 and seen_ordered > 100
+
+
+def test_typing_examples_type_the_quoted_text_into_the_one_field_in_the_instructions_order():
+    rng = random.Random(7)
+    words = pseudo_words()[:300]
+    kinds = {"type": 0, "click": 0, "done": 0}
+    for _ in range(200):
+        example = typing_example(rng, words, rows=rng.randint(2, 12))
+        rows = {e.id: e for e in example.observation.elements.elements}
+        (field,) = [e for e in rows.values() if "editable" in e.states]
+        typed = [d for d in example.history if isinstance(d.action, Type)]
+        assert example.target in example.choices
+        if isinstance(example.target, Type):
+            kinds["type"] += 1
+            assert not typed and example.target.element == (None if "focused" in field.states else field.id)
+            assert f"{example.target.text}" in example.task.instruction and f"into the" in example.task.instruction
+            # every row the sentence names before the typing is clicked already
+            assert all(d.element_name in example.task.instruction.split(" type ")[0] for d in example.history)
+        elif isinstance(example.target, Click):
+            kinds["click"] += 1
+            assert rows[example.target.element].name in example.task.instruction
+            assert example.target.element != field.id
+        else:
+            kinds["done"] += 1
+            assert len(typed) == 1
+        if typed:  # the field holds what was typed
+            assert field.name == typed[0].action.text
+    assert min(kinds.values()) > 15, kinds
+
+
+def test_opener_examples_open_an_unnamed_drop_down_then_click_the_named_item():
+    rng = random.Random(8)
+    words = pseudo_words()[:300]
+    steps = {0: 0, 1: 0, 2: 0}
+    for _ in range(200):
+        example = opener_example(rng, words, rows=rng.randint(3, 12))
+        rows = {e.id: e for e in example.observation.elements.elements}
+        steps[len(example.history)] += 1
+        if not example.history:  # the item is not on the screen; any drop-down opens
+            assert all(rows[c.element].role == "combo box" for c in example.choices)
+            assert not any(rows[c.element].name and rows[c.element].name in example.task.instruction
+                           for c in example.choices)
+        elif len(example.history) == 1:  # open: the named item shows as a menu item
+            (choice,) = example.choices
+            assert rows[choice.element].role == "menu item" and rows[choice.element].name in example.task.instruction
+        else:
+            assert example.choices == (Done(),)
+    assert min(steps.values()) > 25, steps
+
+
+def test_mixed_pretraining_draws_all_three_kinds():
+    rng = random.Random(9)
+    words = pseudo_words()[:300]
+    examples = [make_example(rng, words, rows=6) for _ in range(300)]
+    typing = sum(any("editable" in e.states for e in x.observation.elements.elements) for x in examples)
+    openers = sum(x.task.instruction.endswith(tuple(f"{place}." for place in OPENER_PLACES)) for x in examples)
+    assert 60 < typing < 120 and 5 < openers < 60
 
 
 def test_held_out_words_never_train():
@@ -112,11 +171,46 @@ def test_a_container_the_task_names_ranks_after_its_targets_and_is_never_named()
             Element(5, "button", "Marble tray", (0, 80, 40, 12)))
     instruction = "Check the box labelled “tomato” and set “Marble colour” to “Cyan”."
     ranked = ranked_for_task(ShownElements(rows, 0, listed=True), instruction, acted=frozenset({"tomato"}))
-    assert [e.id for e in ranked.elements] == [1, 3, 2, 5, 4]
+    # the acted-on row sinks below what is left to do (the container too), above the rest
+    assert [e.id for e in ranked.elements] == [3, 2, 1, 5, 4]
     assert ranked.named == {3} and ranked.acted == {1}
     # the same name on a control is a target as before
     as_button = (rows[0], Element(2, "button", "Marble colour", (0, 20, 100, 50)), *rows[2:])
     assert ranked_for_task(ShownElements(as_button, 0, listed=True), instruction).named == {1, 2, 3}
+
+
+def test_a_label_or_a_field_the_task_names_is_not_a_target():
+    from deskdojo.agent.observation import ShownElements, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    rows = (Element(1, "label", "Reason:", (0, 0, 40, 12)),
+            Element(2, "text", "Rufus", (50, 0, 80, 12), frozenset({"editable", "focused"})),
+            Element(3, "button", "Archive", (0, 30, 40, 12)),
+            Element(4, "button", "Rufus", (0, 60, 40, 12)))
+    instruction = 'Type "Rufus" into the Reason field, then confirm with Archive.'
+    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), instruction)
+    # the field holds the typed text and the label names the field: neither is left to click
+    assert ranked.named == {3, 4}
+
+
+def test_clicking_an_unnamed_row_marks_no_other_unnamed_row_acted():
+    from deskdojo.agent.observation import ShownElements, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    rows = (Element(1, "combo box", "", (0, 0, 40, 12)), Element(2, "scroll bar", "", (50, 0, 5, 80)),
+            Element(3, "combo box", "Brown", (0, 30, 40, 12)))
+    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), "Choose “White”.", acted=frozenset({"", "Brown"}))
+    assert ranked.acted == {3}
+
+
+def test_history_names_is_a_saved_setting(tmp_path):
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+
+    policy = reader_from_scratch(seed=0)
+    assert policy.history_names
+    policy.save(tmp_path / "p")
+    assert load_policy(str(tmp_path / "p")).history_names
+    assert not load_policy(str(tmp_path / "p"), PolicyConfig(history_names=False)).history_names
 
 
 def test_a_ranked_table_numbers_its_rows_and_answers_map_back_to_listing_ids():
@@ -150,4 +244,7 @@ def test_a_ranked_table_numbers_its_rows_and_answers_map_back_to_listing_ids():
     assert decided.element_name == "pepper"
     again = policy._prompt([observation], task, (decided,)).text
     assert '1 button "pepper" acted ' in again and '2 button "pepper mill" -' in again
-    assert "Earlier actions:\n1. click #1\n" in again
+    # the history names what was acted on, so the answer has no earlier number to repeat
+    assert "Earlier actions:\n1. click \"pepper\"\n" in again
+    typed = Decision(text='type #2 "salt"', action=Type("salt", element=4), element_name="")
+    assert "2. type \"salt\"\n" in policy._prompt([observation], task, (decided, typed)).text

@@ -94,17 +94,38 @@ acted" in the same row, a reader trained on 12,800 examples still answered ``don
 after the first click of a two-click task 15 times in 16)."""
 
 
+NEVER_TARGET_ROLES = frozenset({"label", "text line", "static text", "heading"})
+"""Rows that show words and are not acted on: a label the task names ("the Reason
+field") is not a target."""
+
+
+def can_be_target(element: Element) -> bool:
+    """Whether a row the task names whole is a target (``named``): not a label, and not an
+    editable field, whose name is the text it holds (typed "Rufus" is not a row "Rufus")."""
+    return element.role not in NEVER_TARGET_ROLES and "editable" not in element.states
+
+
+ACTED_RELEVANCE = 1.0
+"""Where an acted-on row ranks: below every row the task names, above look-alikes (0.5)
+and rows that share no word with it."""
+
+
 def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[str] = frozenset()) -> ShownElements:
     """``shown`` with its rows ordered by ``task_relevance``, then by where the task first
     names them (ties, and rows that share no word, keep the listing's order); the rows are
     then numbered 1..n in that order. A container the task names (``CONTAINER_ROLES``)
-    ranks after every row the task names whole, so those stay together at the top."""
-    relevance = {e.id: min(score, 1.9) if e.role in CONTAINER_ROLES else score
+    ranks after every row the task names whole, so those stay together at the top.
+
+    A row the episode already acted on (its name in ``acted``; a row without a name cannot
+    be told from its unnamed neighbours and is never marked) carries the state ``acted``
+    and sinks below the rows still to do, so the next named row is always the first: a
+    small reader that had to count acted rows learned "the third click is #3" from one
+    family and said it in another."""
+    done = frozenset(e.id for e in shown.elements if e.name and e.name in acted)
+    relevance = {e.id: min(score, ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else score)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
     order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))
-    # what the episode already did shows as a state of the row; its place does not change
-    done = frozenset(e.id for e in order if e.name in acted)
-    named = frozenset(e.id for e in order if relevance[e.id] >= 2.0 and e.id not in done)
+    named = frozenset(e.id for e in order if relevance[e.id] >= 2.0 and e.id not in done and can_be_target(e))
     return ShownElements(tuple(order), shown.left_out, shown.listed, shown.truncated, numbered=True, acted=done,
                          named=named)
 

@@ -126,6 +126,10 @@ class PolicyConfig:
     element_order: str | None = field(default=None, metadata={
         "help": "order of the element table's rows: id (the listing's) | task (rows that share words "
                 "with the task first, best match first); default: the saved value, id otherwise"})
+    history_names: bool | None = field(default=None, metadata={
+        "help": "write earlier element actions by the element's name (click \"Kettle\"), not by the row "
+                "number said then: a number from another step's table is a number to copy, not a "
+                "fact; default: the saved value, off otherwise"})
     element_budget: int = field(default=DEFAULT_ELEMENT_BUDGET, metadata={
         "help": "characters of element-table rows per prompt; past it, elements off screen or far "
                 "from the focus are left out (the prompt says how many)"})
@@ -242,7 +246,7 @@ class VLMPolicy:
     def __init__(self, *, model: Any, tokenizer: Any, processor: Any, config: PolicyConfig,
                  model_type: str, base: str, format_name: str, min_pixels: int, max_pixels: int,
                  factor: int, position_code: bool = False, observation: str = "screenshot",
-                 element_order: str = "id"):
+                 element_order: str = "id", history_names: bool = False):
         from deskdojo.agent.formats import get_format
 
         self.model = model
@@ -258,6 +262,7 @@ class VLMPolicy:
         self.position_code = position_code
         self.observation = check_mode(observation)
         self.element_order = element_order
+        self.history_names = history_names
         self.lora: LoraSettings | None = None
         self.gradient_checkpointing = False
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
@@ -340,6 +345,9 @@ class VLMPolicy:
         for number, decision in enumerate(history[start:], start=start + 1):
             if decision.action is None:
                 lines.append(f"{number}. (an answer that did not parse)")
+                continue
+            if self.history_names and (named := _named_line(decision)) is not None:
+                lines.append(f"{number}. {named}")
                 continue
             if self.element_order == "task" and decision.text and element_of(decision.action) is not None:
                 # a ranked table's numbers belong to that step's table: say what was said then
@@ -705,7 +713,7 @@ class VLMPolicy:
                   "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
                   "position_code": self.position_code, "gradient_checkpointing": self.gradient_checkpointing,
                   "observation": self.observation, "element_order": self.element_order,
-                  "seed": self.config.seed, "policy_id": self.policy_id,
+                  "history_names": self.history_names, "seed": self.config.seed, "policy_id": self.policy_id,
                   "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
         if self.lora is None:
             self.model.save_pretrained(str(folder))
@@ -757,6 +765,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
             position_code=_first(config.position_code, saved.get("position_code", False)),
             observation=_first(config.observation, saved.get("observation")),
             element_order=_first(config.element_order, saved.get("element_order")),
+            history_names=_first(config.history_names, saved.get("history_names", False)),
             gradient_checkpointing=checkpointing))
         _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
             {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
@@ -798,7 +807,8 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
                        max_pixels=max_pixels, factor=factor,
                        position_code=_first(config.position_code, default_code),
                        observation=_first(config.observation, (saved or {}).get("observation") or "screenshot"),
-                       element_order=_first(config.element_order, (saved or {}).get("element_order") or "id"))
+                       element_order=_first(config.element_order, (saved or {}).get("element_order") or "id"),
+                       history_names=bool(_first(config.history_names, (saved or {}).get("history_names", False))))
     if saved is not None:
         policy.policy_id = saved.get("policy_id", policy.policy_id)
     if config.lora is not None:
@@ -806,6 +816,23 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     if checkpointing:
         policy.enable_gradient_checkpointing()
     return policy
+
+
+def _named_line(decision: Decision) -> str | None:
+    """An earlier click or typing by what it acted on (``click "Kettle"``, ``type "Rufus"``),
+    for ``history_names``; None for an action this does not describe (it is rendered)."""
+    from deskdojo.core.actions import Click, Type
+
+    action = decision.action
+    if isinstance(action, Type):
+        return f"type {json.dumps(action.text, ensure_ascii=False)}"
+    if not isinstance(action, Click) or action.element is None:
+        return None
+    name = ' '.join((decision.element_name or "").split())
+    line = f"click {json.dumps(name, ensure_ascii=False)}" if name else "click an unnamed element"
+    if (action.button, action.count) != ("left", 1):
+        line += f" {action.button} {action.count}"
+    return line
 
 
 def _first(value: Any, default: Any) -> Any:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from deskdojo.core.actions import Click, Done
+from deskdojo.core.actions import Click, Done, Type
 from deskdojo.core.elements import Element, ElementList
 from deskdojo.core.progress import ProgressLine
 from deskdojo.core.protocols import Decision
@@ -49,13 +49,21 @@ VERBS = tuple("click press choose select open pick tap hit activate use".split()
 TARGET_COUNTS = (1, 1, 2, 2, 3, 4)
 """How many rows an instruction names (weights by repetition)."""
 NOUN_HINTS = tuple("button item entry option box tab menu control field thing one".split())
+TYPING_SHARE = 0.3
+"""Examples whose instruction also asks for text typed into a field."""
+OPENER_SHARE = 0.12
+"""Examples whose target is inside a drop-down that no word of the instruction names."""
+UNNAMED_ROLES = ("list", "scroll bar", "panel", "text line", "combo box", "separator")
+"""Rows that real screens list without a name (a list's frame, its scroll bar, an empty
+combo box): never a target, and one unnamed row is not another."""
+OPENER_PLACES = ("from the drop-down", "in the drop-down menu", "from the list", "in the menu", "from the options")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PretrainConfig:
     """One pretraining run. ``steps`` optimizer steps of ``batch_size`` generated examples."""
 
-    steps: int = 800
+    steps: int = 1500
     batch_size: int = 16
     lr: float = 2e-3
     warmup_steps: int = 100
@@ -140,6 +148,148 @@ def _instruction(rng: random.Random, mentions: Sequence[Element], ordered: bool,
 
 
 def make_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
+    """One generated example: mostly clicks on named rows (``click_example``); some ask for
+    text typed into a field on the way (``typing_example``); some name a target that a
+    drop-down holds, which no word of the instruction names (``opener_example``)."""
+    draw = rng.random()
+    if draw < TYPING_SHARE:
+        return typing_example(rng, words, rows=rows)
+    if draw < TYPING_SHARE + OPENER_SHARE:
+        return opener_example(rng, words, rows=rows)
+    return click_example(rng, words, rows=rows)
+
+
+def _fresh_names(rng: random.Random, words: Sequence[str], count: int, used: set[str]) -> list[str]:
+    names: list[str] = []
+    while len(names) < count:
+        name = _name(rng, words)
+        if name.lower() not in used:
+            used.add(name.lower())
+            names.append(name)
+    return names
+
+
+def _screen(rng: random.Random, words: Sequence[str], rows: Sequence[tuple[str, str, frozenset[str]]]) -> Observation:
+    """An observation whose listing holds a frame and ``rows`` (role, name, states) in a
+    shuffled screen order, numbered by that order."""
+    order = rng.sample(range(len(rows)), len(rows))
+    elements = [Element(0, "frame", f"deskdojo {rng.choice(words)}", (0, 0, 640, 480), frozenset({"enabled"}))]
+    for number, i in enumerate(order, start=1):
+        role, name, states = rows[i]
+        elements.append(Element(number, role, name, _box(rng), states))
+    return _observation(rng, elements)
+
+
+def _box(rng: random.Random) -> tuple[int, int, int, int]:
+    return rng.randrange(0, 900), rng.randrange(0, 700), rng.randrange(30, 160), rng.randrange(12, 40)
+
+
+def _observation(rng: random.Random, elements: list[Element]) -> Observation:
+    """The listing with up to three unnamed rows put in at random places (ids past the named
+    rows'), as real screens list them."""
+    rows = list(elements)
+    for k in range(rng.choice((0, 0, 1, 2, 3))):
+        rows.insert(rng.randint(1, len(rows)), Element(500 + k, rng.choice(UNNAMED_ROLES), "", _box(rng),
+                                                       frozenset({"enabled"})))
+    return Observation(screenshot=_blank_screen(), screen_size=SCREEN, elements=ElementList(tuple(rows)))
+
+
+def _row_id(observation: Observation, name: str, role: str | None = None) -> int:
+    return next(e.id for e in observation.elements.elements if e.name == name and (role is None or e.role == role))
+
+
+def _filler(rng: random.Random) -> frozenset[str]:
+    return frozenset(s for s in rng.choice(STATES).split(",") if s != "-")
+
+
+def typing_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
+    """Clicks on named rows with one typing step among them, in the instruction's order:
+    ``type “Rufus” into the Reason field``. The field is the table's one editable row (its
+    name is what it holds); the answer types into it by number. Once typed, the field holds
+    the text, and the history says what was typed."""
+    used: set[str] = set()
+    clicks = _fresh_names(rng, words, rng.choice((0, 1, 1, 2, 3)), used)
+    others = _fresh_names(rng, words, max(0, rows - len(clicks) - 2), used)
+    text, label, prefill = _fresh_names(rng, words, 3, used)
+    label = label.capitalize()
+    place = rng.randint(0, len(clicks))
+    sequence: list[str | None] = [*clicks[:place], None, *clicks[place:]]  # None: the typing step
+    done = rng.randint(0, len(sequence)) if rng.random() < 0.7 else 0
+    typed = None in sequence[:done]
+    field_role = rng.choice(("text", "entry"))
+    field_name = text if typed else ("" if rng.random() < 0.8 else prefill)
+    field_states = frozenset({"editable", "enabled"} | ({"focused"} if rng.random() < 0.5 else set()))
+    screen_rows = [(rng.choice(sorted(CLICKABLE)), n, _filler(rng)) for n in clicks]
+    screen_rows += [(rng.choice(ROLES), n, _filler(rng)) for n in others]
+    screen_rows += [("label", f"{label}:", frozenset({"enabled"})), (field_role, field_name, field_states)]
+    observation = _screen(rng, words, screen_rows)
+    field_id = _row_id(observation, field_name, field_role)
+    parts = [f"type {_quote(rng, text)} into the {label} {rng.choice(('field', 'box', 'entry'))}" if step is None
+             else _quote(rng, step) for step in sequence]
+    verb = rng.choice(VERBS)
+    sentence = ", then ".join(p if p.startswith("type ") else f"{rng.choice(VERBS) if k else verb} {p}"
+                              for k, p in enumerate(parts))
+    instruction = sentence[0].upper() + sentence[1:] + "."
+    history = tuple(Decision(text=f'type "{text}"', action=Type(text, element=field_id), element_name="")
+                    if step is None else
+                    Decision(text=f"click #{_row_id(observation, step)}", action=Click(element=_row_id(observation, step)),
+                             element_name=step)
+                    for step in sequence[:done])
+    following = sequence[done] if done < len(sequence) else "done"
+    if following == "done":
+        target, choices = Done(), (Done(),)
+    elif following is None:  # into the focused field as it is (a dialog's), else click it first
+        target = Type(text) if "focused" in field_states else Type(text, element=field_id)
+        choices = (Type(text), Type(text, element=field_id)) if "focused" in field_states else (target,)
+    else:
+        target = Click(element=_row_id(observation, following))
+        choices = (target,)
+    task = Task(id="pretrain", instruction=instruction, family="pretrain")
+    return Example(task, observation, history, target, choices)
+
+
+def opener_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
+    """A target inside a drop-down: the instruction names the item (“White”) and not the
+    drop-down, which shows another item (“Brown”). First click a drop-down (any of them, when
+    there are two), then the item it shows, then done; a chosen item becomes the drop-down's
+    name."""
+    used: set[str] = set()
+    target_name, shown_name, *items = _fresh_names(rng, words, rng.randint(4, 6), used)
+    others = _fresh_names(rng, words, max(0, rows - 3), used)
+    # a second drop-down, often without a name (an empty combo box)
+    spare = (_fresh_names(rng, words, 1, used)[0] if rng.random() < 0.5 else "") if rng.random() < 0.4 else None
+    step = rng.choice((0, 1, 1, 2))
+    screen_rows = [(rng.choice(ROLES), n, _filler(rng)) for n in others]
+    if step == 0:
+        screen_rows.append(("combo box", shown_name, frozenset({"enabled"})))
+    elif step == 1:
+        screen_rows.append(("combo box", shown_name, frozenset({"enabled", "expanded"})))
+        screen_rows += [("menu item", n, frozenset({"enabled"})) for n in (shown_name, target_name, *items)]
+    else:
+        screen_rows.append(("combo box", target_name, frozenset({"enabled"})))
+    if spare is not None:
+        screen_rows.append(("combo box", spare, frozenset({"enabled"})))
+    observation = _screen(rng, words, screen_rows)
+    instruction = f"{rng.choice(VERBS)} {_quote(rng, target_name)} {rng.choice(OPENER_PLACES)}"
+    instruction = instruction[0].upper() + instruction[1:] + "."
+    history: tuple[Decision, ...] = ()
+    if step >= 1:
+        history += (Decision(text="click #1", action=Click(element=10_000), element_name=shown_name),)
+    if step == 2:
+        history += (Decision(text="click #1", action=Click(element=10_001), element_name=target_name),)
+    if step == 0:
+        choices = tuple(Click(element=e.id) for e in observation.elements.elements if e.role == "combo box")
+        target = rng.choice(choices)
+    elif step == 1:
+        target = Click(element=_row_id(observation, target_name, "menu item"))
+        choices = (target,)
+    else:
+        target, choices = Done(), (Done(),)
+    task = Task(id="pretrain", instruction=instruction, family="pretrain")
+    return Example(task, observation, history, target, choices, stale=step >= 1)
+
+
+def click_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
     """One generated screen, instruction, history and answer.
 
     Most examples are mid-episode (earlier clicks in the history), because that is where
@@ -212,8 +362,7 @@ def make_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exam
     else:
         choices = tuple(Click(element=row_of[i].id) for i in remaining)
         target = rng.choice(choices)
-    observation = Observation(screenshot=_blank_screen(), screen_size=SCREEN,
-                              elements=ElementList(tuple(elements)))
+    observation = _observation(rng, elements)
     task = Task(id="pretrain", instruction=instruction, family="pretrain")
     # the screen changed since the earlier clicks (a menu or dialog opened), so the numbers
     # the history says are not this table's: only the rows' "acted" state tells
@@ -347,7 +496,7 @@ def reader_from_scratch(*, seed: int = 0) -> Any:
     from deskdojo.agent.policy import PolicyConfig, load_policy
 
     policy = load_policy("tiny-scratch", PolicyConfig(observation="a11y_tree", element_order="task",
-                                                      position_code=False, seed=seed))
+                                                      history_names=True, position_code=False, seed=seed))
     policy.model = build_tiny_model(policy.tokenizer, seed=seed, spec=READER_SPEC)
     return policy
 
