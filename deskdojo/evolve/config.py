@@ -20,6 +20,8 @@ from deskdojo.core.errors import ConfigError
 from deskdojo.core.records import decode
 
 PROVIDERS = ("auto", "docker", "xvfb", "fake")
+DEFAULT_GRPO = {"lr": 1e-3, "negative_scale": 0.0, "epochs": 2, "rehearsal": 24, "positive_needs_success": True,
+                "skip_no_op_steps": True, "kl_beta": 0.05}
 MAIN_JOB_FAMILIES = ("click_button", "select_list", "toggle_choices", "menu_command", "confirm_dialog",
                      "switch_tab")
 """The main job's families: practice apps a policy acts on by element (no typing of free
@@ -253,7 +255,10 @@ class EvolveConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint_every: int = field(default=1, metadata={"help": "write a checkpoint every N iterations"})
     sft: SFTSettings = field(default_factory=SFTSettings)
-    grpo: Mapping[str, Any] = field(default_factory=lambda: {"lr": 5e-4}, metadata={
+    # learning from the loop's own successes: only a success that beats its group trains, its
+    # no-op steps left out, 24 stored successes of other cells rehearsed per update, a KL brake
+    # to the start (README, "What the policy sees": the runs that chose these)
+    grpo: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_GRPO), metadata={
         "help": "GRPO settings (GRPOConfig keys; group_size comes from the top level)"})
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
     sampling: str = field(default="curriculum", metadata={
