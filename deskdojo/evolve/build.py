@@ -174,10 +174,7 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
     provider = provider or resolve_provider(config.provider, log=log)
     families = select_families(config.curriculum.families)
     rollout_config = RolloutConfig.from_dict({"max_steps": config.max_steps or 15, **config.rollout})
-    plan = FamilyPlan(families, sampling=config.sampling, scheduler_settings=config.curriculum.scheduler,
-                      seed=config.seed, heldout_levels=config.eval.levels,
-                      heldout_per_level=config.eval.tasks_per_level,
-                      seeds_per_level=config.curriculum.seeds_per_level)
+    plan = family_plan(config, families)
     log(f"starting {config.sandboxes} {provider} sandboxes; families: {', '.join(families)}")
     with activity(f"starting {config.sandboxes} {provider} sandboxes", delay_s=HEARTBEAT_S):
         pool = SandboxPool(sandbox_config(config, provider), config.sandboxes).start()
@@ -198,6 +195,15 @@ def build_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None]
         raise
 
 
+def family_plan(config: EvolveConfig, families: Any) -> FamilyPlan:
+    """The run's tasks: the families' templates by the curriculum (or uniformly), and its
+    held-out set."""
+    return FamilyPlan(families, sampling=config.sampling, scheduler_settings=config.curriculum.scheduler,
+                      seed=config.seed, heldout_levels=config.eval.levels,
+                      heldout_per_level=config.eval.tasks_per_level,
+                      seeds_per_level=config.curriculum.seeds_per_level)
+
+
 def build_ray_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print) -> Parts:
     """The parts of a run whose episodes play on Ray workers (``ray.address``): the workers
     own the sandboxes, the policy copies that act and the judges; this process keeps the
@@ -210,10 +216,7 @@ def build_ray_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], N
     from deskdojo.world_model.judge import StateJudge
 
     families = select_families(config.curriculum.families)
-    plan = FamilyPlan(families, sampling=config.sampling, scheduler_settings=config.curriculum.scheduler,
-                      seed=config.seed, heldout_levels=config.eval.levels,
-                      heldout_per_level=config.eval.tasks_per_level,
-                      seeds_per_level=config.curriculum.seeds_per_level)
+    plan = family_plan(config, families)
     log(f"ray: starting {config.ray.workers} rollout workers at {config.ray.address}; families: {', '.join(families)}")
     with activity(f"starting {config.ray.workers} Ray rollout workers", delay_s=HEARTBEAT_S):
         fleet = RayFleet.start(config, log=log)
