@@ -259,7 +259,9 @@ class EvolveConfig:
     # no-op steps left out, 24 stored successes of other cells rehearsed per update, a KL brake
     # to the start (README, "What the policy sees": the runs that chose these)
     grpo: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_GRPO), metadata={
-        "help": "GRPO settings (GRPOConfig keys; group_size comes from the top level)"})
+        "help": "GRPO settings (GRPOConfig keys; group_size comes from the top level); a `grpo:` "
+                "mapping replaces the default one whole (positive-only: lr 1e-3, negative_scale 0, "
+                "epochs 2, rehearsal 24, positive_needs_success, skip_no_op_steps, kl_beta 0.05)"})
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
     sampling: str = field(default="curriculum", metadata={
         "help": "curriculum (the scheduler picks) | uniform (families and levels at random: the baseline)"})
