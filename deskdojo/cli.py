@@ -297,10 +297,18 @@ def _quiet_anywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from deskdojo.core.progress import set_quiet
+    from deskdojo.core.progress import is_quiet, set_quiet
 
     args = build_parser().parse_args(argv)
+    was_quiet = is_quiet()
     set_quiet(args.quiet)  # one switch: every progress line honours it
+    try:
+        return _run(args)
+    finally:  # called in-process (tests, scripts), the switch must not outlive the command
+        set_quiet(was_quiet)
+
+
+def _run(args: argparse.Namespace) -> int:
     _sigterm_to_keyboard_interrupt()
     try:
         code = int(args.fn(args) or 0)

@@ -224,6 +224,8 @@ def test_quiet_before_or_after_the_command_keeps_the_results_and_drops_the_progr
         out, err = capsys.readouterr()
         assert json.loads(out)["formats"]["grid"]["rows"] and err == "", quiet
     assert main(command) == 0 and "bench parse [" in capsys.readouterr().err  # each run sets it anew
+    # called in-process, `--quiet` does not outlive its command (it silenced later tests' lines)
+    assert main(["--quiet", *command]) == 0 and not progress.is_quiet()
 
 
 def test_a_silent_image_build_step_is_reported_while_it_runs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
