@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -221,12 +222,15 @@ def local_server(sandbox: Sandbox) -> Iterator[Callable[..., GuestHTTPServer]]:
         started.append((server, service, thread))
         return server
 
-    yield start
-    for server, service, thread in started:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        service.close()
+    try:
+        yield start
+    finally:
+        for server, service, thread in started:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+            service.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_client_reconnects_when_the_server_closed_its_idle_connection(

@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,8 +37,14 @@ def cluster():
     pytest.importorskip("ray")  # CI installs the dev extras, where a skip fails the run
     from deskdojo.evolve.ray_local import LocalCluster
 
-    with LocalCluster(HEAD_SLOTS, [NODE_SLOTS], pythonpath=str(REPO)) as address:
-        yield address
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("deskdojo-worker-*"))
+    try:
+        with LocalCluster(HEAD_SLOTS, [NODE_SLOTS], pythonpath=str(REPO)) as address:
+            yield address
+    finally:  # a worker the tests kill mid-episode never removes its episode folder
+        for folder in set(scratch.glob("deskdojo-worker-*")) - before:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_for(ready: Any, timeout_s: float, what: str) -> None:
