@@ -130,7 +130,7 @@ def test_judge_train_and_calibrate_on_the_real_tiny_model(tmp_path, capsys):
     assert main(["judge", "train", "--runs", str(run), "--out", str(out), "--steps", "12", "--batch-size", "4",
                  "--unseen", "switch_tab", "--adversarial", "1"]) == 0
     report = json.loads((out / "train_report.json").read_text())
-    assert report["adversarial_train"] == 3  # one episode of each set, recorded on training tasks
+    assert report["adversarial_train"] == 4  # one episode of each set and one oracle, on training tasks
     assert report["train"]["loss_last"] < report["train"]["loss_first"]
     assert json.loads((out / "judge.json").read_text())["images"] is False
     figures = tmp_path / "calibration.json"
@@ -156,7 +156,24 @@ def test_the_adversarial_sets_fail_their_checks_in_a_real_sandbox(box, tmp_path)
             assert all("+checked" in e.text and "-checked" in e.text for e in examples), examples[0].text
     with pytest.raises(ConfigError, match="adversarial set"):
         adversarial_tasks("sideways", families=["toggle_choices"], count=1)
+    (oracle,) = record_adversarial("oracle", adversarial_tasks("oracle", families=["switch_tab"], count=1,
+                                                              split="train"), box, tmp_path / "oracle",
+                                   log=lambda _: None)
+    assert oracle.answer.success and oracle.answer.error_type == "none"
     train = adversarial_tasks("half_done", families=["toggle_choices"], count=2, split="train")
     assert all(t.split.value == "train" for t in train)
     assert not {t.seed for t in train} & {t.seed for t in adversarial_tasks("half_done", families=["toggle_choices"],
                                                                           count=2)}
+
+
+def test_the_adversarial_families_never_include_an_unseen_one():
+    from deskdojo.commands.judge import adversarial_families
+    from deskdojo.curriculum.families import all_families
+
+    everything = adversarial_families("all", [], unseen=["confirm_dialog", "switch_tab"])
+    assert set(everything) == set(all_families()) - {"confirm_dialog", "switch_tab"}
+    assert adversarial_families("switch_tab,click_button", [], unseen=["switch_tab"]) == ["click_button"]
+    with pytest.raises(ConfigError, match="no task family 'nope'"):
+        adversarial_families("nope", [], unseen=[])
+    with pytest.raises(ConfigError, match="no family left"):
+        adversarial_families("switch_tab", [], unseen=["switch_tab"])

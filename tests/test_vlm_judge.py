@@ -17,8 +17,8 @@ from deskdojo.core.rundir import JsonlFile, TrajectoryWriter
 from deskdojo.core.types import Check, EndReason, PromptInputs, Step, StepLabel, Task, Trajectory
 from deskdojo.world_model.hybrid import HybridJudge
 from deskdojo.world_model.vlm_judge import (
-    JudgeAnswer, JudgeAnswerError, ScriptedJudgeModel, VLMJudge, VLMJudgeConfig, combine_votes,
-    element_changes, format_judge_answer, judge_prompt, keyframe_indices, parse_judge_answer,
+    ANSWER_KEYS, ANSWER_ORDER, JudgeAnswer, JudgeAnswerError, ScriptedJudgeModel, VLMJudge, VLMJudgeConfig,
+    combine_votes, element_changes, format_judge_answer, judge_prompt, keyframe_indices, parse_judge_answer,
 )
 
 CHECKED = Task(id="with-checks", instruction="Tick “sail”.", family="toggle_choices",
@@ -45,6 +45,13 @@ def answer(success=True, **changes) -> str:
 ])
 def test_an_answer_round_trips_through_its_text(value):
     assert parse_judge_answer(format_judge_answer(value), steps=3) == value
+
+
+def test_the_canonical_answer_writes_its_evidence_before_its_verdict():
+    text = format_judge_answer(JudgeAnswer(False, 0.0, first_error_step=0, error_type="no_effect",
+                                           rationale="nothing changed"))
+    assert list(json.loads(text)) == list(ANSWER_ORDER) and sorted(ANSWER_ORDER) == sorted(ANSWER_KEYS)
+    assert text.startswith('{"error_type": "no_effect"') and text.endswith('"success": false}')
 
 
 def test_a_fenced_answer_parses():

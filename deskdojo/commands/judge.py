@@ -37,6 +37,9 @@ up too; a judge's training data and a policy's never meet)."""
 checks: answered done with nothing changed; made progress, then undid it (a box ticked,
 then unticked); did the first half of a task of two or more steps, then answered done."""
 UNDO_FAMILY = "toggle_choices"
+TRAIN_SETS = ("oracle", *ADVERSARIAL)
+"""What ``judge train --adversarial`` records: the adversarial sets and the oracle played
+whole (a success, where the checks agree), so the recorded families come with both answers."""
 
 
 def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_base: int | None = None,
@@ -50,8 +53,8 @@ def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_ba
     if seed_base is None:
         seed_base = HELDOUT_SEED_BASE + 900_000 if split == "heldout" else ADVERSARIAL_TRAIN_SEED_BASE
 
-    if kind not in ADVERSARIAL:
-        raise ConfigError(f"adversarial set {kind!r} is not one of: {', '.join(ADVERSARIAL)}")
+    if kind not in TRAIN_SETS:
+        raise ConfigError(f"adversarial set {kind!r} is not one of: {', '.join(TRAIN_SETS)}")
     chosen = [UNDO_FAMILY] if kind == "undone" else list(families)
     tasks: list[Task] = []
     seed = seed_base
@@ -93,6 +96,8 @@ def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: P
             elif kind == "half_done":
                 half = dataclasses.replace(task, oracle=task.oracle[:len(task.oracle) // 2])
                 run_oracle(sandbox, half, act=recorder.act)
+            elif kind == "oracle":
+                run_oracle(sandbox, task, act=recorder.act)
             path = recorder.finish(f"{kind}-{number:03d}")
         except BaseException:
             recorder.discard()
@@ -110,7 +115,8 @@ def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: P
 
 def adversarial_examples(families: Sequence[str], count: int, *, split: str, provider: str) -> list[Any]:
     """``count`` episodes of each adversarial set, recorded in one real sandbox and judged
-    by the checks; ``split`` "train" makes training examples of them."""
+    by the checks; ``split`` "train" makes training examples of them, and adds the oracle
+    played whole (``TRAIN_SETS``)."""
     from deskdojo.vm.config import SandboxConfig
     from deskdojo.vm.pool import make_provider
 
@@ -118,7 +124,7 @@ def adversarial_examples(families: Sequence[str], count: int, *, split: str, pro
     with tempfile.TemporaryDirectory(prefix="deskdojo-adversarial-") as folder:
         sandbox = make_provider(SandboxConfig(provider=provider)).start()
         try:
-            for kind in ADVERSARIAL:
+            for kind in TRAIN_SETS if split == "train" else ADVERSARIAL:
                 tasks = adversarial_tasks(kind, families=families, count=count, split=split)
                 examples += record_adversarial(kind, tasks, sandbox, Path(folder) / kind, log=_log)
         finally:
@@ -128,6 +134,30 @@ def adversarial_examples(families: Sequence[str], count: int, *, split: str, pro
 
         examples = [dataclasses.replace(e, split="train") for e in examples]
     return examples
+
+
+def adversarial_families(chosen: str, examples: Sequence[Any], *, unseen: Sequence[str]) -> list[str]:
+    """The families ``judge train --adversarial`` records on: ``runs`` (those the runs'
+    training split holds), ``all`` (every registered family), or a comma-separated list;
+    never a family in ``unseen``, which must measure transfer."""
+    from deskdojo.curriculum.families import all_families, get_family
+
+    if chosen == "runs":
+        families = sorted({e.task.family for e in examples if e.split == "train"})
+    elif chosen == "all":
+        families = sorted(all_families())
+    else:
+        families = sorted({f.strip() for f in chosen.split(",") if f.strip()})
+        for family in families:
+            try:
+                get_family(family)
+            except KeyError as exc:
+                raise ConfigError(f"judge train --families: {exc.args[0]}") from None
+    families = [f for f in families if f not in set(unseen)]
+    if not families:
+        raise ConfigError(f"judge train: no family left to record adversarial sets on ({chosen!r} less the "
+                          f"unseen families {', '.join(unseen)})")
+    return families
 
 
 def _examples(args: argparse.Namespace) -> list[Any]:
@@ -152,7 +182,8 @@ def cmd_judge_train(args: argparse.Namespace) -> int:
     examples = _examples(args)
     adversarial = []
     if args.adversarial:
-        families = sorted({e.task.family for e in examples if e.split == "train"})
+        families = adversarial_families(args.families, examples, unseen=(args.unseen or "").split(","))
+        _log(f"judge train: adversarial sets on {len(families)} families: {', '.join(families)}")
         adversarial = adversarial_examples(families, args.adversarial, split="train", provider=args.provider)
         examples += adversarial
     digest = examples_digest(examples)
@@ -256,6 +287,9 @@ def add_judge_parser(sub: Any) -> None:
     p.add_argument("--adversarial", type=int, default=0,
                    help="also train on this many episodes of each adversarial set, recorded on training-split "
                         "tasks of the seen families (other seeds and words than calibrate's)")
+    p.add_argument("--families", default="runs",
+                   help="families of the adversarial sets: runs (the runs' seen families), all (every family "
+                        "but the unseen ones), or a comma-separated list")
     p.add_argument("--provider", default="xvfb", choices=["docker", "xvfb"], help="where adversarial sets play")
     p.set_defaults(fn=cmd_judge_train)
 

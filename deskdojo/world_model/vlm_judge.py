@@ -8,10 +8,11 @@ consecutive listings (rows that appeared, went, or changed state). It never read
 state the practice apps publish for checks: a judge distilled from checks must learn to
 see the outcome, not to copy the check's input.
 
-What it answers (``parse_judge_answer``), exactly these keys::
+What it answers (``parse_judge_answer``), exactly these keys, in any order (a distilled
+judge writes them in ``ANSWER_ORDER``, the verdict last)::
 
-    {"success": true, "score": 1.0, "first_error_step": null, "redundant_steps": [],
-     "error_type": "none", "correct_action": null, "rationale": "..."}
+    {"error_type": "none", "first_error_step": null, "redundant_steps": [],
+     "correct_action": null, "rationale": "...", "score": 1.0, "success": true}
 
 An answer that does not parse is a judge error: the vote is asked again up to
 ``retries`` times, then ``JudgeError``. It is never a silent success or failure.
@@ -36,6 +37,12 @@ ERROR_TYPES = ("none", "wrong_target", "missing_step", "premature_done", "undone
 """What went wrong, when something did: ``none`` for a success."""
 ANSWER_KEYS = ("success", "score", "first_error_step", "redundant_steps", "error_type", "correct_action",
                "rationale")
+ANSWER_ORDER = ("error_type", "first_error_step", "redundant_steps", "correct_action", "rationale", "score",
+                "success")
+"""The keys in the order a judge writes them: what went wrong and where before the verdict,
+so that a model that generates left to right decides success last, conditioned on its
+own evidence (a tiny judge that wrote ``success`` first answered it against the failure
+its later fields described). The parser takes the keys in any order."""
 RULES = ("unanimous", "majority")
 MAX_ANSWER_CHARS = 4096
 MAX_RATIONALE_CHARS = 1000
@@ -63,9 +70,10 @@ class JudgeAnswer:
     rationale: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"success": self.success, "score": self.score, "first_error_step": self.first_error_step,
-                "redundant_steps": list(self.redundant_steps), "error_type": self.error_type,
-                "correct_action": self.correct_action, "rationale": self.rationale}
+        """The answer in ``ANSWER_ORDER``: the evidence first, the verdict last."""
+        return {"error_type": self.error_type, "first_error_step": self.first_error_step,
+                "redundant_steps": list(self.redundant_steps), "correct_action": self.correct_action,
+                "rationale": self.rationale, "score": self.score, "success": self.success}
 
 
 def format_judge_answer(answer: JudgeAnswer) -> str:
@@ -315,11 +323,11 @@ def _differs(a: Path, b: Path) -> bool:
 JUDGE_SYSTEM = (
     "You judge whether a computer-use agent did its task. You see the task, the agent's actions, "
     "what each action changed on screen, and the screen's elements at the end. Answer with one JSON "
-    "object and nothing else, with exactly these keys: success (true/false), score (0 to 1: how much "
-    "of the task is done), first_error_step (the number of the first wrong action, or null), "
-    "redundant_steps (numbers of actions that did nothing useful), error_type (one of "
-    + ", ".join(ERROR_TYPES) + "), correct_action (what should have been done at the first error, "
-    "or null) and rationale (one sentence).")
+    "object and nothing else, with exactly these keys, the evidence first and the verdict last: "
+    "error_type (one of " + ", ".join(ERROR_TYPES) + "; none when the task is done), first_error_step "
+    "(the number of the first wrong action, or null), redundant_steps (numbers of actions that did "
+    "nothing useful), correct_action (what should have been done at the first error, or null), "
+    "rationale (one sentence), score (0 to 1: how much of the task is done) and success (true/false).")
 
 
 def judge_text(view: JudgeView, *, final_rows: int = 10) -> str:
