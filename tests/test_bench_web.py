@@ -30,9 +30,10 @@ class FakeEnv:
 
 
 def _played(envs: int, resets: list[float], mids: list[float], lasts: list[float], wall: float,
-            successes: int) -> Played:
+            successes: int, moves: list[float] = ()) -> Played:
     return Played(envs=envs, reset_ms=resets, step_ms=mids, last_step_ms=lasts, successes=successes,
-                  episodes=len(resets), wall_s=wall)
+                  episodes=len(resets), wall_s=wall, move_ms=list(moves),
+                  failed=[f"t/{k}" for k in range(len(resets) - successes)])
 
 
 def test_play_replays_every_script_on_every_env_and_splits_the_last_step():
@@ -56,20 +57,26 @@ def test_a_failing_env_raises_in_the_caller():
 
 
 def test_summary_comparison_table_and_json_from_fake_measurements():
-    ours = side_summary({1: _played(1, [100.0, 120.0, 110.0], [20.0, 30.0], [10.0, 10.0, 40.0], 2.0, 3),
+    ours = side_summary({1: _played(1, [100.0, 120.0, 110.0], [20.0, 30.0], [10.0, 10.0, 40.0], 2.0, 3,
+                                    moves=[9.0, 11.0, 10.0]),
                          4: _played(4, [200.0] * 3, [40.0] * 2, [40.0] * 3, 1.0, 3)})
-    theirs = side_summary({1: _played(1, [100.0] * 3, [80.0] * 2, [60.0] * 3, 4.0, 2),
+    theirs = side_summary({1: _played(1, [100.0] * 3, [80.0] * 2, [60.0] * 3, 4.0, 2, moves=[30.0] * 3),
                            4: _played(4, [100.0] * 3, [80.0] * 2, [60.0] * 3, 2.5, 2)})
     # medians of the single-env run: steps 10, 10, 20, 30, 40 -> 20
     assert ours["reset_ms"] == 110.0 and ours["step_ms"] == 20.0 and ours["mid_step_ms"] == 25.0
     assert ours["steps_per_s"] == {"1": 2.5, "4": 5.0} and theirs["steps_per_s"] == {"1": 1.2, "4": 2.0}
     assert theirs["success_rate"] == round(2 / 3, 4) and theirs["step_ms"] == 60.0
+    assert theirs["failed"] == ["t/0"] and ours["move_step_ms"] == 10.0
     verdict = compare(ours, theirs)
-    assert verdict["step_ratio"] == round(20 / 60, 3) and verdict["target_met"]
-    assert not compare({**ours, "step_ms": 31.0}, theirs)["target_met"]
+    assert verdict["step_ratio"] == round(20 / 60, 3) and verdict["mid_step_ratio"] == round(25 / 80, 3)
+    assert verdict["move_step_ratio"] == round(10 / 30, 3) and verdict["target_met"]
+    # judged on the steps that take a screenshot on both sides, not on the all-steps median
+    assert not compare({**ours, "mid_step_ms": 41.0}, theirs)["target_met"]
+    assert not compare({**ours, "move_step_ms": 16.0}, theirs)["target_met"]
+    assert compare({**ours, "step_ms": 59.0}, theirs)["target_met"]
     result = {"tasks": ["click-button"], "episodes": 3, "ours": ours, "theirs": theirs, "comparison": verdict}
     table = format_table(result)
-    assert "steps/s x4" in table and "66.7" in table and "target <= 0.5: met" in table
+    assert "steps/s x4" in table and "66.7" in table and "(target <= 0.5: met)" in table
     assert json.loads(json.dumps(result)) == result
 
 
@@ -90,6 +97,7 @@ def test_our_actions_map_to_the_miniwob_action_space():
         "action_type": "CLICK_COORDS", "coords": [5.0, 7.0]}
     assert bench_web.to_miniwob_action(Env(), {"kind": "key", "keys": ["ctrl", "a"]})["key"] == 1
     assert bench_web.to_miniwob_action(Env(), {"kind": "type", "text": "hi"})["text"] == "hi"
+    assert bench_web.to_miniwob_action(Env(), {"kind": "move", "x": 1, "y": 2})["action_type"] == "MOVE_COORDS"
     with pytest.raises(ConfigError, match="no miniwob action"):
         bench_web.to_miniwob_action(Env(), {"kind": "drag", "x": 1, "y": 1, "to_x": 2, "to_y": 2})
 
