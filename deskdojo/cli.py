@@ -274,12 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     from deskdojo.commands.bench_ray import add_bench_ray_parser
     from deskdojo.commands.bench_targets import add_bench_click_targets_parser
     from deskdojo.commands.bench_sft import add_bench_sft_parser
+    from deskdojo.commands.bench_web import add_bench_web_parser
     from deskdojo.commands.demos import add_agent_parsers
     add_bench_sft_parser(bench)
     add_bench_grpo_parser(bench)
     add_bench_perception_parser(bench)
     add_bench_click_targets_parser(bench)
     add_bench_ray_parser(bench)
+    add_bench_web_parser(bench)
     add_agent_parsers(sub, bench)
     add_panel_parser(sub)
     _quiet_anywhere(parser)

@@ -105,6 +105,45 @@ def test_bad_web_task_definitions_and_eval_arguments_are_refused():
     assert _tasks("miniwob.click-button,use-colorwheel", "tiny") == ["click-button", "use-colorwheel"]
 
 
+def test_an_evolve_config_takes_miniwob_families_in_the_web_image():
+    """``curriculum.families: [miniwob.<task>]`` selects the web families and makes the
+    sandbox flavour web; a desktop flavour or a provider without a browser is refused."""
+    from deskdojo.core.errors import ConfigError
+    from deskdojo.evolve.build import check_settings, sandbox_config, select_families
+    from deskdojo.evolve.config import EvolveConfig
+
+    config = EvolveConfig.from_dict({"curriculum": {"families": ["miniwob.click-button", "miniwob.focus-text"]},
+                                     "eval": {"levels": [0]}})
+    assert list(select_families(config.curriculum.families)) == ["miniwob.click-button", "miniwob.focus-text"]
+    assert sandbox_config(config, "docker").flavor == "web"
+    check_settings(config, "docker")
+    with pytest.raises(ConfigError, match="sandbox.flavor: web"):
+        sandbox_config(config.replace(sandbox={"flavor": "desktop"}), "docker")
+    with pytest.raises(ConfigError, match="docker provider"):
+        sandbox_config(config, "xvfb")
+    with pytest.raises(ConfigError, match="unknown families"):
+        select_families(("miniwob.click-buton",))
+    assert sandbox_config(config.replace(curriculum=config.curriculum.__class__(families=("click_button",))),
+                          "docker").flavor == "desktop"
+
+
+def test_shown_task_swaps_in_the_page_utterance_only_for_its_own_page():
+    from deskdojo.core.protocols import shown_task
+    from deskdojo.vm.web import PageLoad
+
+    class Box:
+        page_load = PageLoad(task="click-button", seed=4, utterance='Click on the "ok" button.',
+                             has_solver=True, elapsed_ms=1.0)
+
+    task = miniwob_task("click-button", 4)
+    assert shown_task(Box(), task).instruction == 'Click on the "ok" button.'
+    assert shown_task(Box(), task).id == task.id and shown_task(object(), task) is task
+    with pytest.raises(SandboxError, match="not the task's"):
+        shown_task(Box(), miniwob_task("click-button", 5))
+    desktop = get_family("click_button").generate(0, 1, "train")
+    assert shown_task(Box(), desktop) is desktop
+
+
 # --- in a real web sandbox -------------------------------------------------------------
 
 
@@ -203,3 +242,29 @@ def test_a_browser_that_died_is_started_again_by_the_next_load(web_box):
         web_box.page_state()
     assert web_box.load_page("click-test", seed=1).utterance == "Click the button."
     assert web_box.page_state().done is False
+
+
+@pytest.mark.docker
+def test_a_rollout_and_a_demo_tell_the_policy_the_page_utterance(web_box, tmp_path):
+    """The evolve loop's rollout hands the policy the page's own instruction (not the
+    family's stand-in), and an oracle demo keeps it in its task.json for the warm start."""
+    from deskdojo.agent.demos import load_demo, record_oracle_demos
+    from deskdojo.agent.rollout import rollout
+    from deskdojo.core.actions import Done
+    from deskdojo.core.protocols import Decision, DeterministicPolicy
+
+    class Recording(DeterministicPolicy):
+        policy_id = "recording"
+
+        def __init__(self):
+            self.told = []
+
+        def act(self, observations, tasks, histories=None):
+            self.told += [t.instruction for t in tasks]
+            return [Decision(text="done", action=Done()) for _ in tasks]
+
+    policy = Recording()
+    (trajectory,) = rollout(policy, [miniwob_task("click-button", 0)], [web_box], tmp_path / "traj")
+    assert trajectory.end.value == "done" and policy.told == ['Click on the "No" button.']
+    (path,) = record_oracle_demos([miniwob_task("click-button", 0)], web_box, tmp_path / "demos", settle_s=0.05)
+    assert load_demo(path).task.instruction == 'Click on the "No" button.'

@@ -30,7 +30,7 @@ from deskdojo.core.progress import ProgressLine
 from deskdojo.core.actions import Action, Click, Done, Fail, by_point
 from deskdojo.core.elements import ElementList
 from deskdojo.core.errors import RecordError
-from deskdojo.core.protocols import ActResult, WorldProbe
+from deskdojo.core.protocols import ActResult, WorldProbe, shown_task
 from deskdojo.core.records import from_json, to_json
 from deskdojo.core.rundir import JsonlFile, TrajectoryWriter, read_trajectory, write_atomic
 from deskdojo.core.types import EndReason, PromptInputs, Provenance, Step, Task, Trajectory
@@ -185,13 +185,13 @@ class DemoRecorder:
                  settle_s: float = DEFAULT_SETTLE_S, policy_id: str = "demo", elements: bool = True):
         self.sandbox = sandbox
         self.elements = elements
-        self.task = task
         self.demos_dir = Path(demos_dir)
         self.name = check_demo_id(name) if name is not None else None
         self.probe = probe
         self.settle_s = settle_s
         if reset:
             sandbox.reset(task)
+        self.task = task = shown_task(sandbox, task)  # the demo keeps what the policy will be told
         self.folder = self.demos_dir / f".recording-{secrets.token_hex(4)}"
         self.writer = TrajectoryWriter(self.folder, self.folder.name, task.id, policy_id)
         write_atomic(self.folder / TASK_FILE, json.dumps(to_json(task), indent=1).encode())

@@ -32,7 +32,7 @@ from deskdojo.core.actions import Done, Fail
 from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.elements import MODES_WITH_ELEMENTS
 from deskdojo.core.errors import ConfigError, SandboxError
-from deskdojo.core.protocols import Decision, Policy, WorldProbe
+from deskdojo.core.protocols import Decision, Policy, WorldProbe, shown_task
 from deskdojo.core.rundir import RunDir, TrajectoryWriter
 from deskdojo.core.types import EndReason, Observation, PromptInputs, Step, Task, Trajectory
 
@@ -321,6 +321,7 @@ def _reset(episode: _Episode, config: RolloutConfig, probe: WorldProbe | None, s
     started = time.perf_counter()
     try:
         episode.sandbox.reset(episode.task)
+        episode.task = shown_task(episode.sandbox, episode.task)  # a web page's own instruction
         episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements)
         deadline = time.monotonic() + config.first_listing_s
         while (episode.with_elements and not lists_widgets(episode.observation.elements)

@@ -89,9 +89,7 @@ def run_episode(sandbox: Any, task_name: str, seed: int, *, policy: Any = None,
     else:
         from deskdojo.agent.rollout import rollout
 
-        page = sandbox.page_state()
-        task = dataclasses.replace(task, instruction=page.utterance)  # the page's own instruction
-        (trajectory,) = rollout(policy, [task], [sandbox], run_dir)
+        (trajectory,) = rollout(policy, [task], [sandbox], run_dir)  # it tells the policy the page's utterance
         steps, error = len(trajectory.steps), trajectory.error
     act_s = time.perf_counter() - started
     state = sandbox.page_state()

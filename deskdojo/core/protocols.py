@@ -20,11 +20,13 @@ provider keeps it); reset restores the home folder to its pristine contents.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from deskdojo.core.actions import Action
 from deskdojo.core.elements import Element, ElementList
+from deskdojo.core.errors import SandboxError
 from deskdojo.core.types import Observation, Task, Trajectory, Verdict, Window
 
 
@@ -78,6 +80,21 @@ class Sandbox(Protocol):
     def app_state(self) -> Mapping[str, Any]: ...
     def alive(self) -> bool: ...
     def close(self) -> None: ...
+
+
+def shown_task(sandbox: Any, task: Task) -> Task:
+    """``task`` as its sandbox shows it: a MiniWoB++ task's instruction is its page's own
+    utterance, known only once the task's setup loaded the page (the Task carries a
+    stand-in until then). Every other task, or a sandbox that loads no pages, is unchanged.
+    The policy's prompt, the learner's and a demo's all use this one."""
+    page = getattr(sandbox, "page_load", None)  # GuestSandbox keeps its last reset's PageLoad
+    web = next((step for step in task.setup if step.kind == "web"), None)
+    if web is None or page is None:
+        return task
+    if page.task != web.args.get("task") or page.seed != int(web.args.get("seed", 0)):
+        raise SandboxError(f"task {task.id}: the sandbox shows the page {page.task!r} seed {page.seed}, "
+                           f"not the task's (was it reset to another task?)")
+    return dataclasses.replace(task, instruction=page.utterance)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from deskdojo.evolve.config import EvolveConfig
 from deskdojo.evolve.parts import FamilyPlan, Parts
 
 SFT_DIR = "sft"
+WEB_PREFIX = "miniwob."
+"""Families named so run in the web image (``deskdojo.curriculum.families._miniwob``)."""
 DEMO_SHARE = 0.5
 """Of the warm start's time limit, the share demo recording may use; SFT gets what is left."""
 DEMO_SEED_BASE = 500_000
@@ -58,11 +60,14 @@ def practice_apps() -> set[str]:
 
 
 def select_families(names: tuple[str, ...]) -> dict[str, Any]:
-    """The named families, or (none named) every family whose app is a practice app."""
-    from deskdojo.curriculum.families import all_families
+    """The named families, or (none named) every family whose app is a practice app.
+    MiniWoB++ families (``miniwob.<task>``) are taken only by name: they need the web image."""
+    from deskdojo.curriculum.families import all_families, web_families
 
     families = all_families()
     if names:
+        if any(n.startswith(WEB_PREFIX) for n in names):
+            families = {**families, **web_families()}
         missing = [n for n in names if n not in families]
         if missing:
             raise ConfigError(f"curriculum.families names unknown families {missing}; the families are: "
@@ -77,9 +82,20 @@ def select_families(names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def sandbox_config(config: EvolveConfig, provider: str) -> Any:
+    """The pool's sandbox settings; MiniWoB++ families make the flavour ``web`` (their pages
+    and Chromium are only in the web image), which no other flavour or provider can run."""
     from deskdojo.vm.config import SandboxConfig
 
-    return SandboxConfig.from_dict({**config.sandbox, "provider": provider})
+    settings = {**config.sandbox, "provider": provider}
+    web = [n for n in config.curriculum.families if n.startswith(WEB_PREFIX)]
+    if web:
+        if settings.setdefault("flavor", "web") != "web":
+            raise ConfigError(f"curriculum.families names {web[0]}, which runs in the web image; "
+                              f"set sandbox.flavor: web (or leave it out), not {settings['flavor']!r}")
+        if provider not in ("docker", "fake"):
+            raise ConfigError(f"curriculum.families names {web[0]}: MiniWoB++ pages need the docker provider "
+                              f"(the web image has the browser), not {provider!r}")
+    return SandboxConfig.from_dict(settings)
 
 
 def check_settings(config: EvolveConfig, provider: str | None = None) -> None:

@@ -27,6 +27,7 @@ from deskdojo.core.actions import action_to_dict
 from deskdojo.core.control import ControlReader, write_status
 from deskdojo.core.errors import SandboxError
 from deskdojo.core.progress import HEARTBEAT_S, ProgressLine
+from deskdojo.core.protocols import shown_task
 from deskdojo.core.rundir import JsonlFile, RunDir, write_atomic
 from deskdojo.core.types import EndReason, Step, Task, Trajectory, Verdict
 from deskdojo.evolve.config import EvolveConfig
@@ -409,7 +410,9 @@ class Evolver:
                 return played
             t0 = time.monotonic()
             judged = self._judge_batch([t for t, _ in batch], trajectories, sandboxes)
-            for (task, _), trajectory, (verdict, error) in zip(batch, trajectories, judged):
+            for (task, _), trajectory, (verdict, error), sandbox in zip(batch, trajectories, judged, sandboxes):
+                if trajectory.end is not EndReason.ERROR:
+                    task = shown_task(sandbox, task)  # what the policy was told: the learner's prompt too
                 if error is not None:  # the sandbox failed under the judge: the episode is an error
                     trajectory = self.run.trajectory_writer(trajectory.id, task.id, trajectory.policy_id).finish(
                         EndReason.ERROR, error=error)

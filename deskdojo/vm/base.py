@@ -106,6 +106,7 @@ class GuestSandbox(ClosesOnExit):
         self._last_error: str | None = None
         self._closed = False
         self._dead_reason: str | None = None
+        self.page_load: Any = None  # the PageLoad of the page this reset's task loaded (see shown_task)
 
     @property
     def control_socket(self) -> str | None:
@@ -118,6 +119,7 @@ class GuestSandbox(ClosesOnExit):
         self._call(self.client.reset)
         self._step = 0
         self._last_error = None
+        self.page_load = None
         if task is not None:
             run_setup(self, task)
         return self.observe()
@@ -181,7 +183,8 @@ class GuestSandbox(ClosesOnExit):
     def load_page(self, task: str, *, seed: int = 0, episode_s: float | None = None) -> Any:
         """Load MiniWoB++ page ``task`` with ``seed`` (web image); a checked ``PageLoad``."""
         self._guard()
-        return self._call(self.client.web_load, task, seed=seed, episode_s=episode_s)
+        self.page_load = self._call(self.client.web_load, task, seed=seed, episode_s=episode_s)
+        return self.page_load
 
     def page_state(self) -> Any:
         """The loaded page's checked ``PageState`` (None when no page is loaded)."""
