@@ -116,6 +116,9 @@ def test_the_ray_section_is_closed_and_checked():
     with pytest.raises(ConfigError, match="ray: judge.kind must be checks"):
         EvolveConfig.from_dict({"ray": {"address": "10.0.0.5:6379"}, "sft": {"enabled": False},
                                 "judge": {"kind": "hybrid", "model": "tiny"}})
+    with pytest.raises(ConfigError, match="ray: curriculum.families names miniwob.click-button"):
+        EvolveConfig.from_dict({"ray": {"address": "auto"}, "sft": {"enabled": False},
+                                "curriculum": {"families": ["click_button", "miniwob.click-button"]}})
     assert EvolveConfig.from_dict({"ray": {"address": "ray://10.0.0.5:10001"}, "sft": {"enabled": False}}).ray.enabled
     # no Ray at import time: the config and the workers' module load without it
     code = ("import sys, deskdojo.evolve.config, deskdojo.evolve.ray_workers, deskdojo.evolve.loop;"

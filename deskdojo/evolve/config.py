@@ -309,6 +309,11 @@ class EvolveConfig:
         if self.proposer.kind != "none":
             raise ConfigError(f"ray: proposer.kind {self.proposer.kind} explores apps on a local sandbox; "
                               "use proposer.kind none with Ray")
+        web = [f for f in self.curriculum.families if f.startswith("miniwob.")]
+        if web:
+            raise ConfigError(f"ray: curriculum.families names {web[0]}; MiniWoB++ families run locally only "
+                              "(a page's own instruction is read on the sandbox that loaded it, which Ray "
+                              "workers do not hand back yet): leave ray.address out")
 
     # --- conversions ----------------------------------------------------------
 
