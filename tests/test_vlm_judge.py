@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from deskdojo.core.actions import Click, Done
+from deskdojo.core.actions import Click, Done, Type
 from deskdojo.core.elements import Element, ElementList
 from deskdojo.core.errors import ConfigError, JudgeError
 from deskdojo.core.fakes import FixedJudge
@@ -18,7 +18,8 @@ from deskdojo.core.types import Check, EndReason, PromptInputs, Step, StepLabel,
 from deskdojo.world_model.hybrid import HybridJudge
 from deskdojo.world_model.vlm_judge import (
     ANSWER_KEYS, ANSWER_ORDER, JudgeAnswer, JudgeAnswerError, ScriptedJudgeModel, VLMJudge, VLMJudgeConfig,
-    combine_votes, element_changes, format_judge_answer, judge_prompt, keyframe_indices, parse_judge_answer,
+    asked_lines, combine_votes, element_changes, format_judge_answer, judge_prompt, keyframe_indices,
+    parse_judge_answer,
 )
 
 CHECKED = Task(id="with-checks", instruction="Tick “sail”.", family="toggle_choices",
@@ -122,6 +123,19 @@ def test_element_changes_by_role_and_name_not_by_id():
     crowd = ElementList(tuple(_el(i, "label", f"w{i}") for i in range(30)))
     lines = element_changes(ElementList(()), crowd, limit=5)
     assert len(lines) == 6 and lines[-1] == "(and 25 more changes)"
+
+
+def test_the_evidence_says_what_the_actions_did_with_each_quoted_text():
+    listing = ElementList((_el(1, "page tab", "Glove"), _el(2, "check box", "Enable star"), _el(3, "text", "")))
+    last = ElementList((_el(4, "check box", "Enable star", "checked"), _el(5, "dialog", "Confirm")))
+    steps = [Step(index=0, action=Click(element=2)), Step(index=1, action=Type(text="Turin!", element=3)),
+             Step(index=2, action=Click(element=1), action_error="refused: outside the screen")]
+    lines = asked_lines('Tick “Enable star”, type "Turin" and press "Apply".', steps, [listing] * 3, last)
+    assert lines == ('"Enable star": click at step 0; at the end check box [checked]',
+                     '"Turin": typed at step 1; not on the last screen',
+                     '"Apply": no action on it; not on the last screen',
+                     'still open at the end: dialog "Confirm"')
+    assert asked_lines("Choose Stamp > Apple.", steps, [listing] * 3, listing) == ()
 
 
 # --- the judge over a stored episode ------------------------------------------------------

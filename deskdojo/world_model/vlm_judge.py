@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
@@ -233,6 +234,7 @@ class JudgeView:
     end: str = ""
     final_elements: tuple[str, ...] = ()
     final_screenshot: Any = None  # the screen after the last action (an RGB array), when it was read
+    asked: tuple[str, ...] = ()  # each text the task quotes: what the actions did with it (asked_lines)
 
 
 def _read_listing(folder: Path, name: str | None) -> ElementList | None:
@@ -258,6 +260,44 @@ def action_line(step: Any, listing: ElementList | None, instruction: str = "") -
     if getattr(step.action, "kind", "") == "type":
         line += f" text={step.action.text!r}"
     return line + (f" (refused: {step.action_error})" if step.action_error else "")
+
+
+QUOTED = re.compile(r'"([^"]{1,80})"|“([^”]{1,80})”')
+
+
+def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[ElementList | None],
+                last: ElementList | None) -> tuple[str, ...]:
+    """For each text the task quotes, what the episode did with it: typed, clicked (an
+    element of that name), and the states of that element at the end; or that no action
+    touched it. Read from the actions and listings the judge already sees, never from app
+    state: a rule such as "everything asked for was done" then holds in any family, where
+    the raw listing only shows a family's own signs of success."""
+    from deskdojo.core.actions import element_of
+
+    lines = []
+    for match in QUOTED.finditer(instruction):
+        quoted = (match.group(1) or match.group(2)).strip()
+        wanted = quoted.casefold()
+        did: list[str] = []
+        for number, (step, listing) in enumerate(zip(steps, listings)):
+            action = step.action
+            if action is None or step.action_error:
+                continue
+            if action.kind == "type" and wanted in str(getattr(action, "text", "")).casefold():
+                did.append(f"typed at step {number}")
+            element_id = element_of(action)
+            element = listing.by_id(element_id) if listing is not None and element_id is not None else None
+            if action.kind != "type" and element is not None and element.name.strip().casefold() == wanted:
+                did.append(f"{action.kind} at step {number}")
+        rows = [e for e in (last.elements if last is not None else ()) if e.name.strip().casefold() == wanted]
+        states = sorted({state for e in rows for state in e.states - {"enabled", "focused", "editable"}})
+        end = (f"; at the end {rows[0].role}" + (f" [{','.join(states)}]" if states else "")) if rows \
+            else "; not on the last screen"
+        lines.append(f'"{quoted}": ' + (", ".join(did) if did else "no action on it") + end)
+    dialogs = [e for e in (last.elements if last is not None else ()) if e.role in ("dialog", "alert")]
+    if dialogs:  # a dialog left open is work left unfinished in most tasks
+        lines.append("still open at the end: " + ", ".join(f'{e.role} "{e.name}"' for e in dialogs[:3]))
+    return tuple(dict.fromkeys(lines))
 
 
 def keyframe_indices(changed: Sequence[bool], *, cap: int) -> list[int]:
@@ -302,7 +342,8 @@ def judge_view(task: Task, trajectory: Trajectory, folder: Path | None, *, keyfr
     return JudgeView(instruction=task.instruction, actions=actions, frames=tuple(frames), changes=changes,
                      end=trajectory.end.value if trajectory.end is not None else "",
                      final_elements=final_rows(last, said),
-                     final_screenshot=getattr(final, "screenshot", None))
+                     final_screenshot=getattr(final, "screenshot", None),
+                     asked=asked_lines(said, trajectory.steps, listings, last))
 
 
 def final_rows(listing: ElementList | None, instruction: str) -> tuple[str, ...]:
@@ -339,6 +380,9 @@ def judge_text(view: JudgeView, *, final_rows: int = 10) -> str:
         lines += [f"   {change}" for change in changes.get(i, ())]
     if not view.actions:
         lines.append("(none)")
+    if view.asked:
+        lines.append("Evidence:")
+        lines += view.asked
     lines.append(f"The episode ended: {view.end or 'unknown'}.")
     if view.final_elements:
         shown = view.final_elements[:final_rows]
