@@ -135,7 +135,12 @@ def test_the_evidence_says_what_the_actions_did_with_each_quoted_text():
                      '"Turin": typed at step 1; not on the last screen',
                      '"Apply": no action on it; not on the last screen',
                      'still open at the end: dialog "Confirm"')
-    assert asked_lines("Choose Stamp > Apple.", steps, [listing] * 3, listing) == ()
+    menus = ElementList((_el(1, "menu", "File"), _el(2, "menu item", "Save As..."), _el(3, "panel", "Piano colour")))
+    clicks = [Step(index=0, action=Click(element=1)), Step(index=1, action=Click(element=2))]
+    assert asked_lines('Choose File > Save As... in the “Piano colour” panel.', clicks, [menus] * 2, menus) == (
+        '"Piano colour": names a panel, a place rather than a target',
+        '"File": click at step 0; at the end menu', '"Save As...": click at step 1; at the end menu item')
+    assert asked_lines("Press the button and close it.", steps, [listing] * 3, listing) == ()
 
 
 # --- the judge over a stored episode ------------------------------------------------------

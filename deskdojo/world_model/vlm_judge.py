@@ -263,20 +263,39 @@ def action_line(step: Any, listing: ElementList | None, instruction: str = "") -
 
 
 QUOTED = re.compile(r'"([^"]{1,80})"|“([^”]{1,80})”')
+MENU_PATH = re.compile(r"[A-Z][\w.\-]*(?: [\w.\-]+)*(?: > [A-Z][\w.\-]*(?: [\w.\-]+)*)+")
+"""A path through menus, ``File > Export > PNG``: each part is a target as a quoted text is."""
+
+
+def asked_texts(instruction: str, names: frozenset[str] = frozenset()) -> list[str]:
+    """The texts a task asks about: what it quotes, and each part of a menu path. A path's
+    first and last parts run into the sentence around them (``choose File > Save As and
+    close it.``), so a part is cut to its longest run of words that names a row in
+    ``names`` (case-folded), else to its first word (last: without the full stop)."""
+    texts = [(m.group(1) or m.group(2)).strip() for m in QUOTED.finditer(instruction)]
+    for path in MENU_PATH.findall(instruction):
+        for number, part in enumerate(path.split(" > ")):
+            words = part.split()
+            runs = [" ".join(words[i:j]) for i in range(len(words)) for j in range(len(words), i, -1)]
+            named = [run for run in runs if run.casefold() in names]
+            texts.append(max(named, key=len) if named else (words[0] if number == 0 else words[0].rstrip(".")
+                                                             if not words[0].endswith("...") else words[0]))
+    return list(dict.fromkeys(t for t in texts if t))
 
 
 def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[ElementList | None],
                 last: ElementList | None) -> tuple[str, ...]:
-    """For each text the task quotes, what the episode did with it: typed, clicked (an
-    element of that name), and the states of that element at the end; or that no action
-    touched it. Read from the actions and listings the judge already sees, never from app
+    """For each text the task asks about (``asked_texts``), what the episode did with it:
+    typed, clicked (an element of that name), and the states of that element at the end;
+    or that no action touched it (a text that names a container is a place, not a target). Read from the actions and listings the judge already sees, never from app
     state: a rule such as "everything asked for was done" then holds in any family, where
     the raw listing only shows a family's own signs of success."""
     from deskdojo.core.actions import element_of
 
     lines = []
-    for match in QUOTED.finditer(instruction):
-        quoted = (match.group(1) or match.group(2)).strip()
+    names = frozenset(e.name.strip().casefold() for listing in (*listings, last) if listing is not None
+                      for e in listing.elements)
+    for quoted in asked_texts(instruction, names):
         wanted = quoted.casefold()
         did: list[str] = []
         for number, (step, listing) in enumerate(zip(steps, listings)):
@@ -290,6 +309,9 @@ def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[Eleme
             if action.kind != "type" and element is not None and element.name.strip().casefold() == wanted:
                 did.append(f"{action.kind} at step {number}")
         rows = [e for e in (last.elements if last is not None else ()) if e.name.strip().casefold() == wanted]
+        if rows and all(e.role in CONTAINER_ROLES for e in rows):
+            lines.append(f'"{quoted}": names a {rows[0].role}, a place rather than a target')
+            continue
         states = sorted({state for e in rows for state in e.states - {"enabled", "focused", "editable"}})
         end = (f"; at the end {rows[0].role}" + (f" [{','.join(states)}]" if states else "")) if rows \
             else "; not on the last screen"
