@@ -234,7 +234,7 @@ class JudgeView:
     end: str = ""
     final_elements: tuple[str, ...] = ()
     final_screenshot: Any = None  # the screen after the last action (an RGB array), when it was read
-    asked: tuple[str, ...] = ()  # each text the task quotes: what the actions did with it (asked_lines)
+    asked: tuple[str, ...] = ()  # the evidence: what the actions did with each asked text (asked_lines)
 
 
 def _read_listing(folder: Path, name: str | None) -> ElementList | None:
@@ -278,8 +278,12 @@ def asked_texts(instruction: str, names: frozenset[str] = frozenset()) -> list[s
             words = part.split()
             runs = [" ".join(words[i:j]) for i in range(len(words)) for j in range(len(words), i, -1)]
             named = [run for run in runs if run.casefold() in names]
-            texts.append(max(named, key=len) if named else (words[0] if number == 0 else words[0].rstrip(".")
-                                                             if not words[0].endswith("...") else words[0]))
+            if named:
+                texts.append(max(named, key=len))
+            elif number > 0 and not words[0].endswith("..."):
+                texts.append(words[0].rstrip("."))  # "pick Piano > Sail." ends a sentence
+            else:
+                texts.append(words[0])
     return list(dict.fromkeys(t for t in texts if t))
 
 
@@ -287,9 +291,10 @@ def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[Eleme
                 last: ElementList | None) -> tuple[str, ...]:
     """For each text the task asks about (``asked_texts``), what the episode did with it:
     typed, clicked (an element of that name), and the states of that element at the end;
-    or that no action touched it (a text that names a container is a place, not a target). Read from the actions and listings the judge already sees, never from app
-    state: a rule such as "everything asked for was done" then holds in any family, where
-    the raw listing only shows a family's own signs of success."""
+    or that no action touched it (a text that names a container is a place, not a target);
+    then any dialog still open. Read from the actions and listings the judge already sees,
+    never from app state: a rule such as "everything asked for was done" then holds in any
+    family, where the raw listing only shows a family's own signs of success."""
     from deskdojo.core.actions import element_of
 
     lines = []
