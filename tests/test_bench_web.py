@@ -126,3 +126,14 @@ def test_bad_bench_arguments_are_refused():
     with pytest.raises(SystemExit):
         main(["bench", "web", "--episodes", "x"])
     assert main(["bench", "web", "--tasks", "use-colorwheel"]) != 0
+
+
+def test_a_bench_result_is_written_whole_and_printed_as_asked(tmp_path, capsys):
+    from deskdojo.commands import print_result
+
+    out = tmp_path / "deep" / "bench.json"
+    print_result({"step_ms": 22.4}, out=str(out), as_json=False, table="| side | step ms |")
+    assert json.loads(out.read_text()) == {"step_ms": 22.4}
+    assert capsys.readouterr().out == "| side | step ms |\n"
+    print_result({"step_ms": 1.0}, out=None, as_json=True, table="unused")
+    assert json.loads(capsys.readouterr().out) == {"step_ms": 1.0} and json.loads(out.read_text())["step_ms"] == 22.4

@@ -16,8 +16,9 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
+
+from deskdojo.commands import print_result
 
 DEFAULT_OUT = "benchmarks/perception/bench_perception.json"
 TARGETS = {"tk_ms": 15.0, "atspi_ms": 15.0, "ocr_cached_ms": 20.0, "ocr_changed_pct": 5.0}
@@ -217,11 +218,7 @@ def cmd_bench_perception(args: argparse.Namespace) -> int:
     apps = args.apps.split(",") if args.apps else [*APPS, "mousepad", "xterm"]
     result = run_perception_bench(apps=apps, repeats=args.repeats, full_repeats=args.full_repeats,
                                   cached_repeats=args.cached_repeats)
-    if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    print_result(result, out=args.out, as_json=args.json, table=format_table(result))
     return 0
 
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import os
 import shutil
 import statistics
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from deskdojo.commands import print_result
 from deskdojo.core.errors import ConfigError
 
 DEFAULT_OUT = "benchmarks/web/bench_web.json"
@@ -420,11 +419,7 @@ def cmd_bench_web(args: argparse.Namespace) -> int:
     peer_requirements()  # before any sandbox starts
     result = run_web_bench(tasks=tasks, episodes=args.episodes, seed=args.seed, env_counts=counts,
                            screen=parse_screen(args.screen), log=say)
-    if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    print_result(result, out=args.out, as_json=args.json, table=format_table(result))
     return 0
 
 
