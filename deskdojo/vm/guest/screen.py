@@ -81,6 +81,27 @@ class ScreenGrabber:
             rgb = bgrx_to_rgb(shot.raw, shot.width, shot.height)
             return self._png.encode(rgb, shot.width, shot.height)
 
+    def settled_png(self, *, same_grabs: int = 3, interval_s: float = 0.03, timeout_s: float = 0.5) -> bytes:
+        """A PNG of the screen once ``same_grabs`` grabs in a row are byte-identical, or
+        of the last grab after ``timeout_s`` (a blinking caret never settles).
+
+        The recording's frame before an action: an app can publish its state before X
+        has drawn it (seen in CI: a status label a click behind), and a replay compares
+        against the settled screen it waits for.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            shot = self._mss.grab(self._region)
+            previous, same = bytes(shot.raw), 1
+            while same < same_grabs and time.monotonic() < deadline:
+                time.sleep(interval_s)
+                shot = self._mss.grab(self._region)
+                current = bytes(shot.raw)
+                same = same + 1 if current == previous else 1
+                previous = current
+            rgb = bgrx_to_rgb(shot.raw, shot.width, shot.height)
+            return self._png.encode(rgb, shot.width, shot.height)
+
     def close(self) -> None:
         with self._lock:
             self._mss.close()

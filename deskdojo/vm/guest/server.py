@@ -252,7 +252,7 @@ class GuestService:
         if not self.recording.on:
             return self._execute(action)
         with self.recording.lock:
-            frame_before, received = self.screen.png(), time.time()
+            frame_before, received = self.screen.settled_png(), time.time()
             elapsed_ms = self._execute(action)
             if self.recording.on:
                 self.recording.add(recorded, frame_before, received)
