@@ -17,8 +17,11 @@ trajectory's ``policy_id`` records the version (``vlm:tiny@v3``).
 Faults: a worker that dies mid-call ends that call's episodes as ``error`` (Ray restarts
 it, up to ``ray.max_restarts``); one whose call runs past ``ray.worker_timeout_s`` is
 dropped from the iteration the same way and restarted (its late answer is never read,
-so nothing is counted twice). The iteration goes on with the other workers. A restarted
-worker's new pool removes the containers its predecessor left (their owner is gone).
+so nothing is counted twice). The iteration goes on with the other workers. The next
+call waits for a restarted worker (up to ``ray.worker_timeout_s``) before giving it
+episodes, and leaves it out of that call if it is not back by then: a call sent while it
+restarts fails at once (seen under load: a whole second iteration lost to one kill). A
+restarted worker's new pool removes the containers its predecessor left (their owner is gone).
 
 Ray is imported only when a fleet starts (``pip install 'deskdojo[ray]'``).
 """
@@ -290,6 +293,7 @@ class RayFleet:
         self._weights: list[Any] = []  # [object ref of the published version's weights]
         self.last_broadcast_s: float | None = None
         self._in_flight: dict[Any, tuple[int, list[int], float]] = {}  # ref -> (worker, episodes, since)
+        self._restarting: set[int] = set()  # workers that died or were killed since they last answered
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------
@@ -417,7 +421,7 @@ class RayFleet:
         chunks = deque((c, list(range(start, min(start + size, len(episodes)))))
                        for c, start in enumerate(range(0, len(episodes), size)))
         results: list[EpisodeResult | None] = [None] * len(episodes)
-        idle = deque(range(len(self.workers)))
+        idle = deque(self._back_from_restart())
         version = self.version
         policy_id = versioned_policy_id(self.workers[0].info.get("policy_id") or self.config.model, version)
 
@@ -452,6 +456,7 @@ class RayFleet:
                         settle(indexes, ray.get(ref), worker)
                         idle.append(worker)
                     except ray.exceptions.RayActorError as exc:  # died: Ray restarts it for later calls
+                        self._restarting.add(worker)
                         settle(indexes, None, worker, f"rollout worker {self.workers[worker].name} died "
                                                       f"mid-episode: {_cause(exc)}")
                 now = time.monotonic()
@@ -459,12 +464,35 @@ class RayFleet:
                     if now - since > self.settings.worker_timeout_s:
                         del self._in_flight[ref]
                         ray.kill(self.workers[worker].actor, no_restart=False)  # its answer is never read
+                        self._restarting.add(worker)
                         settle(indexes, None, worker, f"rollout worker {self.workers[worker].name} fell behind "
                                                       f"(no answer in {self.settings.worker_timeout_s:g} s); "
                                                       f"dropped from the iteration and restarted")
         finally:
             self._in_flight = {}
         return results  # type: ignore[return-value]
+
+    def _back_from_restart(self) -> list[int]:
+        """The workers this call may use: all but those still restarting after waiting for
+        them together, up to ``worker_timeout_s`` (a restarted worker's pid and pool are
+        read again; it loads the published weights with its first call)."""
+        ray = import_ray()
+        waiting = {ray_ref: worker for worker in sorted(self._restarting)
+                   for ray_ref in (self.workers[worker].actor.ready.remote(),)}
+        deadline = time.monotonic() + self.settings.worker_timeout_s
+        while waiting and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                worker = waiting.pop(ref)
+                try:
+                    self.workers[worker].info = ray.get(ref)
+                    self._restarting.discard(worker)
+                except ray.exceptions.ActorUnavailableError:  # still restarting: ask again
+                    time.sleep(POLL_S)
+                    waiting[self.workers[worker].actor.ready.remote()] = worker
+                except ray.exceptions.RayActorError:  # out of restarts: this call goes on without it
+                    pass
+        return [w for w in range(len(self.workers)) if w not in self._restarting]
 
     def admit(self, task: Task) -> Any:
         """``admit(task)`` for the plan, on the first worker that answers."""
