@@ -399,18 +399,26 @@ JUDGE_SYSTEM = (
 
 
 def judge_text(view: JudgeView, *, final_rows: int = 10) -> str:
-    """The user message's text (the keyframes come before it as images)."""
-    lines = [f"Task: {view.instruction}", "Actions:"]
+    """The user message's text (the keyframes come before it as images).
+
+    The evidence and how the episode ended come right after the task, before the
+    action-by-action listing: a small judge attends best to what is near the question,
+    and those lines carry the rule that transfers across families (everything asked for
+    was acted on, nothing left open, the agent said done); the listing below carries
+    each family's own signs.
+    """
+    lines = [f"Task: {view.instruction}"]
+    if view.asked:
+        lines.append("Evidence:")
+        lines += view.asked
+    lines.append(f"The episode ended: {view.end or 'unknown'}.")
+    lines.append("Actions:")
     changes = dict(view.changes)
     for i, action in enumerate(view.actions):
         lines.append(f"{i}. {action}")
         lines += [f"   {change}" for change in changes.get(i, ())]
     if not view.actions:
         lines.append("(none)")
-    if view.asked:
-        lines.append("Evidence:")
-        lines += view.asked
-    lines.append(f"The episode ended: {view.end or 'unknown'}.")
     if view.final_elements:
         shown = view.final_elements[:final_rows]
         lines.append("Elements at the end:")
