@@ -181,6 +181,10 @@ def test_the_judge_reads_actions_by_element_and_what_they_changed(tmp_path):
     assert '0. click check box "sail"' in prompt.text and '   ~ check box "sail": +checked' in prompt.text
     assert '1. click check box "sail"' in prompt.text and '   ~ check box "sail": -checked' in prompt.text
     assert "2. done" in prompt.text and "Task: Tick “sail”." in prompt.text
+    # the evidence and the ending lead, right after the task, before the listing
+    order = [prompt.text.index(part) for part in ("Task:", "Evidence:", "The episode ended: done.", "Actions:",
+                                                  "Elements at the end:")]
+    assert order == sorted(order)
     assert len(prompt.images) == 3  # every frame differs from the one before
     assert isinstance(judge, Judge)
     assert verdict.success is False and verdict.judge_id == "vlm"
