@@ -264,12 +264,12 @@ def test_drag_moves_a_window_by_its_title_bar(guest: GuestClient) -> None:
     title_y = window.y - 8  # openbox's title bar sits just above the client area
     assert guest.act(Drag(window.x + 60, title_y, window.x + 260, title_y + 150)).ok
 
-    def moved() -> Any:
+    def at_target() -> Any:  # the window manager applies the motion after the drag returns
         now = next(w for w in guest.windows() if w.title == TERM_TITLE)
-        return now if (now.x, now.y) != (window.x, window.y) else None
+        return now if abs(now.x - (window.x + 200)) <= 2 and abs(now.y - (window.y + 150)) <= 2 else None
 
-    now = wait_for(moved, 3, "the window to move")
-    assert abs(now.x - (window.x + 200)) <= 2 and abs(now.y - (window.y + 150)) <= 2
+    # under load it was seen 3/4 of the way there when first looked at (CI, two busy cores)
+    wait_for(at_target, 5, "the window to reach the end of the drag")
 
 
 def test_drag_and_scroll_events(sandbox: Sandbox, guest: GuestClient) -> None:

@@ -182,10 +182,12 @@ def test_a_hundred_held_connections_do_not_stop_a_new_request(sandbox: Sandbox) 
         assert GuestClient(sandbox.socket_path, timeout=5).health()["ok"]
         fresh_s = time.monotonic() - t0
         assert sandbox.client.health()["ok"]  # reconnected, if its connection was closed
-        threads = thread_count(pid)
+        # an evicted connection's thread ends a moment after its socket is closed (under load
+        # one was seen still counted): the bound holds once they have
+        threads = wait_for(lambda: (n := thread_count(pid)) <= threads_before + MAX_CONNECTIONS and n, 3,
+                           f"at most {threads_before} + {MAX_CONNECTIONS} server threads")
         print(f"fresh request {fresh_s * 1000:.0f} ms; threads {threads_before} -> {threads}")
         assert fresh_s < 2.0
-        assert threads <= threads_before + MAX_CONNECTIONS, threads
         closed = sum(1 for sock in held if _closed_by_server(sock))
         assert closed >= len(held) - MAX_CONNECTIONS
     finally:
