@@ -89,6 +89,29 @@ def test_the_report_counts_adversarial_false_successes_and_unparsed_answers():
                                                      "false_success_rate": 0.5, "unparsed": 0}
 
 
+def test_the_evidence_view_shows_the_evidence_the_action_count_and_the_ending_only(tmp_path):
+    from deskdojo.world_model.vlm_judge import PolicyJudgeModel, judge_text
+
+    examples = run_examples([_fake_run(tmp_path / "run")], log=lambda _: None)
+    short = run_examples([tmp_path / "run"], layout="evidence", log=lambda _: None)
+    for full, evidence in zip(examples, short):
+        assert evidence.text.startswith("Task: Tick “sail”.\nEvidence:\n")
+        assert evidence.text.endswith("Actions: 2, numbered 0 to 1.\nThe episode ended: done.\n")
+        assert "0. click(" in full.text and "0. click(" not in evidence.text
+    with pytest.raises(ValueError, match="judge view 'short'"):
+        judge_text(None, layout="short")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="judge train: view"):
+        distill_config(view="short")
+    with pytest.raises(ConfigError, match="judge view 'short'"):
+        PolicyJudgeModel(object(), view="short")
+
+
+def distill_config(**options):
+    from deskdojo.world_model.distill import JudgeTrainConfig
+
+    return JudgeTrainConfig(**options)
+
+
 def _fake_run(root, count=12):
     """A run folder as evolve writes it: tasks.jsonl, verdicts.jsonl, trajectories/<id>/."""
     from deskdojo.core.rundir import TrajectoryWriter
@@ -120,19 +143,24 @@ def test_runs_become_examples_with_their_labels(tmp_path):
         run_examples([tmp_path], log=lambda _: None)
 
 
-def test_judge_train_and_calibrate_on_the_real_tiny_model(tmp_path, capsys):
-    """End to end, small: the loss falls, the judge folder loads, calibration writes its
-    figures (the few steps here teach the answer's shape, not judging)."""
+@pytest.mark.parametrize("view", ["full", "evidence"])
+def test_judge_train_and_calibrate_on_the_real_tiny_model(tmp_path, capsys, view):
+    """End to end, small: the loss falls, the judge folder loads (asked the way it was
+    trained), calibration writes its figures (the few steps here teach the answer's
+    shape, not judging)."""
     from deskdojo.cli import main
+    from deskdojo.evolve.build import load_judge_model
 
     run = _fake_run(tmp_path / "run", count=24)
     out = tmp_path / "judge"
     assert main(["judge", "train", "--runs", str(run), "--out", str(out), "--steps", "12", "--batch-size", "4",
-                 "--unseen", "switch_tab", "--adversarial", "1"]) == 0
+                 "--unseen", "switch_tab", "--adversarial", "1", "--view", view]) == 0
     report = json.loads((out / "train_report.json").read_text())
     assert report["adversarial_train"] == 4  # one episode of each set and one oracle, on training tasks
     assert report["train"]["loss_last"] < report["train"]["loss_first"]
-    assert json.loads((out / "judge.json").read_text())["images"] is False
+    settings = json.loads((out / "judge.json").read_text())
+    assert settings["images"] is False and settings["view"] == view
+    assert load_judge_model(str(out)).view == view
     figures = tmp_path / "calibration.json"
     assert main(["judge", "calibrate", "--judge", str(out), "--runs", str(run), "--unseen", "switch_tab",
                  "--adversarial", "0", "--out", str(figures)]) == 0

@@ -71,7 +71,7 @@ def adversarial_tasks(kind: str, *, families: Sequence[str], count: int, seed_ba
     return tasks
 
 
-def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: Path, *,
+def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: Path, *, layout: str = "full",
                        log: Callable[[str], None] = print) -> list[Any]:
     """Play each task the adversarial way in ``sandbox`` (a real one), judge it by its
     checks, and return the episodes as examples (split ``adversarial:<kind>``)."""
@@ -105,7 +105,7 @@ def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: P
         trajectory = read_trajectory(path)
         verdict = judge.judge(task, trajectory, sandbox)
         examples.append(JudgeExample(
-            task=task, trajectory_id=trajectory.id, text=judge_text(judge_view(task, trajectory, path)),
+            task=task, trajectory_id=trajectory.id, text=judge_text(judge_view(task, trajectory, path), layout=layout),
             answer=answer_from_checks(trajectory, verdict), split=f"adversarial:{kind}",
             steps=len(trajectory.steps), source=str(path)))
     passed = sum(e.answer.success for e in examples)
@@ -113,7 +113,8 @@ def record_adversarial(kind: str, tasks: Sequence[Task], sandbox: Any, folder: P
     return examples
 
 
-def adversarial_examples(families: Sequence[str], count: int, *, split: str, provider: str) -> list[Any]:
+def adversarial_examples(families: Sequence[str], count: int, *, split: str, provider: str,
+                         layout: str = "full") -> list[Any]:
     """``count`` episodes of each adversarial set, recorded in one real sandbox and judged
     by the checks; ``split`` "train" makes training examples of them, and adds the oracle
     played whole (``TRAIN_SETS``)."""
@@ -126,7 +127,7 @@ def adversarial_examples(families: Sequence[str], count: int, *, split: str, pro
         try:
             for kind in TRAIN_SETS if split == "train" else ADVERSARIAL:
                 tasks = adversarial_tasks(kind, families=families, count=count, split=split)
-                examples += record_adversarial(kind, tasks, sandbox, Path(folder) / kind, log=_log)
+                examples += record_adversarial(kind, tasks, sandbox, Path(folder) / kind, layout=layout, log=_log)
         finally:
             sandbox.close()
     if split == "train":
@@ -160,11 +161,11 @@ def adversarial_families(chosen: str, examples: Sequence[Any], *, unseen: Sequen
     return families
 
 
-def _examples(args: argparse.Namespace) -> list[Any]:
+def _examples(args: argparse.Namespace, layout: str) -> list[Any]:
     from deskdojo.world_model.distill import run_examples
 
     unseen = [f for f in (args.unseen or "").split(",") if f]
-    return run_examples(args.runs, unseen=unseen, heldout_share=args.heldout_share, log=_log)
+    return run_examples(args.runs, unseen=unseen, heldout_share=args.heldout_share, layout=layout, log=_log)
 
 
 def _log(text: str) -> None:
@@ -178,13 +179,15 @@ def cmd_judge_train(args: argparse.Namespace) -> int:
     from deskdojo.world_model.distill import JudgeTrainConfig, examples_digest, save_judge, train_judge
 
     quiet_libraries()
-    config = JudgeTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    examples = _examples(args)
+    config = JudgeTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                              view=args.view)
+    examples = _examples(args, config.view)
     adversarial = []
     if args.adversarial:
         families = adversarial_families(args.families, examples, unseen=(args.unseen or "").split(","))
         _log(f"judge train: adversarial sets on {len(families)} families: {', '.join(families)}")
-        adversarial = adversarial_examples(families, args.adversarial, split="train", provider=args.provider)
+        adversarial = adversarial_examples(families, args.adversarial, split="train", provider=args.provider,
+                                           layout=config.view)
         examples += adversarial
     digest = examples_digest(examples)
     _log(f"judge train: {json.dumps(digest['splits'])}")
@@ -211,7 +214,7 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     model = load_judge_model(args.judge)
-    examples = [e for e in _examples(args) if e.split != "train"]
+    examples = [e for e in _examples(args, model.view) if e.split != "train"]
     if args.limit:
         by_split: dict[str, list[Any]] = {}
         for example in examples:
@@ -223,7 +226,8 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
                                                               if len(rows) > args.limit else rows)]
     if args.adversarial:
         families = sorted({e.task.family for e in examples if e.split == "heldout"}) or ["toggle_choices"]
-        examples += adversarial_examples(families, args.adversarial, split="heldout", provider=args.provider)
+        examples += adversarial_examples(families, args.adversarial, split="heldout", provider=args.provider,
+                                         layout=model.view)
     started = time.perf_counter()
     judged = judge_examples(model, examples, retries=args.retries, log=_log)
     report = calibration_report(judged)
@@ -283,6 +287,10 @@ def add_judge_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=300, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=8, help="examples per step (half successes)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--view", choices=("evidence", "full"), default="evidence",
+                   help="what the judge reads: evidence (the evidence lines, the action count, the ending; "
+                        "the one that carried over to unseen families) or full (also every action, what "
+                        "it changed and the last screen's rows); saved with the judge")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adversarial", type=int, default=0,
                    help="also train on this many episodes of each adversarial set, recorded on training-split "

@@ -156,7 +156,7 @@ def load_judge_model(path: str) -> Any:
     policy = load_policy(str(path), PolicyConfig())
     policy.set_greedy(True)
     return PolicyJudgeModel(policy, max_new_tokens=int(settings.get("max_new_tokens", 160)),
-                            images=bool(settings.get("images", True)))
+                            images=bool(settings.get("images", True)), view=str(settings.get("view", "full")))
 
 
 def build_judge(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print) -> Any:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.types import EndReason, StepLabel, Task, Trajectory, Verdict
 from deskdojo.world_model.vlm_judge import (
-    JUDGE_SYSTEM, JudgeAnswer, JudgeAnswerError, format_judge_answer, judge_text, judge_view, parse_judge_answer,
+    JUDGE_SYSTEM, JUDGE_VIEWS, JudgeAnswer, JudgeAnswerError, format_judge_answer, judge_text, judge_view, parse_judge_answer,
 )
 
 JUDGE_FILE = "judge.json"
@@ -109,9 +109,10 @@ def _run_tasks(run: Path) -> dict[str, Task]:
 
 
 def run_examples(runs: Sequence[str | Path], *, unseen: Sequence[str] = (), heldout_share: float = 0.25,
-                 keyframes: int = 6, log: Callable[[str], None] = print) -> list[JudgeExample]:
-    """Every trajectory of ``runs`` that the checks judged (``verdicts.jsonl``), as examples.
-    Trajectories that ended as ``error`` have no verdict and are not used."""
+                 keyframes: int = 6, layout: str = "full", log: Callable[[str], None] = print) -> list[JudgeExample]:
+    """Every trajectory of ``runs`` that the checks judged (``verdicts.jsonl``), as examples
+    whose text is the judge view ``layout`` (``JUDGE_VIEWS``). Trajectories that ended as
+    ``error`` have no verdict and are not used."""
     from deskdojo.core.records import from_json
     from deskdojo.core.rundir import read_trajectory
 
@@ -135,7 +136,7 @@ def run_examples(runs: Sequence[str | Path], *, unseen: Sequence[str] = (), held
             trajectory = read_trajectory(folder)
             view = judge_view(task, trajectory, folder, keyframes=keyframes)
             examples.append(JudgeExample(
-                task=task, trajectory_id=trajectory.id, text=judge_text(view),
+                task=task, trajectory_id=trajectory.id, text=judge_text(view, layout=layout),
                 answer=answer_from_checks(trajectory, verdict), steps=len(trajectory.steps),
                 split=task_split(task, unseen=unseen, heldout_share=heldout_share), source=str(run)))
             used += 1
@@ -156,10 +157,17 @@ class JudgeTrainConfig:
     max_new_tokens: int = field(default=96, metadata={"help": "answer length when judging"})
     images: bool = field(default=False, metadata={
         "help": "show keyframes (the tiny model's vision tower is untrained: text only by default)"})
+    view: str = field(default="evidence", metadata={
+        "help": "what the judge reads (vlm_judge.JUDGE_VIEWS): evidence (the evidence lines, the action "
+                "count and the ending: a tiny judge trained on the full listing fits the seen families "
+                "through it and reads unseen ones at chance) | full; saved in judge.json, so it is "
+                "asked the same way"})
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0 or not self.lr > 0:
             raise ConfigError("judge train: steps and batch size must be >= 1, warm-up >= 0 and lr > 0")
+        if self.view not in JUDGE_VIEWS:
+            raise ConfigError(f"judge train: view {self.view!r} is not one of: {', '.join(JUDGE_VIEWS)}")
 
 
 def chat_text(policy: Any, text: str) -> str:
@@ -341,7 +349,7 @@ def save_judge(policy: Any, folder: Path, config: JudgeTrainConfig, info: dict[s
     from deskdojo.core.rundir import write_atomic
 
     policy.save(folder)
-    write_atomic(folder / JUDGE_FILE, json.dumps({"images": config.images, "max_new_tokens": config.max_new_tokens,
+    write_atomic(folder / JUDGE_FILE, json.dumps({"images": config.images, "max_new_tokens": config.max_new_tokens, "view": config.view,
                                                   **info}, indent=1).encode())
     return folder
 

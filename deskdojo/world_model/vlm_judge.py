@@ -398,19 +398,34 @@ JUDGE_SYSTEM = (
     "rationale (one sentence), score (0 to 1: how much of the task is done) and success (true/false).")
 
 
-def judge_text(view: JudgeView, *, final_rows: int = 10) -> str:
+JUDGE_VIEWS = ("full", "evidence")
+"""What a judge reads: ``full`` (the evidence, the ending, every action with what it
+changed, the last screen's rows) or ``evidence`` (the evidence, the number of actions and
+the ending: the lines that hold in every family; a tiny judge fits the seen families
+through the listing and reads unseen ones at chance, see the README)."""
+
+
+def judge_text(view: JudgeView, *, final_rows: int = 10, layout: str = "full") -> str:
     """The user message's text (the keyframes come before it as images).
 
     The evidence and how the episode ended come right after the task, before the
     action-by-action listing: a small judge attends best to what is near the question,
     and those lines carry the rule that transfers across families (everything asked for
     was acted on, nothing left open, the agent said done); the listing below carries
-    each family's own signs.
+    each family's own signs. ``layout`` ``evidence`` stops after the evidence, with the
+    action count in place of the listing (``JUDGE_VIEWS``).
     """
+    if layout not in JUDGE_VIEWS:
+        raise ValueError(f"judge view {layout!r} is not one of: {', '.join(JUDGE_VIEWS)}")
     lines = [f"Task: {view.instruction}"]
     if view.asked:
         lines.append("Evidence:")
         lines += view.asked
+    if layout == "evidence":  # the count, so the answer's step numbers can be right
+        count = len(view.actions)
+        lines.append(f"Actions: {count}" + (f", numbered 0 to {count - 1}." if count else "."))
+        lines.append(f"The episode ended: {view.end or 'unknown'}.")
+        return "\n".join(lines) + "\n"
     lines.append(f"The episode ended: {view.end or 'unknown'}.")
     lines.append("Actions:")
     changes = dict(view.changes)
@@ -437,7 +452,7 @@ class JudgePrompt:
     images: tuple[Any, ...] = ()
 
 
-def judge_prompt(view: JudgeView, *, images: bool = True) -> JudgePrompt:
+def judge_prompt(view: JudgeView, *, images: bool = True, layout: str = "full") -> JudgePrompt:
     loaded: list[Any] = []
     if images:
         from PIL import Image
@@ -447,7 +462,7 @@ def judge_prompt(view: JudgeView, *, images: bool = True) -> JudgePrompt:
                 loaded.append(image.convert("RGB"))
         if view.final_screenshot is not None:
             loaded.append(Image.fromarray(view.final_screenshot))
-    return JudgePrompt(system=JUDGE_SYSTEM, text=judge_text(view), images=tuple(loaded))
+    return JudgePrompt(system=JUDGE_SYSTEM, text=judge_text(view, layout=layout), images=tuple(loaded))
 
 
 # --- the model and the judge -----------------------------------------------------------------
@@ -489,10 +504,13 @@ class PolicyJudgeModel:
     its processor and weights, the judge's own prompt. ``images`` off sends text only (a
     model whose vision tower is untrained reads nothing from pixels)."""
 
-    def __init__(self, policy: Any, *, max_new_tokens: int = 160, images: bool = True):
+    def __init__(self, policy: Any, *, max_new_tokens: int = 160, images: bool = True, view: str = "full"):
+        if view not in JUDGE_VIEWS:
+            raise ConfigError(f"judge view {view!r} is not one of: {', '.join(JUDGE_VIEWS)}")
         self.policy = policy
         self.max_new_tokens = max_new_tokens
         self.images = images
+        self.view = view  # what it was trained to read (judge.json)
         self.model_id = f"policy:{getattr(policy, 'policy_id', 'model')}"
 
     def chat_text(self, prompt: JudgePrompt) -> str:
@@ -587,7 +605,7 @@ class VLMJudge:
                                                              keyframes=self.config.keyframes))
 
     def verdict_for(self, task: Task, trajectory: Trajectory, view: JudgeView) -> Verdict:
-        prompt = judge_prompt(view, images=self.config.images)
+        prompt = judge_prompt(view, images=self.config.images, layout=getattr(self.model, "view", "full"))
         votes = self.votes(prompt, len(trajectory.steps))
         answer = combine_votes(votes, self.config.rule)
         return verdict_from_answer(task, trajectory, answer, votes, judge_id=self.judge_id)
