@@ -32,7 +32,8 @@ from typing import Any, Callable, Iterable, Sequence
 from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.types import EndReason, StepLabel, Task, Trajectory, Verdict
 from deskdojo.world_model.vlm_judge import (
-    JUDGE_SYSTEM, JUDGE_VIEWS, JudgeAnswer, JudgeAnswerError, format_judge_answer, judge_text, judge_view, parse_judge_answer,
+    JUDGE_SYSTEM, JUDGE_VIEWS, JudgeAnswer, JudgeAnswerError, format_judge_answer, judge_text, judge_view,
+    parse_judge_answer,
 )
 
 JUDGE_FILE = "judge.json"
@@ -349,8 +350,8 @@ def save_judge(policy: Any, folder: Path, config: JudgeTrainConfig, info: dict[s
     from deskdojo.core.rundir import write_atomic
 
     policy.save(folder)
-    write_atomic(folder / JUDGE_FILE, json.dumps({"images": config.images, "max_new_tokens": config.max_new_tokens, "view": config.view,
-                                                  **info}, indent=1).encode())
+    write_atomic(folder / JUDGE_FILE, json.dumps({"images": config.images, "max_new_tokens": config.max_new_tokens,
+                                                  "view": config.view, **info}, indent=1).encode())
     return folder
 
 
