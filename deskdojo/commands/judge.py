@@ -270,6 +270,8 @@ def calibration_table(result: dict[str, Any]) -> str:
 
 
 def add_judge_parser(sub: Any) -> None:
+    from deskdojo.world_model.vlm_judge import JUDGE_VIEWS
+
     judge = sub.add_parser("judge", help="the VLM judge: distil it from checks, calibrate it against them"
                            ).add_subparsers(dest="judge_cmd", required=True)
 
@@ -287,7 +289,7 @@ def add_judge_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=300, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=8, help="examples per step (half successes)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--view", choices=("evidence", "full"), default="evidence",
+    p.add_argument("--view", choices=JUDGE_VIEWS, default="evidence",
                    help="what the judge reads: evidence (the evidence lines, the action count, the ending; "
                         "the one that carried over to unseen families) or full (also every action, what "
                         "it changed and the last screen's rows); saved with the judge")
