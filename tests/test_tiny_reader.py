@@ -203,6 +203,26 @@ def test_clicking_an_unnamed_row_marks_no_other_unnamed_row_acted():
     assert ranked.acted == {3}
 
 
+def test_a_button_of_the_same_name_in_a_new_dialog_is_not_the_one_acted_on():
+    from deskdojo.agent.observation import ActedOn, ShownElements, acted_on, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    first = Element(7, "button", "Confirm", (300, 200, 80, 24), window="deskdojo dialogs: Save")
+    history = (Decision(text="click #1", action=Click(element=7), element_name="Confirm",
+                        element_place=(first.window, first.box)),)
+    instruction = "Click Save, then press Confirm, and Confirm again when asked a second time."
+    second = Element(3, "button", "Confirm", (352, 241, 80, 24), window="deskdojo dialogs: Save")
+    ranked = ranked_for_task(ShownElements((second,), 0, listed=True), instruction, acted=acted_on(history))
+    assert ranked.acted == frozenset() and ranked.named == {3}
+    # the same button a few pixels bigger (a selected tab grows) is still the one acted on
+    grown = Element(4, "button", "Confirm", (298, 199, 84, 27), window="deskdojo dialogs: Save")
+    assert ranked_for_task(ShownElements((grown,), 0, listed=True), instruction, acted=acted_on(history)).acted == {4}
+    # in another window it is another button; known by name alone, any "Confirm" is acted
+    moved_window = Element(5, "button", "Confirm", first.box, window="deskdojo dialogs: Load")
+    assert not ActedOn("Confirm", (first.window, first.box)).matches(moved_window)
+    assert ActedOn("Confirm").matches(second) and ActedOn("Confirm").matches(moved_window)
+
+
 def test_history_names_is_a_saved_setting(tmp_path):
     from deskdojo.agent.policy import PolicyConfig, load_policy
 

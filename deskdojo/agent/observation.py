@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, Element, ElementList, fit_to_budget
 from deskdojo.core.types import Observation
 from deskdojo.perception.relevance import CONTAINER_ROLES, mention_position, task_relevance  # noqa: F401
+
+if TYPE_CHECKING:
+    from deskdojo.core.protocols import Decision
 
 DEFAULT_ELEMENT_BUDGET = 2400
 """Characters of element rows per prompt (about 60 rows; some 800 tokens of a Qwen tokenizer)."""
@@ -84,7 +87,7 @@ names share words with the task first, best match first, as MindAct's candidate 
 puts the likely targets before the rest)."""
 
 ACTED = "acted"
-"""The state a ranked table gives a row whose name an earlier step of the episode acted on."""
+"""The state a ranked table gives a row an earlier step of the episode acted on (``ActedOn``)."""
 NAMED = "named"
 """The state a ranked table gives a row whose whole name the task says (``task_relevance``
 of 2 or more) and that no earlier step acted on: where the task's targets end and
@@ -110,18 +113,54 @@ ACTED_RELEVANCE = 1.0
 and rows that share no word with it."""
 
 
-def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[str] = frozenset()) -> ShownElements:
+SAME_PLACE_PX = 16
+"""How far a row's box may move and still be the row an earlier step acted on (a
+selected ttk tab grows by a few pixels; a second dialog opens elsewhere)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActedOn:
+    """An element an earlier step acted on: its name, and where it was (window and box)
+    when the step's table showed it; ``place`` None knows it by name alone."""
+
+    name: str
+    place: tuple[str, tuple[int, int, int, int]] | None = None
+
+    def matches(self, element: Element) -> bool:
+        """Whether ``element`` is this one: same name and, where the place is known, the
+        same window and a box within ``SAME_PLACE_PX``. A "Confirm" in the second dialog
+        of a confirm-twice task is not the first dialog's "Confirm", which a name alone
+        could not tell (the reader said done there instead of confirming again)."""
+        if not element.name or element.name != self.name:
+            return False
+        if self.place is None:
+            return True
+        window, (x, y, w, h) = self.place
+        ex, ey, ew, eh = element.box
+        return element.window == window and all(abs(a - b) <= SAME_PLACE_PX for a, b in
+                                                ((x + w / 2, ex + ew / 2), (y + h / 2, ey + eh / 2)))
+
+
+def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
+    """What the episode's earlier steps acted on, for ``ranked_for_task``."""
+    return tuple(ActedOn(d.element_name, d.element_place) for d in history if d.element_name)
+
+
+def ranked_for_task(shown: ShownElements, instruction: str, *,
+                    acted: Iterable[str | ActedOn] = ()) -> ShownElements:
     """``shown`` with its rows ordered by ``task_relevance``, then by where the task first
     names them (ties, and rows that share no word, keep the listing's order); the rows are
     then numbered 1..n in that order. A container the task names (``CONTAINER_ROLES``)
     ranks after every row the task names whole, so those stay together at the top.
 
-    A row the episode already acted on (its name in ``acted``; a row without a name cannot
-    be told from its unnamed neighbours and is never marked) carries the state ``acted``
+    A row the episode already acted on (``acted``: ``ActedOn`` records, or names; a row
+    without a name cannot be told from its unnamed neighbours and is never marked) carries
+    the state ``acted``
     and sinks below the rows still to do, so the next named row is always the first: a
     small reader that had to count acted rows learned "the third click is #3" from one
     family and said it in another."""
-    done = frozenset(e.id for e in shown.elements if e.name and e.name in acted)
+    records = [a if isinstance(a, ActedOn) else ActedOn(a) for a in acted]
+    done = frozenset(e.id for e in shown.elements if any(a.matches(e) for a in records))
     relevance = {e.id: min(score, ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else score)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
     order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))

@@ -210,7 +210,8 @@ def _history_as_said(policy: Any, example: DemoStep, current: Observation) -> tu
         text = policy.render_target(decision.action, dataclasses.replace(current, elements=listing),
                                     task=example.task)
         element = listing.by_id(element_of(decision.action))
-        said.append(dataclasses.replace(decision, text=text, element_name=element.name if element else None))
+        said.append(dataclasses.replace(decision, text=text, element_name=element.name if element else None,
+                                        element_place=(element.window, element.box) if element else None))
     return tuple(said)
 
 
