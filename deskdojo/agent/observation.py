@@ -113,32 +113,61 @@ ACTED_RELEVANCE = 1.0
 and rows that share no word with it."""
 
 
-SAME_PLACE_PX = 16
-"""How far a row's box may move and still be the row an earlier step acted on (a
-selected ttk tab grows by a few pixels; a second dialog opens elsewhere)."""
+WINDOW_ROLES = frozenset({"frame", "dialog", "alert", "window"})
+"""Rows that stand for a window: their name is the window's title, their box its frame."""
+
+SAME_ORIGIN_PX = 4
+"""How far a window's top-left may move and still be the window an earlier step acted in."""
+SAME_SPOT_PX = 32
+"""How far an element's centre may move in its window and still be the element acted on:
+a click that relabels a status line reflows the buttons beside it by 20 px; two choices
+of one name in two groups stand 100 px or more apart."""
+
+Place = tuple[str, "tuple[int, int] | None", tuple[int, int]]
+"""Where an element is: its window's title, that window's top-left (None: not listed) and
+the element's centre."""
+
+
+def window_origin(elements: Iterable[Element], title: str) -> tuple[int, int] | None:
+    """The top-left of the window row titled ``title`` among ``elements``, if listed."""
+    for element in elements:
+        if element.role in WINDOW_ROLES and element.name == title:
+            return element.box[0], element.box[1]
+    return None
+
+
+def place_of(element: Element, elements: Iterable[Element]) -> Place:
+    """Where ``element`` is among the rows ``elements`` of one listing (``Place``)."""
+    x, y, w, h = element.box
+    return element.window, window_origin(elements, element.window), (x + w // 2, y + h // 2)
 
 
 @dataclass(frozen=True, slots=True)
 class ActedOn:
-    """An element an earlier step acted on: its name, and where it was (window and box)
-    when the step's table showed it; ``place`` None knows it by name alone."""
+    """An element an earlier step acted on: its name and ``place`` (``place_of``) when the
+    step's table showed it; ``place`` None knows it by name alone."""
 
     name: str
-    place: tuple[str, tuple[int, int, int, int]] | None = None
+    place: Place | None = None
 
-    def matches(self, element: Element) -> bool:
-        """Whether ``element`` is this one: same name and, where the place is known, the
-        same window and a box within ``SAME_PLACE_PX``. A "Confirm" in the second dialog
-        of a confirm-twice task is not the first dialog's "Confirm", which a name alone
-        could not tell (the reader said done there instead of confirming again)."""
+    def matches(self, element: Element, place: Place) -> bool:
+        """Whether ``element``, now at ``place``, is this one: same name, same window (title
+        and, where both are listed, top-left) and a centre within ``SAME_SPOT_PX``.
+
+        A window that opened anew is another window even with the same title: a confirm-
+        twice task's second dialog holds another "Confirm" (the reader said done there,
+        seeing the first one's acted mark); and "Ivory" in a second group of choices is
+        another "Ivory"."""
         if not element.name or element.name != self.name:
             return False
         if self.place is None:
             return True
-        window, (x, y, w, h) = self.place
-        ex, ey, ew, eh = element.box
-        return element.window == window and all(abs(a - b) <= SAME_PLACE_PX for a, b in
-                                                ((x + w / 2, ex + ew / 2), (y + h / 2, ey + eh / 2)))
+        (window, then, (x, y)), (_, now, (nx, ny)) = self.place, place
+        if element.window != window:
+            return False
+        if then is not None and now is not None and max(abs(then[0] - now[0]), abs(then[1] - now[1])) > SAME_ORIGIN_PX:
+            return False
+        return max(abs(x - nx), abs(y - ny)) <= SAME_SPOT_PX
 
 
 def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
@@ -160,7 +189,8 @@ def ranked_for_task(shown: ShownElements, instruction: str, *,
     small reader that had to count acted rows learned "the third click is #3" from one
     family and said it in another."""
     records = [a if isinstance(a, ActedOn) else ActedOn(a) for a in acted]
-    done = frozenset(e.id for e in shown.elements if any(a.matches(e) for a in records))
+    done = frozenset(e.id for e in shown.elements
+                     if any(a.matches(e, place_of(e, shown.elements)) for a in records))
     relevance = {e.id: min(score, ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else score)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
     order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS
+from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS, place_of
 from deskdojo.core.actions import Action, action_points, element_of
 from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
@@ -468,7 +468,7 @@ class VLMPolicy:
             shown = next((e for e in prompt.shown.elements if e.id == element_of(action)), None)
         return Decision(text=text, action=action, token_ids=tuple(ids), logprobs=tuple(logprobs),
                         element_name=shown.name if shown else None,
-                        element_place=(shown.window, shown.box) if shown else None)
+                        element_place=place_of(shown, prompt.shown.elements) if shown else None)
 
     # --- training interface -------------------------------------------------------
 
