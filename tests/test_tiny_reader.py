@@ -203,6 +203,51 @@ def test_clicking_an_unnamed_row_marks_no_other_unnamed_row_acted():
     assert ranked.acted == {3}
 
 
+def test_a_button_of_the_same_name_in_a_new_dialog_is_not_the_one_acted_on():
+    from deskdojo.agent.observation import ActedOn, ShownElements, acted_on, place_of, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    title = "deskdojo dialogs: Save"
+    first_dialog = (Element(6, "dialog", title, (773, 142, 252, 100), window=title),
+                    Element(7, "button", "Confirm", (791, 193, 102, 31), window=title))
+    history = (Decision(text="click #1", action=Click(element=7), element_name="Confirm",
+                        element_place=place_of(first_dialog[1], first_dialog)),)
+    instruction = "Click Save, then press Confirm, and Confirm again when asked a second time."
+    # the second dialog: same title, opened elsewhere
+    second_dialog = (Element(2, "dialog", title, (693, 142, 332, 100), window=title),
+                     Element(3, "button", "Confirm", (865, 193, 102, 31), window=title))
+    ranked = ranked_for_task(ShownElements(second_dialog, 0, listed=True), instruction, acted=acted_on(history))
+    assert ranked.acted == frozenset() and ranked.named == {3}
+    # the same window with its button reflowed 20 px (a status line grew) is the one acted on
+    reflowed = (Element(4, "dialog", title, (773, 142, 290, 100), window=title),
+                Element(5, "button", "Confirm", (811, 193, 102, 31), window=title))
+    assert ranked_for_task(ShownElements(reflowed, 0, listed=True), instruction,
+                           acted=acted_on(history)).acted == {5}
+    # another window is another button; known by name alone, any "Confirm" is acted
+    elsewhere = Element(9, "button", "Confirm", (791, 193, 102, 31), window="deskdojo dialogs: Load")
+    acted = ActedOn("Confirm", place_of(first_dialog[1], first_dialog))
+    assert not acted.matches(elsewhere, place_of(elsewhere, (elsewhere,)))
+    assert ActedOn("Confirm").matches(second_dialog[1], place_of(second_dialog[1], second_dialog))
+    assert ActedOn("Confirm").matches(elsewhere, place_of(elsewhere, (elsewhere,)))
+
+
+def test_a_choice_of_the_same_name_in_another_group_is_not_the_one_acted_on():
+    from deskdojo.agent.observation import ShownElements, acted_on, place_of, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    window = "deskdojo choices"
+    rows = (Element(1, "frame", window, (304, 57, 326, 334), window=window),
+            Element(2, "panel", "Harbor colour", (311, 233, 144, 112), window=window),
+            Element(3, "radio button", "Ivory", (318, 312, 86, 26), window=window),
+            Element(4, "panel", "Mountain colour", (459, 233, 164, 112), window=window),
+            Element(5, "radio button", "Ivory", (466, 260, 86, 26), window=window))
+    history = (Decision(text="click #1", action=Click(element=5), element_name="Ivory",
+                        element_place=place_of(rows[4], rows)),)
+    instruction = "Set “Mountain colour” to “Ivory” and set “Harbor colour” to “Ivory”."
+    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), instruction, acted=acted_on(history))
+    assert ranked.acted == {5} and 3 in ranked.named
+
+
 def test_history_names_is_a_saved_setting(tmp_path):
     from deskdojo.agent.policy import PolicyConfig, load_policy
 

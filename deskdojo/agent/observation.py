@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, Element, ElementList, fit_to_budget
 from deskdojo.core.types import Observation
 from deskdojo.perception.relevance import CONTAINER_ROLES, mention_position, task_relevance  # noqa: F401
+
+if TYPE_CHECKING:
+    from deskdojo.core.protocols import Decision
 
 DEFAULT_ELEMENT_BUDGET = 2400
 """Characters of element rows per prompt (about 60 rows; some 800 tokens of a Qwen tokenizer)."""
@@ -84,7 +87,7 @@ names share words with the task first, best match first, as MindAct's candidate 
 puts the likely targets before the rest)."""
 
 ACTED = "acted"
-"""The state a ranked table gives a row whose name an earlier step of the episode acted on."""
+"""The state a ranked table gives a row an earlier step of the episode acted on (``ActedOn``)."""
 NAMED = "named"
 """The state a ranked table gives a row whose whole name the task says (``task_relevance``
 of 2 or more) and that no earlier step acted on: where the task's targets end and
@@ -110,18 +113,84 @@ ACTED_RELEVANCE = 1.0
 and rows that share no word with it."""
 
 
-def ranked_for_task(shown: ShownElements, instruction: str, *, acted: frozenset[str] = frozenset()) -> ShownElements:
+WINDOW_ROLES = frozenset({"frame", "dialog", "alert", "window"})
+"""Rows that stand for a window: their name is the window's title, their box its frame."""
+
+SAME_ORIGIN_PX = 4
+"""How far a window's top-left may move and still be the window an earlier step acted in."""
+SAME_SPOT_PX = 32
+"""How far an element's centre may move in its window and still be the element acted on:
+a click that relabels a status line reflows the buttons beside it by 20 px; two choices
+of one name in two groups stand 100 px or more apart."""
+
+Place = tuple[str, "tuple[int, int] | None", tuple[int, int]]
+"""Where an element is: its window's title, that window's top-left (None: not listed) and
+the element's centre."""
+
+
+def window_origin(elements: Iterable[Element], title: str) -> tuple[int, int] | None:
+    """The top-left of the window row titled ``title`` among ``elements``, if listed."""
+    for element in elements:
+        if element.role in WINDOW_ROLES and element.name == title:
+            return element.box[0], element.box[1]
+    return None
+
+
+def place_of(element: Element, elements: Iterable[Element]) -> Place:
+    """Where ``element`` is among the rows ``elements`` of one listing (``Place``)."""
+    x, y, w, h = element.box
+    return element.window, window_origin(elements, element.window), (x + w // 2, y + h // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class ActedOn:
+    """An element an earlier step acted on: its name and ``place`` (``place_of``) when the
+    step's table showed it; ``place`` None knows it by name alone."""
+
+    name: str
+    place: Place | None = None
+
+    def matches(self, element: Element, place: Place) -> bool:
+        """Whether ``element``, now at ``place``, is this one: same name, same window (title
+        and, where both are listed, top-left) and a centre within ``SAME_SPOT_PX``.
+
+        A window that opened anew is another window even with the same title: a confirm-
+        twice task's second dialog holds another "Confirm" (the reader said done there,
+        seeing the first one's acted mark); and "Ivory" in a second group of choices is
+        another "Ivory"."""
+        if not element.name or element.name != self.name:
+            return False
+        if self.place is None:
+            return True
+        (window, then, (x, y)), (_, now, (nx, ny)) = self.place, place
+        if element.window != window:
+            return False
+        if then is not None and now is not None and max(abs(then[0] - now[0]), abs(then[1] - now[1])) > SAME_ORIGIN_PX:
+            return False
+        return max(abs(x - nx), abs(y - ny)) <= SAME_SPOT_PX
+
+
+def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
+    """What the episode's earlier steps acted on, for ``ranked_for_task``."""
+    return tuple(ActedOn(d.element_name, d.element_place) for d in history if d.element_name)
+
+
+def ranked_for_task(shown: ShownElements, instruction: str, *,
+                    acted: Iterable[str | ActedOn] = ()) -> ShownElements:
     """``shown`` with its rows ordered by ``task_relevance``, then by where the task first
     names them (ties, and rows that share no word, keep the listing's order); the rows are
     then numbered 1..n in that order. A container the task names (``CONTAINER_ROLES``)
     ranks after every row the task names whole, so those stay together at the top.
 
-    A row the episode already acted on (its name in ``acted``; a row without a name cannot
-    be told from its unnamed neighbours and is never marked) carries the state ``acted``
+    A row the episode already acted on (``acted``: ``ActedOn`` records, or names; a row
+    without a name cannot be told from its unnamed neighbours and is never marked) carries
+    the state ``acted``
     and sinks below the rows still to do, so the next named row is always the first: a
     small reader that had to count acted rows learned "the third click is #3" from one
     family and said it in another."""
-    done = frozenset(e.id for e in shown.elements if e.name and e.name in acted)
+    records = [a if isinstance(a, ActedOn) else ActedOn(a) for a in acted]
+    done = frozenset(e.id for e in shown.elements
+                     if any(a.matches(e, place_of(e, shown.elements)) for a in records))
     relevance = {e.id: min(score, ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else score)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
     order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS
+from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS, place_of
 from deskdojo.core.actions import Action, action_points, element_of
 from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
@@ -295,7 +295,8 @@ class VLMPolicy:
 
         from deskdojo.perception.resize import resize_to_budget
 
-        from deskdojo.agent.observation import element_table, marked_screenshot, ranked_for_task, shown_elements
+        from deskdojo.agent.observation import (acted_on, element_table, marked_screenshot, ranked_for_task,
+                                                shown_elements)
         from deskdojo.perception.resize import smart_resize
 
         mode = self.observation
@@ -309,8 +310,7 @@ class VLMPolicy:
         if mode in MODES_WITH_ELEMENTS:  # the newest screen's listing; older screens are shown plain
             elements = shown_elements(current, budget=self.config.element_budget, image=image_size)
             if self.element_order == "task":
-                acted = frozenset(d.element_name for d in history if d.element_name)
-                elements = ranked_for_task(elements, task.instruction, acted=acted)
+                elements = ranked_for_task(elements, task.instruction, acted=acted_on(history))
         images = []
         for observation in (shown if mode in MODES_WITH_PIXELS else ()):
             pixels = observation.screenshot
@@ -463,11 +463,12 @@ class VLMPolicy:
                                 parse_error=f"#{element_of(action)} is not a number of the element list "
                                             f"(1..{len(prompt.shown.elements)})")
             action = dataclasses.replace(action, element=element)
-        name = None
+        shown = None
         if prompt.shown is not None and element_of(action) is not None:
-            name = next((e.name for e in prompt.shown.elements if e.id == element_of(action)), None)
+            shown = next((e for e in prompt.shown.elements if e.id == element_of(action)), None)
         return Decision(text=text, action=action, token_ids=tuple(ids), logprobs=tuple(logprobs),
-                        element_name=name)
+                        element_name=shown.name if shown else None,
+                        element_place=place_of(shown, prompt.shown.elements) if shown else None)
 
     # --- training interface -------------------------------------------------------
 
@@ -491,14 +492,13 @@ class VLMPolicy:
     def _numbered(self, action: Action, observation: Observation, task: Task | None,
                   image: tuple[int, int], history: Sequence[Decision] = ()) -> Action:
         """``action`` with its element id replaced by the row number the ranked table shows."""
-        from deskdojo.agent.observation import ranked_for_task, shown_elements
+        from deskdojo.agent.observation import acted_on, ranked_for_task, shown_elements
 
         if task is None:
             raise ConfigError("this policy ranks its element table by the task (element_order task): "
                               "render_target needs the task")
-        acted = frozenset(d.element_name for d in history if d.element_name)
         shown = ranked_for_task(shown_elements(observation, budget=self.config.element_budget, image=image),
-                                task.instruction, acted=acted)
+                                task.instruction, acted=acted_on(history))
         number = shown.label_of(element_of(action))
         if number is None:
             raise RecordError(f"element {element_of(action)} of the action {action!r} is not in the table this "

@@ -110,6 +110,7 @@ class Decision:
     parse_error: str | None = None
     temperature: float | None = None
     element_name: str | None = None  # the name of the element the action named, as its table showed it
+    element_place: tuple[str, tuple[int, int] | None, tuple[int, int]] | None = None  # observation.place_of
 
 
 @runtime_checkable

@@ -28,7 +28,7 @@ class StepPrompts:
         self.root = Path(trajectories_root)
         self.history_k = history_k
         self._frames: OrderedDict[Path, Any] = OrderedDict()
-        self._names: dict[Path, dict[int, str]] = {}  # a listing's element names by id
+        self._elements: dict[Path, tuple[Any, ...]] = {}  # a listing's rows
 
     def _frame(self, path: Path) -> Any:
         if path in self._frames:
@@ -48,6 +48,7 @@ class StepPrompts:
         """The prompt the step acted on: from its ``Step.prompt`` record (window frames and
         error line as shown), or, for records older than trajectory format 2, rebuilt
         from the previous step's refusal and ``history_k`` frames (not always what acted)."""
+        from deskdojo.agent.observation import place_of
         from deskdojo.agent.policy import PolicySample
 
         steps = sample.trajectory.steps
@@ -69,25 +70,28 @@ class StepPrompts:
             # the listing the newest screen came with: the same table (and, for som, marks) as acted
             window[-1] = dataclasses.replace(window[-1], elements=self._listing(folder / step.prompt.elements))
         history = tuple(Decision(text=s.model_text, action=s.action, token_ids=tuple(s.token_ids),
-                                 logprobs=tuple(s.logprobs), element_name=self._element_name(folder, s))
-                        for s in steps[:sample.step_index])
+                                 logprobs=tuple(s.logprobs), element_name=element.name if element else None,
+                                 element_place=place_of(element, rows) if element else None)
+                        for s in steps[:sample.step_index] for element, rows in (self._acted_element(folder, s),))
         return PolicySample(observations=tuple(window), task=sample.task, history=history,
                             target_ids=tuple(sample.token_ids))
 
-    def _element_name(self, folder: Path, step: Any) -> str | None:
-        """The name of the element ``step``'s action named, from the listing it was shown
-        (what the acting Decision carried, for prompts that say which rows were acted on)."""
+    def _acted_element(self, folder: Path, step: Any) -> tuple[Any, tuple[Any, ...]]:
+        """The element ``step``'s action named and the rows of the listing it was shown
+        in (its name and place, as the acting Decision carried them, for prompts that say
+        which rows were acted on); ``(None, ())`` when it named none."""
         from deskdojo.core.actions import element_of
 
         element = element_of(step.action) if step.action is not None else None
         if element is None or step.prompt is None or step.prompt.elements is None:
-            return None
+            return None, ()
         path = folder / step.prompt.elements
-        if path not in self._names:  # each earlier step's listing is read once, not per sample
-            self._names[path] = {e.id: e.name for e in self._listing(path).elements}
-            while len(self._names) > FRAME_CACHE:
-                self._names.pop(next(iter(self._names)))
-        return self._names[path].get(element)
+        if path not in self._elements:  # each earlier step's listing is read once, not per sample
+            self._elements[path] = self._listing(path).elements
+            while len(self._elements) > FRAME_CACHE:
+                self._elements.pop(next(iter(self._elements)))
+        rows = self._elements[path]
+        return next((e for e in rows if e.id == element), None), rows
 
     @staticmethod
     def _listing(path: Path) -> Any:

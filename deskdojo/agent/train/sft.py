@@ -197,6 +197,7 @@ def to_samples(policy: Any, examples: Sequence[DemoStep]) -> list[Any]:
 def _history_as_said(policy: Any, example: DemoStep, current: Observation) -> tuple[Decision, ...]:
     """The earlier steps' texts as this policy would have said them: a ranked table's row
     numbers belong to each step's own table, read from that step's listing."""
+    from deskdojo.agent.observation import place_of
     from deskdojo.core.actions import element_of
     from deskdojo.core.elements import ElementList
 
@@ -210,7 +211,8 @@ def _history_as_said(policy: Any, example: DemoStep, current: Observation) -> tu
         text = policy.render_target(decision.action, dataclasses.replace(current, elements=listing),
                                     task=example.task)
         element = listing.by_id(element_of(decision.action))
-        said.append(dataclasses.replace(decision, text=text, element_name=element.name if element else None))
+        said.append(dataclasses.replace(decision, text=text, element_name=element.name if element else None,
+                                        element_place=place_of(element, listing.elements) if element else None))
     return tuple(said)
 
 
