@@ -96,7 +96,7 @@ def test_the_evidence_view_shows_the_evidence_the_action_count_and_the_ending_on
     short = run_examples([tmp_path / "run"], layout="evidence", log=lambda _: None)
     for full, evidence in zip(examples, short):
         assert evidence.text.startswith("Task: Tick “sail”.\nEvidence:\n")
-        assert evidence.text.endswith("Actions: 2, numbered 0 to 1.\nThe episode ended: done.\n")
+        assert evidence.text.endswith("Actions:\n0. click\n1. done\nThe episode ended: done.\n")
         assert "0. click(" in full.text and "0. click(" not in evidence.text
     with pytest.raises(ValueError, match="judge view 'short'"):
         judge_text(None, layout="short")  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ the hybrid judge, and the same paths on the real tiny model and a real sandbox."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -18,8 +19,8 @@ from deskdojo.core.types import Check, EndReason, PromptInputs, Step, StepLabel,
 from deskdojo.world_model.hybrid import HybridJudge
 from deskdojo.world_model.vlm_judge import (
     ANSWER_KEYS, ANSWER_ORDER, JudgeAnswer, JudgeAnswerError, ScriptedJudgeModel, VLMJudge, VLMJudgeConfig,
-    asked_lines, combine_votes, element_changes, format_judge_answer, judge_prompt, keyframe_indices,
-    parse_judge_answer,
+    asked_lines, asked_texts, combine_votes, element_changes, format_judge_answer, judge_prompt, judge_text,
+    judge_view, keyframe_indices, parse_judge_answer,
 )
 
 CHECKED = Task(id="with-checks", instruction="Tick “sail”.", family="toggle_choices",
@@ -141,6 +142,30 @@ def test_the_evidence_says_what_the_actions_did_with_each_quoted_text():
         '"Piano colour": names a panel, a place rather than a target',
         '"File": click at step 0; at the end menu', '"Save As...": click at step 1; at the end menu item')
     assert asked_lines("Press the button and close it.", steps, [listing] * 3, listing) == ()
+
+
+def test_a_task_names_targets_without_quotes_too():
+    # capitalised words inside a sentence are names; a sentence's first word is not
+    assert asked_texts("Open the Puzzle menu in the menu bar and click Stone.") == ["Puzzle", "Stone"]
+    assert asked_texts("Drag the Dev tile onto the Teal box. Leave the rest.") == ["Dev", "Teal"]
+    # a name of several words is cut to the longest run that names a row
+    assert asked_texts("Click Save As and close it.", frozenset({"save as"})) == ["Save As"]
+    # quoted texts and menu paths are not read twice
+    assert asked_texts('Press "Delete orchard", then pick File > Save.') == ["Delete orchard", "File", "Save"]
+    menubar = ElementList((_el(1, "menu", "Puzzle"), _el(2, "button", "Help")))
+    done = [Step(index=0, action=Done())]
+    assert asked_lines("Open the Puzzle menu and click Stone.", done, [menubar], menubar) == (
+        '"Puzzle": no action on it; at the end menu', '"Stone": no action on it; not on the last screen')
+
+
+def test_the_evidence_view_numbers_each_action_by_its_kind():
+    steps = (Step(index=0, action=Click(element=2)), Step(index=1, action=None, model_text="click where?"),
+             Step(index=2, action=Click(5000, 1), action_error="outside the screen"), Step(index=3, action=Done()))
+    view = judge_view(CHECKED, Trajectory(id="t", task_id=CHECKED.id, steps=steps, end=EndReason.DONE), None)
+    text = judge_text(view, layout="evidence")
+    assert text.endswith("Actions:\n0. click\n1. (an answer that did not parse)\n2. click (refused)\n3. done\n"
+                         "The episode ended: done.\n")
+    assert judge_text(dataclasses.replace(view, kinds=()), layout="evidence").count(". action\n") == 4
 
 
 # --- the judge over a stored episode ------------------------------------------------------

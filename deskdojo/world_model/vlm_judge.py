@@ -235,6 +235,7 @@ class JudgeView:
     final_elements: tuple[str, ...] = ()
     final_screenshot: Any = None  # the screen after the last action (an RGB array), when it was read
     asked: tuple[str, ...] = ()  # the evidence: what the actions did with each asked text (asked_lines)
+    kinds: tuple[str, ...] = ()  # each action's kind alone (action_kind), for the evidence view
 
 
 def _read_listing(folder: Path, name: str | None) -> ElementList | None:
@@ -262,29 +263,59 @@ def action_line(step: Any, listing: ElementList | None, instruction: str = "") -
     return line + (f" (refused: {step.action_error})" if step.action_error else "")
 
 
+def action_kind(step: Any) -> str:
+    """A step's action as the evidence view lists it: its kind, and whether it was refused."""
+    if step.action is None:
+        return "(an answer that did not parse)"
+    return step.action.kind + (" (refused)" if step.action_error else "")
+
+
 QUOTED = re.compile(r'"([^"]{1,80})"|“([^”]{1,80})”')
 MENU_PATH = re.compile(r"[A-Z][\w.\-]*(?: [\w.\-]+)*(?: > [A-Z][\w.\-]*(?: [\w.\-]+)*)+")
 """A path through menus, ``File > Export > PNG``: each part is a target as a quoted text is."""
 
 
+CAPITALISED = re.compile(r"\b[A-Z][\w\-]*")
+NAME_WORDS = 4  # the longest unquoted name looked up: a capitalised word and the words after it
+SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)$")
+
+
 def asked_texts(instruction: str, names: frozenset[str] = frozenset()) -> list[str]:
-    """The texts a task asks about: what it quotes, and each part of a menu path. A path's
-    first and last parts run into the sentence around them (``choose File > Save As and
-    close it.``), so a part is cut to its longest run of words that names a row in
-    ``names`` (case-folded), else to its first word (last: without the full stop)."""
+    """The texts a task asks about: what it quotes, each part of a menu path, then each
+    capitalised word inside a sentence (``open the Puzzle menu and click Stone``: the names
+    a task gives without quotes). A path's first and last parts run into the sentence
+    around them (``choose File > Save As and close it.``), so a part, as a capitalised
+    word and the words after it, is cut to its longest run of words that names a row in
+    ``names`` (case-folded), else to its first word (without a full stop)."""
     texts = [(m.group(1) or m.group(2)).strip() for m in QUOTED.finditer(instruction)]
-    for path in MENU_PATH.findall(instruction):
+    rest = QUOTED.sub(lambda m: " " * len(m.group(0)), instruction)
+    for path in MENU_PATH.findall(rest):
         for number, part in enumerate(path.split(" > ")):
-            words = part.split()
-            runs = [" ".join(words[i:j]) for i in range(len(words)) for j in range(len(words), i, -1)]
-            named = [run for run in runs if run.casefold() in names]
-            if named:
-                texts.append(max(named, key=len))
-            elif number > 0 and not words[0].endswith("..."):
-                texts.append(words[0].rstrip("."))  # "pick Piano > Sail." ends a sentence
-            else:
-                texts.append(words[0])
+            texts.append(_named_run(part, names, trim=number > 0))
+    rest = MENU_PATH.sub(lambda m: " " * len(m.group(0)), rest)
+    taken = 0
+    for match in CAPITALISED.finditer(rest):
+        if match.start() < taken or SENTENCE_START.search(rest[:match.start()]):
+            continue
+        following = rest[match.start():].split()[:NAME_WORDS]
+        text = _named_run(" ".join(following), names, trim=True, from_start=True)
+        texts.append(text)
+        taken = match.start() + len(text)
     return list(dict.fromkeys(t for t in texts if t))
+
+
+def _named_run(part: str, names: frozenset[str], *, trim: bool, from_start: bool = False) -> str:
+    """The longest run of ``part``'s words that names a row (``from_start``: a run that
+    begins with its first word), else its first word."""
+    words = part.split()
+    runs = [" ".join(words[i:j]) for i in (range(1) if from_start else range(len(words)))
+            for j in range(len(words), i, -1)]
+    named = [run for run in runs if run.casefold() in names]
+    if named:
+        return max(named, key=len)
+    if trim and not words[0].endswith("..."):
+        return words[0].rstrip(".,")  # "pick Piano > Sail." ends a sentence
+    return words[0]
 
 
 def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[ElementList | None],
@@ -370,7 +401,8 @@ def judge_view(task: Task, trajectory: Trajectory, folder: Path | None, *, keyfr
                      end=trajectory.end.value if trajectory.end is not None else "",
                      final_elements=final_rows(last, said),
                      final_screenshot=getattr(final, "screenshot", None),
-                     asked=asked_lines(said, trajectory.steps, listings, last))
+                     asked=asked_lines(said, trajectory.steps, listings, last),
+                     kinds=tuple(action_kind(step) for step in trajectory.steps))
 
 
 def final_rows(listing: ElementList | None, instruction: str) -> tuple[str, ...]:
@@ -421,9 +453,10 @@ def judge_text(view: JudgeView, *, final_rows: int = 10, layout: str = "full") -
     if view.asked:
         lines.append("Evidence:")
         lines += view.asked
-    if layout == "evidence":  # the count, so the answer's step numbers can be right
-        count = len(view.actions)
-        lines.append(f"Actions: {count}" + (f", numbered 0 to {count - 1}." if count else "."))
+    if layout == "evidence":  # each action's number and kind, so the answer's step numbers can be right
+        lines.append("Actions:")
+        kinds = view.kinds if len(view.kinds) == len(view.actions) else ("action",) * len(view.actions)
+        lines += [f"{i}. {kind}" for i, kind in enumerate(kinds)] or ["(none)"]
         lines.append(f"The episode ended: {view.end or 'unknown'}.")
         return "\n".join(lines) + "\n"
     lines.append(f"The episode ended: {view.end or 'unknown'}.")
