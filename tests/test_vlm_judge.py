@@ -135,12 +135,14 @@ def test_the_evidence_says_what_the_actions_did_with_each_quoted_text():
     assert lines == ('"Enable star": click at step 0; at the end check box [checked]',
                      '"Turin": typed at step 1; not on the last screen',
                      '"Apply": no action on it; not on the last screen',
+                     'not acted on: "Apply"',
                      'still open at the end: dialog "Confirm"')
     menus = ElementList((_el(1, "menu", "File"), _el(2, "menu item", "Save As..."), _el(3, "panel", "Piano colour")))
     clicks = [Step(index=0, action=Click(element=1)), Step(index=1, action=Click(element=2))]
     assert asked_lines('Choose File > Save As... in the “Piano colour” panel.', clicks, [menus] * 2, menus) == (
         '"Piano colour": names a panel, a place rather than a target',
-        '"File": click at step 0; at the end menu', '"Save As...": click at step 1; at the end menu item')
+        '"File": click at step 0; at the end menu', '"Save As...": click at step 1; at the end menu item',
+        'every target the task names was acted on')
     assert asked_lines("Press the button and close it.", steps, [listing] * 3, listing) == ()
 
 
@@ -155,7 +157,17 @@ def test_a_task_names_targets_without_quotes_too():
     menubar = ElementList((_el(1, "menu", "Puzzle"), _el(2, "button", "Help")))
     done = [Step(index=0, action=Done())]
     assert asked_lines("Open the Puzzle menu and click Stone.", done, [menubar], menubar) == (
-        '"Puzzle": no action on it; at the end menu', '"Stone": no action on it; not on the last screen')
+        '"Puzzle": no action on it; at the end menu', '"Stone": no action on it; not on the last screen',
+        'not acted on: "Puzzle", "Stone"')
+    # the label beside a field ("Note:") is where to type, never a target; a row seen on
+    # any screen says so, though the dialog is gone at the end
+    dialog = ElementList((_el(1, "label", "Note:"), _el(2, "text", "", "editable"), _el(3, "button", "Delete")))
+    typed = [Step(index=0, action=Type(text="Sami", element=2)), Step(index=1, action=Click(element=3))]
+    assert asked_lines('Type "Sami" into the Note field, then press Delete.', typed, [dialog] * 2,
+                       ElementList(())) == ('"Sami": typed at step 0; not on the last screen',
+                                            '"Note": names a label, a place rather than a target',
+                                            '"Delete": click at step 1; not on the last screen',
+                                            'every target the task names was acted on')
 
 
 def test_the_evidence_view_numbers_each_action_by_its_kind():

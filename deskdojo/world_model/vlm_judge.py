@@ -318,17 +318,30 @@ def _named_run(part: str, names: frozenset[str], *, trim: bool, from_start: bool
     return words[0]
 
 
+def bare(name: str) -> str:
+    """A name as a label and a task both say it: "Note:" and "Note" are one name."""
+    return name.strip().rstrip(":").strip().casefold()
+
+
+PLACE_ROLES = CONTAINER_ROLES | {"label"}
+"""Rows a task names to say where, not what: a container, or the label beside a field
+("type "Bea" into the Note field" types into the field, never acts on "Note")."""
+
+
 def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[ElementList | None],
                 last: ElementList | None) -> tuple[str, ...]:
     """For each text the task asks about (``asked_texts``), what the episode did with it:
     typed, clicked (an element of that name), and the states of that element at the end;
-    or that no action touched it (a text that names a container is a place, not a target);
-    then any dialog still open. Read from the actions and listings the judge already sees,
+    or that no action touched it (a text that names only containers or labels, on any
+    screen, is a place, not a target); then whether every target was acted on, and any
+    dialog still open. Read from the actions and listings the judge already sees,
     never from app state: a rule such as "everything asked for was done" then holds in any
     family, where the raw listing only shows a family's own signs of success."""
     from deskdojo.core.actions import element_of
 
-    lines = []
+    lines: list[str] = []
+    untouched: list[str] = []
+    targets = 0
     names = frozenset(e.name.strip().casefold() for listing in (*listings, last) if listing is not None
                       for e in listing.elements)
     for quoted in asked_texts(instruction, names):
@@ -344,14 +357,21 @@ def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[Eleme
             element = listing.by_id(element_id) if listing is not None and element_id is not None else None
             if action.kind != "type" and element is not None and element.name.strip().casefold() == wanted:
                 did.append(f"{action.kind} at step {number}")
-        rows = [e for e in (last.elements if last is not None else ()) if e.name.strip().casefold() == wanted]
-        if rows and all(e.role in CONTAINER_ROLES for e in rows):
-            lines.append(f'"{quoted}": names a {rows[0].role}, a place rather than a target')
+        seen = [e for listing in (*listings, last) if listing is not None for e in listing.elements
+                if e.name.strip().casefold() == wanted or bare(e.name) == bare(quoted)]
+        if seen and all(e.role in PLACE_ROLES for e in seen):
+            lines.append(f'"{quoted}": names a {seen[0].role}, a place rather than a target')
             continue
+        rows = [e for e in (last.elements if last is not None else ()) if e.name.strip().casefold() == wanted]
         states = sorted({state for e in rows for state in e.states - {"enabled", "focused", "editable"}})
         end = (f"; at the end {rows[0].role}" + (f" [{','.join(states)}]" if states else "")) if rows \
             else "; not on the last screen"
         lines.append(f'"{quoted}": ' + (", ".join(did) if did else "no action on it") + end)
+        untouched += [quoted] if not did else []
+        targets += 1
+    if targets:  # the rule that holds in every family, said once: was every target acted on
+        lines.append("not acted on: " + ", ".join(f'"{t}"' for t in untouched) if untouched
+                     else "every target the task names was acted on")
     dialogs = [e for e in (last.elements if last is not None else ()) if e.role in ("dialog", "alert")]
     if dialogs:  # a dialog left open is work left unfinished in most tasks
         lines.append("still open at the end: " + ", ".join(f'{e.role} "{e.name}"' for e in dialogs[:3]))
