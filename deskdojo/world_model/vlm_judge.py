@@ -310,6 +310,8 @@ def _named_run(part: str, names: frozenset[str], *, trim: bool, from_start: bool
     words = part.split()
     runs = [" ".join(words[i:j]) for i in (range(1) if from_start else range(len(words)))
             for j in range(len(words), i, -1)]
+    # a run that ends the sentence carries its full stop or comma ("click Beige rabbit.")
+    runs = [candidate for run in runs for candidate in dict.fromkeys((run, run.rstrip(".,;:!?")))]
     named = [run for run in runs if run.casefold() in names]
     if named:
         return max(named, key=len)
