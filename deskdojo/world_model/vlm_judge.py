@@ -277,7 +277,18 @@ MENU_PATH = re.compile(r"[A-Z][\w.\-]*(?: [\w.\-]+)*(?: > [A-Z][\w.\-]*(?: [\w.\
 
 CAPITALISED = re.compile(r"\b[A-Z][\w\-]*")
 NAME_WORDS = 4  # the longest unquoted name looked up: a capitalised word and the words after it
-SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)$")
+
+
+FOLLOWING = re.compile(r"\S+(?:\s+\S+){0,%d}" % (NAME_WORDS - 1))
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether the word at ``at`` begins a sentence: nothing before it, or a full stop,
+    question mark, colon or semicolon, then a space."""
+    end = at
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return end == 0 or (text[end - 1] in ".!?:;" and end < at)
 
 
 def asked_texts(instruction: str, names: frozenset[str] = frozenset()) -> list[str]:
@@ -295,9 +306,9 @@ def asked_texts(instruction: str, names: frozenset[str] = frozenset()) -> list[s
     rest = MENU_PATH.sub(lambda m: " " * len(m.group(0)), rest)
     taken = 0
     for match in CAPITALISED.finditer(rest):
-        if match.start() < taken or SENTENCE_START.search(rest[:match.start()]):
+        if match.start() < taken or _starts_sentence(rest, match.start()):
             continue
-        following = rest[match.start():].split()[:NAME_WORDS]
+        following = FOLLOWING.match(rest, match.start()).group(0).split()
         text = _named_run(" ".join(following), names, trim=True, from_start=True)
         texts.append(text)
         taken = match.start() + len(text)
