@@ -15,7 +15,8 @@ judge writes them in ``ANSWER_ORDER``, the verdict last)::
      "correct_action": null, "rationale": "...", "score": 1.0, "success": true}
 
 An answer that does not parse is a judge error: the vote is asked again up to
-``retries`` times, then ``JudgeError``. It is never a silent success or failure.
+``retries`` times, then ``JudgeUnanswered`` (a ``JudgeError``; the loop makes that
+episode an error and goes on). It is never a silent success or failure.
 Votes: ``k`` samples; with ``rule="unanimous"`` success needs every vote (ZeroGUI's
 rule), with ``"majority"`` more than half.
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 from deskdojo.core.elements import Element, ElementList
-from deskdojo.core.errors import ConfigError, JudgeError, RecordError, SandboxError
+from deskdojo.core.errors import ConfigError, JudgeUnanswered, RecordError, SandboxError
 from deskdojo.core.types import CheckEvidence, StepLabel, Task, Trajectory, Verdict
 from deskdojo.perception.relevance import CONTAINER_ROLES, task_relevance
 
@@ -640,7 +641,7 @@ class VLMJudge:
         return judge_view(task, trajectory, folder, keyframes=self.config.keyframes, final=final)
 
     def votes(self, prompt: JudgePrompt, steps: int) -> list[JudgeAnswer]:
-        """k parsed votes; each unparsed answer is asked again (``retries``), then JudgeError."""
+        """k parsed votes; each unparsed answer is asked again (``retries``), then JudgeUnanswered."""
         config = self.config
         temperature = config.temperature if config.votes > 1 else 0.0
         pending, answers, problems = config.votes, [], []
@@ -656,7 +657,7 @@ class VLMJudge:
             pending = config.votes - len(answers)
             if not pending:
                 return answers
-        raise JudgeError(f"judge model {self.model.model_id} gave {pending} of {config.votes} answers that "
+        raise JudgeUnanswered(f"judge model {self.model.model_id} gave {pending} of {config.votes} answers that "
                          f"do not parse, after {config.retries} retries; the last problem: {problems[-1]}")
 
     def judge(self, task: Task, trajectory: Trajectory, sandbox: Any | None) -> Verdict:
