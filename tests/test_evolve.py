@@ -533,6 +533,36 @@ def test_a_dead_sandbox_gives_an_error_trajectory_and_is_replaced(tmp_path: Path
     assert [m["errors"] for m in metrics_of(run_dir)] == [0, 1, 0]  # counted, where the panel reads it
 
 
+def test_a_judge_without_an_answer_makes_an_error_episode_and_the_run_goes_on(tmp_path: Path):
+    from deskdojo.core.errors import JudgeError, JudgeUnanswered
+
+    class Unanswering(ArmJudge):
+        """The arm judge, but episode g01 of iteration 2 gets no answer that parses."""
+
+        def judge(self, task: Task, trajectory: Trajectory, sandbox: Any) -> Verdict:
+            if trajectory.id == "it00002-t00-g01":
+                raise JudgeUnanswered("judge model scripted gave 1 of 1 answers that do not parse")
+            return super().judge(task, trajectory, sandbox)
+
+    run_dir = tmp_path / "run"
+    config = toy_config(budget={"iterations": 3}, eval={"every": 100, "at_start": False})
+    result = run_toy(run_dir, config, with_parts=lambda parts: setattr(parts, "judge", Unanswering()))
+    assert result.state == "finished" and result.iterations == 3
+    headers = {p.name: json.loads((p / "trajectory.json").read_text()) for p in (run_dir / "trajectories").iterdir()}
+    errors = {tid: h["error"] for tid, h in headers.items() if h["end"] == "error"}
+    assert list(errors) == ["it00002-t00-g01"] and "the judge gave no verdict" in errors["it00002-t00-g01"]
+    judged = {v["trajectory_id"] for v in JsonlFile(run_dir / "verdicts.jsonl").read()}
+    assert judged == set(headers) - set(errors)  # never a success or a failure
+    assert [m["errors"] for m in metrics_of(run_dir)] == [0, 1, 0]
+
+    class Broken(ArmJudge):
+        def judge(self, task: Task, trajectory: Trajectory, sandbox: Any) -> Verdict:
+            raise JudgeError("a check crashed")
+
+    with pytest.raises(JudgeError, match="a check crashed"):  # a bug in a check still stops the run
+        run_toy(tmp_path / "broken", config, with_parts=lambda parts: setattr(parts, "judge", Broken()))
+
+
 def test_sigterm_stops_cleanly_and_keeps_the_last_iteration(tmp_path: Path):
     run_dir = tmp_path / "run"
     proc = _start(run_dir, resume=False, iterations=50)

@@ -152,6 +152,11 @@ def test_a_task_names_targets_without_quotes_too():
     assert asked_texts("Drag the Dev tile onto the Teal box. Leave the rest.") == ["Dev", "Teal"]
     # a name of several words is cut to the longest run that names a row
     assert asked_texts("Click Save As and close it.", frozenset({"save as"})) == ["Save As"]
+    assert asked_texts("Open the Zebra menu and click Beige rabbit.", frozenset({"beige rabbit"})) == [
+        "Zebra", "Beige rabbit"]
+    assert asked_texts("Choose Stamp > Gray rainbow.", frozenset({"stamp", "gray rainbow"})) == [
+        "Stamp", "Gray rainbow"]
+    assert asked_texts("Choose File > Save As...", frozenset({"file", "save as..."})) == ["File", "Save As..."]
     # quoted texts and menu paths are not read twice
     assert asked_texts('Press "Delete orchard", then pick File > Save.') == ["Delete orchard", "File", "Save"]
     menubar = ElementList((_el(1, "menu", "Puzzle"), _el(2, "button", "Help")))

@@ -33,6 +33,12 @@ class JudgeError(DeskdojoError, RuntimeError):
     agent's doing nor the sandbox's); the message names the task. Never a score."""
 
 
+class JudgeUnanswered(JudgeError):
+    """A model judge gave no answer that parses, after its retries. Not a bug: the episode
+    it judged gets no verdict and becomes an error episode (never a success or a failure,
+    never trained on), and a run goes on."""
+
+
 class SandboxError(DeskdojoError):
     """The sandbox (infrastructure) failed; the episode ends as ``error``."""
 

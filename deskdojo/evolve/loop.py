@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from deskdojo.core.actions import action_to_dict
 from deskdojo.core.control import ControlReader, write_status
-from deskdojo.core.errors import SandboxError
+from deskdojo.core.errors import JudgeUnanswered, SandboxError
 from deskdojo.core.progress import HEARTBEAT_S, ProgressLine
 from deskdojo.core.protocols import shown_task
 from deskdojo.core.rundir import JsonlFile, RunDir, write_atomic
@@ -466,9 +466,10 @@ class Evolver:
         """Judge a batch, one thread per sandbox: the state judge mostly waits for each
         sandbox's screen and apps to settle, and those waits overlap. Results keep the
         batch's order, so verdicts.jsonl does not depend on thread timing. Each result is
-        (verdict, None), or (None, why) when the sandbox failed under the judge (not the
-        agent's failure: the episode becomes an error); an ``error`` episode is (None, None).
-        Any other exception (a bug in a check: ``JudgeError``) stops the run."""
+        (verdict, None), or (None, why) when the sandbox failed under the judge or a model
+        judge gave no answer that parses (neither is the agent's failure: the episode
+        becomes an error); an ``error`` episode is (None, None). Any other exception (a bug
+        in a check: ``JudgeError``) stops the run."""
         def judge_one(slot: int) -> tuple[Verdict | None, str | None]:
             if trajectories[slot].end is EndReason.ERROR:
                 return None, None
@@ -476,6 +477,8 @@ class Evolver:
                 return self.parts.judge.judge(tasks[slot], trajectories[slot], sandboxes[slot]), None
             except SandboxError as exc:
                 return None, f"the sandbox failed while the episode was judged: {exc}"
+            except JudgeUnanswered as exc:
+                return None, f"the judge gave no verdict: {exc}"
 
         if len(tasks) == 1:
             return [judge_one(0)]

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from deskdojo.core.errors import ConfigError, DeskdojoError, SandboxError
+from deskdojo.core.errors import ConfigError, DeskdojoError, JudgeUnanswered, SandboxError
 from deskdojo.core.rundir import RunDir, TrajectoryWriter, write_atomic
 from deskdojo.core.types import EndReason, Step, Task, Trajectory, Verdict
 from deskdojo.evolve.config import EvolveConfig
@@ -249,6 +249,8 @@ class RolloutWorker:
             return trajectory.end, trajectory.error, self.judge.judge(task, trajectory, sandbox)
         except SandboxError as exc:
             return EndReason.ERROR, f"the sandbox failed while the episode was judged: {exc}", None
+        except JudgeUnanswered as exc:
+            return EndReason.ERROR, f"the judge gave no verdict: {exc}", None
 
     def admit(self, task: Task) -> Any:
         """The admission check (oracle passes, doing nothing fails) on this worker's first sandbox."""

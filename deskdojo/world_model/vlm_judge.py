@@ -15,7 +15,8 @@ judge writes them in ``ANSWER_ORDER``, the verdict last)::
      "correct_action": null, "rationale": "...", "score": 1.0, "success": true}
 
 An answer that does not parse is a judge error: the vote is asked again up to
-``retries`` times, then ``JudgeError``. It is never a silent success or failure.
+``retries`` times, then ``JudgeUnanswered`` (a ``JudgeError``; the loop makes that
+episode an error and goes on). It is never a silent success or failure.
 Votes: ``k`` samples; with ``rule="unanimous"`` success needs every vote (ZeroGUI's
 rule), with ``"majority"`` more than half.
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 from deskdojo.core.elements import Element, ElementList
-from deskdojo.core.errors import ConfigError, JudgeError, RecordError, SandboxError
+from deskdojo.core.errors import ConfigError, JudgeUnanswered, RecordError, SandboxError
 from deskdojo.core.types import CheckEvidence, StepLabel, Task, Trajectory, Verdict
 from deskdojo.perception.relevance import CONTAINER_ROLES, task_relevance
 
@@ -277,7 +278,18 @@ MENU_PATH = re.compile(r"[A-Z][\w.\-]*(?: [\w.\-]+)*(?: > [A-Z][\w.\-]*(?: [\w.\
 
 CAPITALISED = re.compile(r"\b[A-Z][\w\-]*")
 NAME_WORDS = 4  # the longest unquoted name looked up: a capitalised word and the words after it
-SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)$")
+
+
+FOLLOWING = re.compile(r"\S+(?:\s+\S+){0,%d}" % (NAME_WORDS - 1))
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether the word at ``at`` begins a sentence: nothing before it, or a full stop,
+    question mark, colon or semicolon, then a space."""
+    end = at
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return end == 0 or (text[end - 1] in ".!?:;" and end < at)
 
 
 def asked_texts(instruction: str, names: frozenset[str] = frozenset()) -> list[str]:
@@ -295,9 +307,9 @@ def asked_texts(instruction: str, names: frozenset[str] = frozenset()) -> list[s
     rest = MENU_PATH.sub(lambda m: " " * len(m.group(0)), rest)
     taken = 0
     for match in CAPITALISED.finditer(rest):
-        if match.start() < taken or SENTENCE_START.search(rest[:match.start()]):
+        if match.start() < taken or _starts_sentence(rest, match.start()):
             continue
-        following = rest[match.start():].split()[:NAME_WORDS]
+        following = FOLLOWING.match(rest, match.start()).group(0).split()
         text = _named_run(" ".join(following), names, trim=True, from_start=True)
         texts.append(text)
         taken = match.start() + len(text)
@@ -310,6 +322,8 @@ def _named_run(part: str, names: frozenset[str], *, trim: bool, from_start: bool
     words = part.split()
     runs = [" ".join(words[i:j]) for i in (range(1) if from_start else range(len(words)))
             for j in range(len(words), i, -1)]
+    # a run that ends the sentence carries its full stop or comma ("click Beige rabbit.")
+    runs = [candidate for run in runs for candidate in dict.fromkeys((run, run.rstrip(".,;:!?")))]
     named = [run for run in runs if run.casefold() in names]
     if named:
         return max(named, key=len)
@@ -627,7 +641,7 @@ class VLMJudge:
         return judge_view(task, trajectory, folder, keyframes=self.config.keyframes, final=final)
 
     def votes(self, prompt: JudgePrompt, steps: int) -> list[JudgeAnswer]:
-        """k parsed votes; each unparsed answer is asked again (``retries``), then JudgeError."""
+        """k parsed votes; each unparsed answer is asked again (``retries``), then JudgeUnanswered."""
         config = self.config
         temperature = config.temperature if config.votes > 1 else 0.0
         pending, answers, problems = config.votes, [], []
@@ -643,7 +657,7 @@ class VLMJudge:
             pending = config.votes - len(answers)
             if not pending:
                 return answers
-        raise JudgeError(f"judge model {self.model.model_id} gave {pending} of {config.votes} answers that "
+        raise JudgeUnanswered(f"judge model {self.model.model_id} gave {pending} of {config.votes} answers that "
                          f"do not parse, after {config.retries} retries; the last problem: {problems[-1]}")
 
     def judge(self, task: Task, trajectory: Trajectory, sandbox: Any | None) -> Verdict:
