@@ -161,7 +161,7 @@ def test_task_relevance_prefers_the_exact_name_over_look_alikes():
 
 
 def test_a_container_the_task_names_ranks_after_its_targets_and_is_never_named():
-    from deskdojo.agent.observation import ShownElements, ranked_for_task
+    from deskdojo.agent.observation import ActedOn, ShownElements, ranked_for_task
     from deskdojo.core.elements import Element
 
     rows = (Element(1, "check box", "tomato", (0, 0, 40, 12)),
@@ -170,7 +170,7 @@ def test_a_container_the_task_names_ranks_after_its_targets_and_is_never_named()
             Element(4, "radio button", "Purple", (0, 45, 40, 12)),
             Element(5, "button", "Marble tray", (0, 80, 40, 12)))
     instruction = "Check the box labelled “tomato” and set “Marble colour” to “Cyan”."
-    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), instruction, acted=frozenset({"tomato"}))
+    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), instruction, acted=[ActedOn("tomato")])
     # the acted-on row sinks below what is left to do (the container too), above the rest
     assert [e.id for e in ranked.elements] == [3, 2, 1, 5, 4]
     assert ranked.named == {3} and ranked.acted == {1}
@@ -194,12 +194,13 @@ def test_a_label_or_a_field_the_task_names_is_not_a_target():
 
 
 def test_clicking_an_unnamed_row_marks_no_other_unnamed_row_acted():
-    from deskdojo.agent.observation import ShownElements, ranked_for_task
+    from deskdojo.agent.observation import ActedOn, ShownElements, ranked_for_task
     from deskdojo.core.elements import Element
 
     rows = (Element(1, "combo box", "", (0, 0, 40, 12)), Element(2, "scroll bar", "", (50, 0, 5, 80)),
             Element(3, "combo box", "Brown", (0, 30, 40, 12)))
-    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), "Choose “White”.", acted=frozenset({"", "Brown"}))
+    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), "Choose “White”.",
+                             acted=[ActedOn(""), ActedOn("Brown")])
     assert ranked.acted == {3}
 
 

@@ -175,22 +175,24 @@ def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
     return tuple(ActedOn(d.element_name, d.element_place) for d in history if d.element_name)
 
 
-def ranked_for_task(shown: ShownElements, instruction: str, *,
-                    acted: Iterable[str | ActedOn] = ()) -> ShownElements:
+def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[ActedOn] = ()) -> ShownElements:
     """``shown`` with its rows ordered by ``task_relevance``, then by where the task first
     names them (ties, and rows that share no word, keep the listing's order); the rows are
     then numbered 1..n in that order. A container the task names (``CONTAINER_ROLES``)
     ranks after every row the task names whole, so those stay together at the top.
 
-    A row the episode already acted on (``acted``: ``ActedOn`` records, or names; a row
-    without a name cannot be told from its unnamed neighbours and is never marked) carries
-    the state ``acted``
-    and sinks below the rows still to do, so the next named row is always the first: a
+    A row the episode already acted on (``acted``, ``acted_on(history)``; a row without a
+    name cannot be told from its unnamed neighbours and is never marked) carries the state
+    ``acted`` and sinks below the rows still to do, so the next named row is always the first: a
     small reader that had to count acted rows learned "the third click is #3" from one
     family and said it in another."""
-    records = [a if isinstance(a, ActedOn) else ActedOn(a) for a in acted]
-    done = frozenset(e.id for e in shown.elements
-                     if any(a.matches(e, place_of(e, shown.elements)) for a in records))
+    by_name: dict[str, list[ActedOn]] = {}
+    for record in acted:
+        by_name.setdefault(record.name, []).append(record)
+    # only a row of an acted-on name needs its place (a scan of the rows for its window)
+    done = frozenset(e.id for e in shown.elements if e.name in by_name
+                     for place in (place_of(e, shown.elements),)
+                     if any(a.matches(e, place) for a in by_name[e.name]))
     relevance = {e.id: min(score, ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else score)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
     order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))

@@ -290,8 +290,8 @@ def add_judge_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="examples per step (half successes)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--view", choices=JUDGE_VIEWS, default="evidence",
-                   help="what the judge reads: evidence (the evidence lines, the action count, the ending; "
-                        "the one that carried over to unseen families) or full (also every action, what "
+                   help="what the judge reads: evidence (the evidence lines, each action's number and kind, "
+                        "the ending; the one that carried over to unseen families) or full (also every action, what "
                         "it changed and the last screen's rows); saved with the judge")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adversarial", type=int, default=0,

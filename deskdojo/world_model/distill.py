@@ -159,10 +159,10 @@ class JudgeTrainConfig:
     images: bool = field(default=False, metadata={
         "help": "show keyframes (the tiny model's vision tower is untrained: text only by default)"})
     view: str = field(default="evidence", metadata={
-        "help": "what the judge reads (vlm_judge.JUDGE_VIEWS): evidence (the evidence lines, the action "
-                "count and the ending: a tiny judge trained on the full listing fits the seen families "
-                "through it and reads unseen ones at chance) | full; saved in judge.json, so it is "
-                "asked the same way"})
+        "help": "what the judge reads (vlm_judge.JUDGE_VIEWS): evidence (the evidence lines, each "
+                "action's number and kind, and the ending: a tiny judge trained on the full listing "
+                "fits the seen families through it and reads unseen ones at chance) | full; saved in "
+                "judge.json, so it is asked the same way"})
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0 or not self.lr > 0:

@@ -372,7 +372,7 @@ def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[Eleme
             if action.kind != "type" and element is not None and element.name.strip().casefold() == wanted:
                 did.append(f"{action.kind} at step {number}")
         seen = [e for listing in (*listings, last) if listing is not None for e in listing.elements
-                if e.name.strip().casefold() == wanted or bare(e.name) == bare(quoted)]
+                if bare(e.name) == bare(quoted)]
         if seen and all(e.role in PLACE_ROLES for e in seen):
             lines.append(f'"{quoted}": names a {seen[0].role}, a place rather than a target')
             continue
@@ -381,8 +381,9 @@ def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[Eleme
         end = (f"; at the end {rows[0].role}" + (f" [{','.join(states)}]" if states else "")) if rows \
             else "; not on the last screen"
         lines.append(f'"{quoted}": ' + (", ".join(did) if did else "no action on it") + end)
-        untouched += [quoted] if not did else []
         targets += 1
+        if not did:
+            untouched.append(quoted)
     if targets:  # the rule that holds in every family, said once: was every target acted on
         lines.append("not acted on: " + ", ".join(f'"{t}"' for t in untouched) if untouched
                      else "every target the task names was acted on")
@@ -466,8 +467,8 @@ JUDGE_SYSTEM = (
 
 JUDGE_VIEWS = ("full", "evidence")
 """What a judge reads: ``full`` (the evidence, the ending, every action with what it
-changed, the last screen's rows) or ``evidence`` (the evidence, the number of actions and
-the ending: the lines that hold in every family; a tiny judge fits the seen families
+changed, the last screen's rows) or ``evidence`` (the evidence, each action's number and
+kind, and the ending: the lines that hold in every family; a tiny judge fits the seen families
 through the listing and reads unseen ones at chance, see the README)."""
 
 
@@ -478,8 +479,8 @@ def judge_text(view: JudgeView, *, final_rows: int = 10, layout: str = "full") -
     action-by-action listing: a small judge attends best to what is near the question,
     and those lines carry the rule that transfers across families (everything asked for
     was acted on, nothing left open, the agent said done); the listing below carries
-    each family's own signs. ``layout`` ``evidence`` stops after the evidence, with the
-    action count in place of the listing (``JUDGE_VIEWS``).
+    each family's own signs. ``layout`` ``evidence`` stops after the evidence, with each
+    action's number and kind in place of the listing (``JUDGE_VIEWS``).
     """
     if layout not in JUDGE_VIEWS:
         raise ValueError(f"judge view {layout!r} is not one of: {', '.join(JUDGE_VIEWS)}")
