@@ -12,7 +12,7 @@ from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.types import Split
 from deskdojo.curriculum.scheduler import CurriculumError, Scheduler, SchedulerConfig
 
-CONFIG = SchedulerConfig(window=10, min_attempts=10, mastery_streak=0)
+CONFIG = SchedulerConfig(window=10, min_attempts=10, down_threshold=0.3, mastery_streak=0)
 
 
 def group(successes: int, total: int = 10) -> list[bool]:
@@ -26,6 +26,8 @@ def test_config_is_closed_and_validated():
         SchedulerConfig(window=4, min_attempts=8)
     with pytest.raises(ConfigError, match="down_threshold"):
         SchedulerConfig(up_threshold=0.3, down_threshold=0.6)
+    with pytest.raises(ConfigError, match="down_attempts"):
+        SchedulerConfig(min_attempts=8, down_attempts=4)
     with pytest.raises(ConfigError, match="exploration_floor"):
         Scheduler({f"f{i}": 1 for i in range(30)}, SchedulerConfig(exploration_floor=0.05))
     with pytest.raises(ConfigError, match="levels"):
@@ -68,6 +70,24 @@ def test_moves_wait_for_min_attempts_and_respect_the_ends():
     assert scheduler.level["click"] == 0  # 0/16
     scheduler.record("click", 0, "t", group(0, 8), 0.0, split="train")
     assert scheduler.level["click"] == 0  # floor: no move below 0
+
+
+def test_by_default_a_mastered_level_is_left_after_one_group_and_a_hard_one_kept_while_any_attempt_succeeds():
+    """A start that already masters the low levels should not spend its budget there, and
+    a level where one attempt in eight succeeds still gives GRPO groups whose outcomes
+    differ: only a level where nothing succeeds sends the family back."""
+    scheduler = Scheduler({"click": 3}, SchedulerConfig(mastery_streak=0))
+    scheduler.record("click", 0, "t", group(4, 4), 0.0, split="train")
+    scheduler.record("click", 1, "t", group(3, 4), 0.0, split="train")
+    assert scheduler.level["click"] == 2  # one group of four at each level
+    for _ in range(3):
+        scheduler.record("click", 2, "t", group(0, 4), 0.0, split="train")
+    assert scheduler.level["click"] == 2  # 0 of 12: not yet a full try (down_attempts 16)
+    scheduler.record("click", 2, "t", group(2, 4), 0.0, split="train")
+    assert scheduler.level["click"] == 2  # 2 of 16 (0.125): hard, but it teaches
+    for _ in range(4):
+        scheduler.record("click", 2, "t", group(0, 4), 0.0, split="train")
+    assert scheduler.level["click"] == 1  # 0 of the last 16: back one level
 
 
 def test_arriving_at_a_level_starts_a_fresh_window():

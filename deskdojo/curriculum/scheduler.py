@@ -5,7 +5,11 @@ Two decisions, kept apart:
 
 * **Which level** of a family: its success rate over a recent window of attempts at
   the current level. Above ``up_threshold`` the family moves one level up, below
-  ``down_threshold`` one level down, in between it stays.
+  ``down_threshold`` one level down, in between it stays. Moving up takes one group
+  (``min_attempts``), so a warm start that masters the low levels does not spend its
+  budget there; moving down takes a full try (``down_attempts``) where next to nothing
+  succeeds, since a level where one attempt in eight succeeds still gives GRPO groups
+  whose outcomes differ.
 * **Which family** gets the next rollouts: a non-stationary bandit ("Self-Evolving
   Curriculum", Chen et al. 2025). Each family's value is an EMA (TD(0)) of the mean
   absolute GRPO advantage of its recent groups: large when outcomes differ within a
@@ -41,12 +45,17 @@ class SchedulerConfig:
 
     up_threshold: float = field(default=0.7, metadata={
         "help": "window success rate above which a family moves one level up"})
-    down_threshold: float = field(default=0.3, metadata={
-        "help": "window success rate below which a family moves one level down"})
+    down_threshold: float = field(default=0.1, metadata={
+        "help": "window success rate below which a family moves one level down (a level where some "
+                "attempts succeed still teaches: GRPO learns from any group whose outcomes differ)"})
     window: int = field(default=16, metadata={
         "help": "recent attempts at a family's current level that decide its moves"})
-    min_attempts: int = field(default=8, metadata={
-        "help": "attempts at the current level (since arriving there) before any move"})
+    min_attempts: int = field(default=4, metadata={
+        "help": "attempts at the current level (since arriving there) before a move up: a start that "
+                "already masters a level leaves it after one group"})
+    down_attempts: int = field(default=16, metadata={
+        "help": "attempts at the current level (since arriving there) before a move down: a new level "
+                "gets this many tries (at most the window) before the family falls back"})
     progress_rate: float = field(default=0.3, metadata={
         "help": "alpha: EMA step of each family's learning-progress value (TD(0))"})
     temperature: float = field(default=0.1, metadata={
@@ -65,6 +74,9 @@ class SchedulerConfig:
         if self.window < 1 or not 1 <= self.min_attempts <= self.window:
             raise ConfigError(f"need window >= 1 and 1 <= min_attempts <= window, got window "
                               f"{self.window} and min_attempts {self.min_attempts}")
+        if self.down_attempts < self.min_attempts:
+            raise ConfigError(f"need down_attempts >= min_attempts, got {self.down_attempts} and "
+                              f"{self.min_attempts}")
         if not 0 < self.progress_rate <= 1:
             raise ConfigError(f"progress_rate must be within (0, 1], got {self.progress_rate}")
         if not self.temperature > 0:
@@ -197,7 +209,8 @@ class Scheduler:
         rate = sum(window) / len(window)
         if rate > self.config.up_threshold and current + 1 < self.num_levels[family]:
             target, reason = current + 1, f"success {rate:.2f} > {self.config.up_threshold} over {len(window)}"
-        elif rate < self.config.down_threshold and current > 0:
+        elif (rate < self.config.down_threshold and current > 0
+              and len(window) >= min(self.config.down_attempts, self.config.window)):
             target, reason = current - 1, f"success {rate:.2f} < {self.config.down_threshold} over {len(window)}"
         else:
             return None
