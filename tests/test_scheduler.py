@@ -90,6 +90,23 @@ def test_by_default_a_mastered_level_is_left_after_one_group_and_a_hard_one_kept
     assert scheduler.level["click"] == 1  # 0 of the last 16: back one level
 
 
+def test_a_family_arriving_at_a_new_level_is_valued_as_the_best_family():
+    """A new level is a new arm of the bandit: a family that has just moved up is drawn as
+    often as the most promising family until its own groups say what it is worth, so a
+    family that climbs out of mastered levels is not left at the floor."""
+    config = SchedulerConfig(progress_rate=0.5, mastery_streak=0)
+    scheduler = Scheduler({"click": 3, "type": 3}, config)
+    scheduler.record("type", 0, "b", group(2, 4), 0.4, split="train")  # mixed: type learns
+    scheduler.record("click", 0, "a", group(4, 4), 0.0, split="train")  # mastered: moves up
+    assert scheduler.level["click"] == 1
+    assert scheduler.value["click"] == scheduler.value["type"] == pytest.approx(0.2)
+    scheduler.record("click", 1, "a", group(2, 4), 0.0, split="train")  # no signal: the value decays
+    assert scheduler.value["click"] == pytest.approx(0.1) and scheduler.level["click"] == 1
+    for _ in range(4):  # a move down is not a new arm: the value is not raised
+        scheduler.record("click", 1, "a", group(0, 4), 0.0, split="train")
+    assert scheduler.level["click"] == 0 and scheduler.value["click"] < 0.01
+
+
 def test_arriving_at_a_level_starts_a_fresh_window():
     scheduler = Scheduler({"click": 3}, CONFIG)
     scheduler.record("click", 0, "t", group(10), 0.0, split="train")  # -> 1

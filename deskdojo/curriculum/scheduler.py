@@ -14,7 +14,10 @@ Two decisions, kept apart:
   Curriculum", Chen et al. 2025). Each family's value is an EMA (TD(0)) of the mean
   absolute GRPO advantage of its recent groups: large when outcomes differ within a
   group, i.e. when there is something to learn. Families are drawn from a Boltzmann
-  distribution over the values, mixed with a floor so that no family starves.
+  distribution over the values, mixed with a floor so that no family starves. A family
+  that moves up starts its new level at the best family's value (a new arm is tried
+  before it is judged), so climbing out of levels the warm start masters does not leave
+  it at the floor.
 
 Only train-split results are recorded; held-out tasks are evaluated elsewhere. The whole
 state (RNG included) round-trips through JSON, so a resumed run makes the same choices.
@@ -215,6 +218,8 @@ class Scheduler:
         else:
             return None
         self.level[family] = target
+        if target > current:  # a new level is a new arm: drawn as the best family is, until its groups tell
+            self.value[family] = max(self.value.values())
         self._windows[family][target].clear()  # judge the new level on attempts made from now on
         move = {"family": family, "from": current, "to": target, "rate": rate, "iteration": iteration,
                 "reason": reason}
