@@ -523,6 +523,35 @@ def test_epochs_are_optimizer_steps_on_the_same_samples_against_the_stored_logpr
         GRPOConfig(epochs=0)
 
 
+def test_a_replayed_success_moves_the_policy_however_far_it_has_moved_since_it_was_sampled():
+    """A success sampled at p = 0.25 and replayed once the policy gives it 0.5: its ratio
+    to the stored log-prob (2) is past the clip, so a fresh sample like it carries no
+    gradient; replayed, its ratio is to the policy before the update and it still
+    raises the action. Each further replay raises it again."""
+    policy = ToyPolicy()
+    with torch.no_grad():  # p(token 2 | context 0) = 0.5, the other three 1/6 each
+        policy.linear.bias[2] = math.log(3.0)
+    config = GRPOConfig(**NO_SHAPING, lr=0.05, neg_imitation_weight=0.0, max_grad_norm=0.0, epochs=2,
+                        negative_scale=0.0)  # only the success moves the policy
+    task = make_task(seed=0)
+    stored = [((2,), (math.log(0.25),))]
+    failing = [make_rollout(task, f"f{i}", [((1,), (math.log(1 / 6),))], success=False) for i in range(3)]
+
+    fresh = GRPOTrainer(config.replace(success_replay=False), policy.token_logprobs, policy.parameters())
+    fresh.step([[*failing, make_rollout(task, "won-then", stored, success=True)]])
+    assert policy.prob(0, 2) == pytest.approx(0.5, abs=1e-3)  # clipped: the stored ratio is 2 > 1.28
+
+    trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters())
+    trainer.replay.add(*make_rollout(task, "won-then", stored, success=True)[1:], task=task)
+    probs = [policy.prob(0, 2)]
+    for _ in range(3):
+        stats = trainer.step([failing])
+        assert stats["replayed"] == 1 and stats["skipped"] == 0
+        probs.append(policy.prob(0, 2))
+    assert probs[0] < probs[1] < probs[2] < probs[3], probs
+    assert stats["clip_high_fraction"] == 0.0  # the first pass of each update: ratio 1
+
+
 def test_trainer_contract_errors():
     policy = ToyPolicy()
     with pytest.raises(ConfigError, match="reference_logprobs"):

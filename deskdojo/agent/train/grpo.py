@@ -2,7 +2,8 @@
 
 rewards (outcome + step shaping) -> group-relative advantages (all-fail groups get a
 replayed success, zero-variance groups are dropped) -> one sample per trajectory step
--> clipped token-level surrogate against the stored sampling log-probs (+ optional k3 KL
+-> clipped token-level surrogate against the stored sampling log-probs (a replayed
+success's: the policy's before the update) (+ optional k3 KL
 to the adapter-free reference, + negative imitation of the first judged error) ->
 gradient accumulation over micro-batches -> one optimizer step (``epochs`` of them on the
 same samples).
@@ -198,9 +199,10 @@ class SuccessReplay:
     When every rollout of a task fails, a stored success of the same family and level
     joins the group (as ARPO does with the same task) so the group still says which way
     is up: the task's own success when one is stored, else the newest of a sibling task.
-    A replayed trajectory trains on its own task's prompt and keeps the sampling
-    log-probs it was generated with; being off-policy is then handled by the loss
-    itself: its ratio ``exp(logp_new - logp_stored)`` is clipped like any other.
+    A replayed trajectory trains on its own task's prompt. Its ratio is taken to the
+    policy before the update (``GRPOTrainer.update``), not to the log-probs it was
+    sampled with: against those, a success sampled at p = 0.04 is clipped once the
+    policy gives it 0.05, and every later replay of it would carry no gradient.
     Frames are referenced by path, so the run directory that holds them must persist.
     Successes added without their task (older checkpoints) are keyed by task id.
     """
@@ -308,7 +310,8 @@ class GRPOSample:
 
     The prompt is that step's observation window, which the policy rebuilds from
     ``task``, ``trajectory`` and ``step_index`` (frames, history); the target is the
-    tokens it generated then, ``token_ids``, with the log-probs they were sampled with.
+    tokens it generated then, ``token_ids``, with the log-probs they were sampled with
+    (which a ``replayed`` sample's ratio does not use: see ``SuccessReplay``).
     """
 
     task: Task
@@ -554,7 +557,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, ad
     Shapes: ``logp``, ``old_logp``, ``mask``, ``ref_logp``: [B, T]; ``advantages``,
     ``policy_gradient``, ``negative_imitation``, ``reference_rows`` (which rows of
     ``ref_logp`` hold reference log-probs; default all): [B]. ``old_logp`` are the STORED
-    sampling log-probs. Per token, with A the sample's advantage::
+    sampling log-probs (for a replayed sample, the trainer passes the policy's before the
+    update). Per token, with A the sample's advantage::
 
         ratio     = exp(logp - old_logp)
         weighted  = min(ratio, ratio_cap)          (value and gradient weight; TIS)
@@ -702,9 +706,12 @@ class GRPOTrainer:
         normaliser = loss_normaliser(self.config, samples)
         imitation_count = sum(s.negative_imitation for s in samples)
         references = self._reference_rows(samples)
+        # a replayed sample's ratio is to the policy before this update (its first pass's
+        # log-probs), so that every replay of a rare success can move the policy again
+        before: list[torch.Tensor | None] = [None] * len(samples)
         first: tuple[LossStats, float] | None = None
         for _ in range(self.config.epochs):
-            totals, grad_norm = self._optimizer_step(samples, references, normaliser, imitation_count)
+            totals, grad_norm = self._optimizer_step(samples, references, before, normaliser, imitation_count)
             first = first or (totals, grad_norm)
         self.updates += 1
         totals, grad_norm = first
@@ -734,13 +741,16 @@ class GRPOTrainer:
         return rows
 
     def _optimizer_step(self, samples: Sequence[GRPOSample], references: Sequence[torch.Tensor | None],
-                        normaliser: float, imitation_count: int) -> tuple[LossStats, float]:
+                        before: list[torch.Tensor | None], normaliser: float,
+                        imitation_count: int) -> tuple[LossStats, float]:
         self.optimizer.zero_grad(set_to_none=True)
         totals = LossStats()
         size = self.config.micro_batch_size
         for start in range(0, len(samples), size):
+            chunk_before = before[start:start + size]
             totals += self._accumulate(samples[start:start + size], references[start:start + size],
-                                       normaliser, imitation_count)
+                                       chunk_before, normaliser, imitation_count)
+            before[start:start + size] = chunk_before
         if self.config.max_grad_norm > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         else:
@@ -750,11 +760,18 @@ class GRPOTrainer:
         return totals, float(grad_norm)
 
     def _accumulate(self, samples: Sequence[GRPOSample], references: Sequence[torch.Tensor | None],
-                    normaliser: float, imitation_count: int) -> LossStats:
-        """Forward and backward one micro-batch; its gradient adds to the others'."""
+                    before: list[torch.Tensor | None], normaliser: float, imitation_count: int) -> LossStats:
+        """Forward and backward one micro-batch; its gradient adds to the others'. ``before``
+        holds the replayed samples' log-probs from the update's first pass (filled by it)."""
         logp, mask = self.policy_logprobs(samples)
         _check_alignment(logp, mask, samples, "policy_logprobs")
         device = logp.device
+        old_logp = _padded([s.old_logprobs for s in samples], logp.shape[1], device=device)
+        for i, sample in enumerate(samples):
+            if sample.replayed:
+                if before[i] is None:
+                    before[i] = logp[i, :len(sample.token_ids)].detach().float().clone()
+                old_logp[i, :len(sample.token_ids)] = before[i]
         negative_imitation = torch.tensor([s.negative_imitation for s in samples], device=device)
         ref_logp = reference_rows = None
         if any(row is not None for row in references):
@@ -764,7 +781,7 @@ class GRPOTrainer:
                     ref_logp[i, :len(row)] = row.to(device)
             reference_rows = torch.tensor([row is not None for row in references], device=device)
         loss, stats = grpo_loss(
-            logp, _padded([s.old_logprobs for s in samples], logp.shape[1], device=device), mask,
+            logp, old_logp, mask,
             torch.tensor([s.advantage for s in samples], device=device),
             config=self.config, normaliser=normaliser,
             policy_gradient=torch.tensor([s.policy_gradient for s in samples], device=device),
