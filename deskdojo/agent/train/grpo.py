@@ -708,7 +708,7 @@ class GRPOTrainer:
         references = self._reference_rows(samples)
         # a replayed sample's ratio is to the policy before this update (its first pass's
         # log-probs), so that every replay of a rare success can move the policy again
-        before: list[torch.Tensor | None] = [None] * len(samples)
+        before: dict[GRPOSample, torch.Tensor] = {}
         first: tuple[LossStats, float] | None = None
         for _ in range(self.config.epochs):
             totals, grad_norm = self._optimizer_step(samples, references, before, normaliser, imitation_count)
@@ -741,16 +741,14 @@ class GRPOTrainer:
         return rows
 
     def _optimizer_step(self, samples: Sequence[GRPOSample], references: Sequence[torch.Tensor | None],
-                        before: list[torch.Tensor | None], normaliser: float,
+                        before: dict[GRPOSample, torch.Tensor], normaliser: float,
                         imitation_count: int) -> tuple[LossStats, float]:
         self.optimizer.zero_grad(set_to_none=True)
         totals = LossStats()
         size = self.config.micro_batch_size
         for start in range(0, len(samples), size):
-            chunk_before = before[start:start + size]
             totals += self._accumulate(samples[start:start + size], references[start:start + size],
-                                       chunk_before, normaliser, imitation_count)
-            before[start:start + size] = chunk_before
+                                       before, normaliser, imitation_count)
         if self.config.max_grad_norm > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         else:
@@ -760,7 +758,7 @@ class GRPOTrainer:
         return totals, float(grad_norm)
 
     def _accumulate(self, samples: Sequence[GRPOSample], references: Sequence[torch.Tensor | None],
-                    before: list[torch.Tensor | None], normaliser: float, imitation_count: int) -> LossStats:
+                    before: dict[GRPOSample, torch.Tensor], normaliser: float, imitation_count: int) -> LossStats:
         """Forward and backward one micro-batch; its gradient adds to the others'. ``before``
         holds the replayed samples' log-probs from the update's first pass (filled by it)."""
         logp, mask = self.policy_logprobs(samples)
@@ -769,9 +767,9 @@ class GRPOTrainer:
         old_logp = _padded([s.old_logprobs for s in samples], logp.shape[1], device=device)
         for i, sample in enumerate(samples):
             if sample.replayed:
-                if before[i] is None:
-                    before[i] = logp[i, :len(sample.token_ids)].detach().float().clone()
-                old_logp[i, :len(sample.token_ids)] = before[i]
+                if sample not in before:  # samples hash by identity (eq=False)
+                    before[sample] = logp[i, :len(sample.token_ids)].detach().float().clone()
+                old_logp[i, :len(sample.token_ids)] = before[sample]
         negative_imitation = torch.tensor([s.negative_imitation for s in samples], device=device)
         ref_logp = reference_rows = None
         if any(row is not None for row in references):
