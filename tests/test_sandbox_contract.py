@@ -8,6 +8,7 @@ only for the fake, which has none by design.
 from __future__ import annotations
 
 import io
+import shutil
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from deskdojo.core import (
 )
 from deskdojo.vm.config import SandboxConfig
 from deskdojo.vm.pool import make_provider
+from waiting import wait_for
 
 SCREEN = (640, 480)
+SAME_SCREEN = 0.001  # two screens differing in at most this fraction of pixels show the same
 PROVIDERS = [
     pytest.param("fake", id="fake"),
     pytest.param("xvfb", id="xvfb", marks=pytest.mark.display),
@@ -182,6 +185,60 @@ def test_elements_and_actions_that_name_an_element(sandbox):
         sandbox.reset()  # the app is gone (the fake's square moved when the frame advanced)
     stale = sandbox.act(Click(element=target.id))
     assert not stale.ok and stale.error.endswith("is no longer on screen; look at the screen again")
+
+
+def _settled_screen(sandbox, app: str) -> np.ndarray:
+    """The screen once ``app`` has published its state and two frames in a row agree."""
+    wait_for(lambda: app in sandbox.app_state()["apps"], 10, f"{app}'s first state")
+    frames = [sandbox.observe().screenshot]
+
+    def still() -> bool:
+        frames.append(sandbox.observe().screenshot)
+        return np.array_equal(frames[-2], frames[-1])
+
+    wait_for(still, 10, "the screen to hold still")
+    return frames[-1]
+
+
+def _differing_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a != b).any(axis=-1).mean())
+
+
+def _free_desktop_spot(sandbox, margin: int = 40) -> tuple[int, int] | None:
+    """A corner of the screen that no window (nor its frame, within ``margin``) covers."""
+    width, height = SCREEN
+    for x, y in ((width - 10, height - 10), (10, height - 10), (width - 10, 10), (10, 10)):
+        if not any(w.x - margin <= x < w.x + w.width + margin and w.y - margin <= y < w.y + w.height + margin
+                   for w in sandbox.windows()):
+            return x, y
+    return None
+
+
+def test_reset_closes_the_window_managers_menus(sandbox):
+    """A menu the window manager has open (alt+space's window menu with a submenu, the
+    desktop's menu) does not outlive reset: it would take the next episode's first click."""
+    from deskdojo.vm.guest.apps import launch_step
+
+    if sandbox.provider_name == "fake":
+        pytest.skip("the fake sandbox has no window manager")
+    if sandbox.provider_name == "xvfb" and shutil.which("openbox") is None:
+        pytest.skip("openbox is not installed, so the xvfb sandbox runs without a window manager")
+    task = Task(id="wm-menus", instruction="nothing", family="contract",
+                setup=(launch_step("buttons", {"seed": 2, "x": 20, "y": 20}),))
+    sandbox.reset(task)
+    clean = _settled_screen(sandbox, "buttons")
+    openers = {"window menu": (Key(("alt", "space")), Key(("down",)), Key(("right",)))}
+    spot = _free_desktop_spot(sandbox)
+    if spot is not None:  # the app leaves some desktop showing: right-click it
+        openers["desktop menu"] = (Click(*spot, button="right"), Key(("down",)))
+    for menu, actions in openers.items():
+        for action in actions:
+            assert sandbox.act(action).ok, (menu, action)
+        wait_for(lambda: _differing_fraction(sandbox.observe().screenshot, clean) > SAME_SCREEN, 5,
+                 f"the {menu} to open")
+        sandbox.reset(task)
+        after = _settled_screen(sandbox, "buttons")
+        assert _differing_fraction(after, clean) <= SAME_SCREEN, f"the {menu} outlived reset"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from deskdojo.core.actions import Type, action_from_dict, action_to_dict, off_screen_error
+from deskdojo.core.actions import Key, Type, action_from_dict, action_to_dict, off_screen_error
 from deskdojo.core.errors import ActionError
 from deskdojo.vm.guest.procs import ProcessRegistry, run_captured
 from deskdojo.vm.guest.homefolder import clear_directory, restore_home  # noqa: F401 - boot's import
@@ -62,6 +62,8 @@ MAX_JSON_DEPTH = 64  # bodies and app state files; json recurses once per level
 MAX_PATH_BYTES = 4095  # Linux PATH_MAX (4096) less the terminating NUL
 MAX_NAME_BYTES = 255  # NAME_MAX: one component of a path
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+WM_MENU_DEPTH = 4
+"""Escapes reset presses: one closes one level of an openbox menu, and submenus nest."""
 
 
 def guest_version() -> str:
@@ -456,6 +458,8 @@ class GuestService:
             except Exception as error:  # noqa: BLE001 - best effort; the processes are gone
                 print(f"deskdojo guest: reset could not close leftover windows: {error}", file=sys.stderr)
             self.executor.release_all()
+            if self.config.wm_pid:
+                self._close_wm_menus()
             if self.config.pristine_home is not None:
                 restore_home(self.config.home, self.config.pristine_home,
                              keep=[self.config.socket_dir, self.config.pristine_home])
@@ -464,6 +468,16 @@ class GuestService:
                 self._web.blank()
             self.executor.move_to(self.width // 2, self.height // 2)
             return {"ok": True, "elapsed_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+    def _close_wm_menus(self) -> None:
+        """Close a menu the window manager has open (alt+space's window menu, the desktop's).
+
+        Openbox keeps it open, with the keyboard grabbed, after the apps are gone: the
+        next episode's first click would land on it. With no menu open the Escapes reach
+        no app (reset has just closed them; the web image's browser gets a blank page next).
+        """
+        for _ in range(WM_MENU_DEPTH):
+            self.executor.execute(Key(("escape",)))
 
     def shutdown(self) -> dict[str, Any]:
         if self.config.on_shutdown is not None:
