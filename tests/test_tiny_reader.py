@@ -94,33 +94,140 @@ def test_typing_examples_type_the_quoted_text_into_the_one_field_in_the_instruct
     assert min(kinds.values()) > 15, kinds
 
 
-def test_opener_examples_open_an_unnamed_drop_down_then_click_the_named_item():
+def _ranked(example):
+    from deskdojo.agent.observation import ShownElements, acted_on, ranked_for_task
+
+    rows = example.observation.elements.elements
+    return ranked_for_task(ShownElements(rows, 0, listed=True), example.task.instruction,
+                           acted=acted_on(example.history))
+
+
+def test_opener_examples_open_a_drop_down_close_the_wrong_one_with_escape_then_click_the_named_item():
+    from deskdojo.core.actions import Key
+
     rng = random.Random(8)
     words = pseudo_words()[:300]
-    steps = {0: 0, 1: 0, 2: 0}
-    for _ in range(200):
+    answers = {"open": 0, "escape": 0, "open the other": 0, "item": 0, "done": 0}
+    for _ in range(400):
         example = opener_example(rng, words, rows=rng.randint(3, 12))
         rows = {e.id: e for e in example.observation.elements.elements}
-        steps[len(example.history)] += 1
-        if not example.history:  # the item is not on the screen; any drop-down opens
-            assert all(rows[c.element].role == "combo box" for c in example.choices)
-            assert not any(rows[c.element].name and rows[c.element].name in example.task.instruction
-                           for c in example.choices)
-        elif len(example.history) == 1:  # open: the named item shows as a menu item
-            (choice,) = example.choices
-            assert rows[choice.element].role == "menu item" and rows[choice.element].name in example.task.instruction
+        ranked = _ranked(example)
+        combos = [e.id for e in rows.values() if e.role == "combo box"]
+        assert example.target in example.choices
+        if isinstance(example.target, Key):  # the other drop-down's list showed no such item
+            answers["escape"] += 1
+            assert example.target.keys == ("escape",) and isinstance(example.history[-1].action, Click)
+            assert not ranked.named and len(set(combos) - ranked.acted) == 1
+        elif isinstance(example.target, Done):
+            answers["done"] += 1
+            assert not ranked.named and not ranked.kind
+        elif rows[example.target.element].role == "menu item":
+            answers["item"] += 1
+            assert ranked.named == {example.target.element}
+        else:  # a drop-down not yet acted on; the one the task names by kind, when it does
+            answers["open the other" if example.history else "open"] += 1
+            assert all(rows[c.element].role == "combo box" and c.element not in ranked.acted
+                       for c in example.choices)
+            assert not ranked.named
+            if "drop-down" in example.task.instruction:
+                assert {c.element for c in example.choices} <= ranked.kind
+    assert min(answers.values()) > 15, answers
+
+
+def test_role_examples_click_the_one_row_of_the_kind_the_task_names_then_done():
+    from deskdojo.agent.tiny.pretrain import role_example
+
+    rng = random.Random(10)
+    words = pseudo_words()[:300]
+    clicks = dones = 0
+    for _ in range(200):
+        example = role_example(rng, words, rows=rng.randint(2, 12))
+        ranked = _ranked(example)
+        if isinstance(example.target, Click):
+            clicks += 1
+            assert ranked.kind == {example.target.element} and ranked.elements[0].id == example.target.element
         else:
-            assert example.choices == (Done(),)
-    assert min(steps.values()) > 25, steps
+            dones += 1
+            assert not ranked.kind and len(ranked.acted) == 1
+    assert clicks > 50 and dones > 50
 
 
-def test_mixed_pretraining_draws_all_three_kinds():
+def test_the_item_named_before_its_menu_is_clicked_after_it():
+    from deskdojo.agent.tiny.pretrain import _inside_instruction
+
+    rng = random.Random(11)
+    for _ in range(50):
+        text = _inside_instruction(rng, "Library", "Castle")
+        assert text.index("Library") < text.index("Castle"), text
+    # in the generated screens, the holder (named last) is clicked first and the item shows
+    # only after it: "Choose the command X from the Y menu" answers Y's row first
+    import re
+
+    from deskdojo.agent.tiny.pretrain import CONTAINERS
+
+    shape = re.compile(rf"the command (.+) from the (.+) ({'|'.join(CONTAINERS)})\.$")
+    words = pseudo_words()[:300]
+    seen = 0
+    for _ in range(3000):
+        example = click_example(rng, words, rows=rng.randint(3, 10))
+        match = shape.search(example.task.instruction)
+        if not match or example.history or not isinstance(example.target, Click):
+            continue
+        rows = {e.id: e for e in example.observation.elements.elements}
+        name = rows[example.target.element].name
+        assert name == match.group(2).strip("“”\""), (example.task.instruction, name)
+        assert all(e.name != match.group(1).strip("“”\"") for e in rows.values())  # the item is not shown yet
+        seen += 1
+    assert seen > 5
+
+
+def test_a_drop_down_the_task_names_by_kind_carries_kind_until_the_named_item_was_chosen():
+    from deskdojo.agent.observation import ActedOn, ShownElements, place_of, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    instruction = "Choose “White” from the drop-down menu."
+    empty = Element(1, "combo box", "", (10, 10, 100, 20))
+    option = Element(2, "combo box", "Brown", (10, 200, 100, 20))
+    rows = (Element(3, "button", "Close", (300, 10, 40, 20)), empty, option, Element(4, "scroll bar", "", (0, 0, 5, 80)))
+    first = ranked_for_task(ShownElements(rows, 0, listed=True), instruction)
+    assert first.kind == {1, 2} and {e.id for e in first.elements[:2]} == {1, 2} and not first.named
+    # the empty one opened in vain: acted at its very place, not elsewhere; the other still kind
+    opened = ActedOn("", place_of(empty, rows))
+    after = ranked_for_task(ShownElements(rows, 0, listed=True), instruction, acted=[opened])
+    assert after.acted == {1} and after.kind == {2} and after.elements[0].id == 2
+    moved = Element(1, "combo box", "", (10, 40, 100, 20))  # 30 px away: another unnamed row
+    assert ranked_for_task(ShownElements((moved, option), 0, listed=True), instruction, acted=[opened]).acted == set()
+    # the item chosen in the pop-down: the drop-down that now shows it is the row acted on
+    chosen = Element(2, "combo box", "White", (10, 200, 100, 20))
+    done = ranked_for_task(ShownElements((empty, chosen), 0, listed=True), instruction,
+                           acted=[ActedOn("Brown", place_of(option, rows)), ActedOn("White", ("", None, (500, 500)))])
+    assert done.acted == {2} and not done.named and not done.kind
+
+
+def test_generated_batches_are_later_steps_and_repeat_for_a_seed():
+    from deskdojo.agent.policy import load_policy
+    from deskdojo.agent.tiny.pretrain import generated_batch
+
+    policy = load_policy("tiny")
+    first = generated_batch(policy, PretrainConfig(), 12, seed=3)
+    again = generated_batch(policy, PretrainConfig(), 12, seed=3)
+    other = generated_batch(policy, PretrainConfig(), 12, seed=4)
+    assert len(first) == 12 and all(s.history for s in first)
+    assert [s.target_text for s in first] == [s.target_text for s in again]
+    assert [s.task.instruction for s in first] != [s.task.instruction for s in other]
+
+
+def test_mixed_pretraining_draws_all_four_kinds():
+    from deskdojo.agent.tiny.pretrain import KIND_WORDS
+
     rng = random.Random(9)
     words = pseudo_words()[:300]
     examples = [make_example(rng, words, rows=6) for _ in range(300)]
     typing = sum(any("editable" in e.states for e in x.observation.elements.elements) for x in examples)
     openers = sum(x.task.instruction.endswith(tuple(f"{place}." for place in OPENER_PLACES)) for x in examples)
-    assert 60 < typing < 120 and 5 < openers < 60
+    roles = sum(x.task.instruction.split(" the ", 1)[-1].rstrip(".") in
+                {w for kind in KIND_WORDS.values() for w in kind} for x in examples)
+    assert 60 < typing < 120 and 20 < openers < 70 and 8 < roles < 45, (typing, openers, roles)
 
 
 def test_held_out_words_never_train():

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, Element, ElementList, fit_to_budget
 from deskdojo.core.types import Observation
-from deskdojo.perception.relevance import CONTAINER_ROLES, mention_position, task_relevance  # noqa: F401
+from deskdojo.perception.relevance import CONTAINER_ROLES, mention_position, named_kinds, task_relevance  # noqa: F401
 
 if TYPE_CHECKING:
     from deskdojo.core.protocols import Decision
@@ -36,6 +36,7 @@ class ShownElements:
     numbered: bool = False  # rows show 1..n in this order (choices), not the listing's ids
     acted: frozenset[int] = frozenset()  # rows whose names earlier steps acted on (state "acted")
     named: frozenset[int] = frozenset()  # rows whose whole name the task says (state "named")
+    kind: frozenset[int] = frozenset()  # rows of a kind the task names, while nothing is named (state "kind")
 
     def label_of(self, element_id: int) -> int | None:
         """What the table calls element ``element_id`` (None: not shown)."""
@@ -52,7 +53,7 @@ class ShownElements:
 
 
 def element_row(element: Element, *, screen: tuple[int, int], image: tuple[int, int],
-                number: int | None = None, acted: bool = False, named: bool = False) -> str:
+                number: int | None = None, acted: bool = False, named: bool = False, kind: bool = False) -> str:
     """``12 button "Save" enabled,focused 40,10,64,24``: id, role, name (JSON-quoted, so a
     name cannot start a new row), states (``-`` for none), box x,y,w,h in ``image`` pixels."""
     from deskdojo.perception.resize import screen_to_image
@@ -60,7 +61,8 @@ def element_row(element: Element, *, screen: tuple[int, int], image: tuple[int, 
     x, y, w, h = element.box
     x0, y0 = screen_to_image(x, y, image, screen)
     x1, y1 = screen_to_image(x + w, y + h, image, screen)
-    states = ",".join(sorted(element.states | ({ACTED} if acted else set()) | ({NAMED} if named else set()))) or "-"
+    marks = {ACTED} if acted else {NAMED} if named else {KIND} if kind else set()
+    states = ",".join(sorted(element.states | marks)) or "-"
     name = json.dumps(element.name, ensure_ascii=False)
     label = element.id if number is None else number
     return f"{label} {element.role} {name} {states} {x0},{y0},{x1 - x0},{y1 - y0}"
@@ -96,6 +98,13 @@ state to look for, which a small model learns at once (told apart by "named with
 acted" in the same row, a reader trained on 12,800 examples still answered ``done``
 after the first click of a two-click task 15 times in 16)."""
 
+KIND = "kind"
+"""The state of a row of a kind the task names ("the drop-down", "the checkbox":
+``named_kinds``) while no row is ``named``, no step acted on it and no step acted on a
+row the task names whole: where a target the screen does not show yet is to be found.
+The reader's rule stays one state to look for: the first ``named`` row, else the first
+``kind`` row, else ``done``."""
+
 
 NEVER_TARGET_ROLES = frozenset({"label", "text line", "static text", "heading"})
 """Rows that show words and are not acted on: a label the task names ("the Reason
@@ -108,6 +117,8 @@ def can_be_target(element: Element) -> bool:
     return element.role not in NEVER_TARGET_ROLES and "editable" not in element.states
 
 
+KIND_RELEVANCE = 1.5
+"""Where a row of a kind the task names ranks when the task does not name it whole."""
 ACTED_RELEVANCE = 1.0
 """Where an acted-on row ranks: below every row the task names, above look-alikes (0.5)
 and rows that share no word with it."""
@@ -118,10 +129,17 @@ WINDOW_ROLES = frozenset({"frame", "dialog", "alert", "window"})
 
 SAME_ORIGIN_PX = 4
 """How far a window's top-left may move and still be the window an earlier step acted in."""
+UNNAMED_SPOT_PX = 6
+"""How far an unnamed element's centre may move and still be the one acted on: unnamed
+rows are told apart by their place alone (an empty combo box and the option menu beside
+it stand 100 px or more apart)."""
 SAME_SPOT_PX = 32
 """How far an element's centre may move in its window and still be the element acted on:
 a click that relabels a status line reflows the buttons beside it by 20 px; two choices
 of one name in two groups stand 100 px or more apart."""
+
+SHOWS_CHOICE = frozenset({"combo box"})
+"""Roles whose name is the item chosen in them: a drop-down closed on the chosen item."""
 
 Place = tuple[str, "tuple[int, int] | None", tuple[int, int]]
 """Where an element is: its window's title, that window's top-left (None: not listed) and
@@ -157,22 +175,28 @@ class ActedOn:
         A window that opened anew is another window even with the same title: a confirm-
         twice task's second dialog holds another "Confirm" (the reader said done there,
         seeing the first one's acted mark); and "Ivory" in a second group of choices is
-        another "Ivory"."""
-        if not element.name or element.name != self.name:
+        another "Ivory".
+
+        A row without a name is the one acted on only at its very place
+        (``UNNAMED_SPOT_PX``). A combo box that shows the name acted on (``SHOWS_CHOICE``)
+        is the row acted on wherever it is: its item was chosen in a list elsewhere."""
+        if element.name != self.name:
             return False
-        if self.place is None:
+        if element.name and element.role in SHOWS_CHOICE:
             return True
+        if self.place is None:
+            return bool(element.name)
         (window, then, (x, y)), (_, now, (nx, ny)) = self.place, place
         if element.window != window:
             return False
         if then is not None and now is not None and max(abs(then[0] - now[0]), abs(then[1] - now[1])) > SAME_ORIGIN_PX:
             return False
-        return max(abs(x - nx), abs(y - ny)) <= SAME_SPOT_PX
+        return max(abs(x - nx), abs(y - ny)) <= (SAME_SPOT_PX if element.name else UNNAMED_SPOT_PX)
 
 
 def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
     """What the episode's earlier steps acted on, for ``ranked_for_task``."""
-    return tuple(ActedOn(d.element_name, d.element_place) for d in history if d.element_name)
+    return tuple(ActedOn(d.element_name, d.element_place) for d in history if d.element_name is not None)
 
 
 def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[ActedOn] = ()) -> ShownElements:
@@ -182,10 +206,13 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[A
     ranks after every row the task names whole, so those stay together at the top.
 
     A row the episode already acted on (``acted``, ``acted_on(history)``; a row without a
-    name cannot be told from its unnamed neighbours and is never marked) carries the state
-    ``acted`` and sinks below the rows still to do, so the next named row is always the first: a
-    small reader that had to count acted rows learned "the third click is #3" from one
-    family and said it in another."""
+    name by its place alone) carries the state ``acted`` and sinks below the rows still to
+    do, so the next named row is always the first: a small reader that had to count acted
+    rows learned "the third click is #3" from one family and said it in another.
+
+    A row of a kind the task names (``named_kinds``: "the drop-down") ranks after the rows
+    the task names whole and before acted rows and look-alikes; it carries ``kind``
+    (``KIND``) while nothing is ``named``."""
     by_name: dict[str, list[ActedOn]] = {}
     for record in acted:
         by_name.setdefault(record.name, []).append(record)
@@ -193,12 +220,16 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[A
     done = frozenset(e.id for e in shown.elements if e.name in by_name
                      for place in (place_of(e, shown.elements),)
                      if any(a.matches(e, place) for a in by_name[e.name]))
-    relevance = {e.id: min(score, ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else score)
+    kinds = named_kinds(instruction)
+    relevance = {e.id: min(max(score, KIND_RELEVANCE) if e.role in kinds else score,
+                           ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else 3.0)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
     order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))
     named = frozenset(e.id for e in order if relevance[e.id] >= 2.0 and e.id not in done and can_be_target(e))
+    target_acted = any(task_relevance(name, instruction) >= 2.0 for name in by_name)
+    kind = frozenset() if named or target_acted else frozenset(e.id for e in order if e.role in kinds and e.id not in done)
     return ShownElements(tuple(order), shown.left_out, shown.listed, shown.truncated, numbered=True, acted=done,
-                         named=named)
+                         named=named, kind=kind)
 
 
 def element_table(shown: ShownElements, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
@@ -210,7 +241,7 @@ def element_table(shown: ShownElements, *, screen: tuple[int, int], image: tuple
     lines = [f"Elements ({'number' if shown.numbered else 'id'} role \"name\" states box x,y,w,h in pixels "
              f"of a {image[0]}x{image[1]} view of the screen):"]
     lines += [element_row(e, screen=screen, image=image, number=k if shown.numbered else None,
-                          acted=e.id in shown.acted, named=e.id in shown.named)
+                          acted=e.id in shown.acted, named=e.id in shown.named, kind=e.id in shown.kind)
               for k, e in enumerate(shown.elements, start=1)]
     if shown.left_out:
         lines.append(f"({shown.left_out} more elements left out: those off screen or farthest from the focus)")

@@ -80,4 +80,4 @@ def add_tiny_parser(sub: Any) -> None:
     p.set_defaults(fn=cmd_tiny_pretrain)
 
 
-PRETRAIN_STEPS = 1500
+PRETRAIN_STEPS = 2500

@@ -42,3 +42,27 @@ them and named, it was clicked as a target: the reader takes the first named row
 step acted on, and in generated tables those rows are always together at the top. In 52
 recorded oracle demos of 13 families no click went to such a row, and a panel was
 ``named`` on 13 of their steps."""
+
+
+ROLE_PHRASES: dict[str, frozenset[str]] = {
+    "drop-down": frozenset({"combo box"}), "dropdown": frozenset({"combo box"}),
+    "drop down": frozenset({"combo box"}), "combo box": frozenset({"combo box"}),
+    "combobox": frozenset({"combo box"}), "option menu": frozenset({"combo box"}),
+    "checkbox": frozenset({"check box"}), "check box": frozenset({"check box"}),
+    "tick box": frozenset({"check box"}), "radio button": frozenset({"radio button"}),
+    "slider": frozenset({"slider"}), "spin box": frozenset({"spin button"}),
+    "spinbox": frozenset({"spin button"}), "toggle": frozenset({"toggle button"}),
+}
+"""Words a task uses for a kind of element, and the roles the element table gives that
+kind. "Choose “White” from the drop-down menu." names the target, which the drop-down
+hides, and the drop-down only by its kind: a reader that matches names cannot find it
+(p = 0.02-0.04 of opening it), and more examples did not teach it to read roles."""
+
+_PHRASE = {phrase: re.compile(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])") for phrase in ROLE_PHRASES}
+
+
+def named_kinds(instruction: str) -> frozenset[str]:
+    """The roles of the kinds of element the instruction names (``ROLE_PHRASES``)."""
+    said = instruction.lower()
+    return frozenset(role for phrase, roles in ROLE_PHRASES.items() if _PHRASE[phrase].search(said)
+                     for role in roles)

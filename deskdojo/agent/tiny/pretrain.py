@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from deskdojo.core.actions import Click, Done, Type
+from deskdojo.agent.observation import place_of
+from deskdojo.core.actions import Click, Done, Key, Type
 from deskdojo.core.elements import Element, ElementList
 from deskdojo.core.progress import ProgressLine
 from deskdojo.core.protocols import Decision
@@ -46,17 +47,31 @@ STATES = ("enabled", "enabled", "enabled", "enabled,focused", "checked,enabled",
 
 GLUE = tuple("the a and then in of to with on at for from this that it its each".split())
 VERBS = tuple("click press choose select open pick tap hit activate use".split())
+LATER_VERBS = VERBS + ("go to", "switch to", "tick", "enable", "confirm with", "finish with", "answer with")
+"""Verbs of a later step ("Go to the Star tab and tick ...", "..., confirm with Proceed")."""
+JOINTS = (", then ", ", then ", " and ", ", ", " and then ", ", and then ")
+"""How a sentence joins its ordered steps."""
 TARGET_COUNTS = (1, 1, 2, 2, 3, 4)
 """How many rows an instruction names (weights by repetition)."""
-NOUN_HINTS = tuple("button item entry option box tab menu control field thing one".split())
+NOUN_HINTS = tuple("button item entry option box tab menu control field thing one command".split())
+CONTAINERS = ("menu", "list", "tab", "panel", "page", "section", "group")
+"""What holds a target that is clicked after its holder ("Choose the command X from the Y menu")."""
 TYPING_SHARE = 0.3
 """Examples whose instruction also asks for text typed into a field."""
-OPENER_SHARE = 0.12
+OPENER_SHARE = 0.14
 """Examples whose target is inside a drop-down that no word of the instruction names."""
 UNNAMED_ROLES = ("list", "scroll bar", "panel", "text line", "combo box", "separator")
 """Rows that real screens list without a name (a list's frame, its scroll bar, an empty
 combo box): never a target, and one unnamed row is not another."""
-OPENER_PLACES = ("from the drop-down", "in the drop-down menu", "from the list", "in the menu", "from the options")
+OPENER_PLACES = ("from the drop-down", "in the drop-down menu", "from the list", "in the menu", "from the options",
+                 "from the drop-down list", "in the combo box")
+ROLE_SHARE = 0.08
+"""Examples whose instruction names one row by its kind alone ("Tick the checkbox.")."""
+KIND_WORDS = {"combo box": ("drop-down", "dropdown", "combo box"), "check box": ("checkbox", "check box"),
+              "radio button": ("radio button",), "slider": ("slider",), "spin button": ("spin box",),
+              "toggle button": ("toggle",)}
+"""Words for a kind of row (a subset of ``deskdojo.perception.relevance.ROLE_PHRASES``)."""
+KIND_VERBS = ("click", "open", "tick", "use", "activate", "press", "select")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,16 +143,22 @@ def _instruction(rng: random.Random, mentions: Sequence[Element], ordered: bool,
     for element in mentions:
         hint = rng.choice(NOUN_HINTS + ("",) * 4)
         quoted = _quote(rng, element.name)
-        parts.append(f"the {hint} {quoted}" if hint and rng.random() < 0.5 else quoted)
+        if hint and rng.random() < 0.5:
+            parts.append(f"the {hint} {quoted}" if rng.random() < 0.5 else f"the {quoted} {hint}")
+        else:
+            parts.append(quoted)
     verb = rng.choice(VERBS)
     if len(parts) == 1:
         text = f"{verb} {parts[0]}"
     elif ordered:
         form = rng.random()
-        if form < 0.4:
+        if form < 0.3:
             text = f"{verb} {', '.join(parts[:-1])} and {parts[-1]}, in that order"
-        elif form < 0.8:
-            text = f"{verb} {parts[0]}" + "".join(f", then {rng.choice(VERBS)} {p}" for p in parts[1:])
+        elif form < 0.7:
+            text = f"{verb} {parts[0]}" + "".join(f"{rng.choice(JOINTS)}{rng.choice(LATER_VERBS)} {p}"
+                                                 for p in parts[1:])
+        elif form < 0.85:  # a menu path
+            text = f"{verb} " + " > ".join(_quote(rng, e.name) for e in mentions)
         else:
             text = f"first {verb} {parts[0]}" + "".join(f", next {p}" for p in parts[1:])
     else:
@@ -147,24 +168,45 @@ def _instruction(rng: random.Random, mentions: Sequence[Element], ordered: bool,
     return text[0].upper() + text[1:] + "."
 
 
+def _inside_instruction(rng: random.Random, item: str, holder: str) -> str:
+    """An imperative that names the item first and what holds it last, which is clicked
+    first ("Choose the command Library from the Castle menu.")."""
+    place = rng.choice(CONTAINERS)
+    item_text, holder_text = _quote(rng, item), _quote(rng, holder)
+    form = rng.random()
+    if form < 0.35:
+        text = f"{rng.choice(VERBS)} the command {item_text} from the {holder_text} {place}"
+    elif form < 0.7:
+        text = f"{rng.choice(VERBS)} {item_text} {rng.choice(('from', 'in', 'under'))} the {holder_text} {place}"
+    else:
+        text = f"{rng.choice(VERBS)} the {rng.choice(NOUN_HINTS)} {item_text} in {holder_text}"
+    return text[0].upper() + text[1:] + "."
+
+
 def make_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
     """One generated example: mostly clicks on named rows (``click_example``); some ask for
     text typed into a field on the way (``typing_example``); some name a target that a
-    drop-down holds, which no word of the instruction names (``opener_example``)."""
+    drop-down holds, which the instruction names by its kind or not at all
+    (``opener_example``); some name one row by its kind alone (``role_example``)."""
     draw = rng.random()
     if draw < TYPING_SHARE:
         return typing_example(rng, words, rows=rows)
     if draw < TYPING_SHARE + OPENER_SHARE:
         return opener_example(rng, words, rows=rows)
+    if draw < TYPING_SHARE + OPENER_SHARE + ROLE_SHARE:
+        return role_example(rng, words, rows=rows)
     return click_example(rng, words, rows=rows)
 
 
 def _fresh_names(rng: random.Random, words: Sequence[str], count: int, used: set[str]) -> list[str]:
+    """``count`` names that share no word with each other or with ``used`` (so no row's whole
+    name is inside another's: "Grouluk" in "Open “clagail Grouluk”" would be ``named``)."""
     names: list[str] = []
     while len(names) < count:
         name = _name(rng, words)
-        if name.lower() not in used:
-            used.add(name.lower())
+        parts = name.lower().split()
+        if len(set(parts)) == len(parts) and not used.intersection(parts):
+            used.update(parts)
             names.append(name)
     return names
 
@@ -249,44 +291,93 @@ def typing_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Ex
 
 
 def opener_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
-    """A target inside a drop-down: the instruction names the item (“White”) and not the
-    drop-down, which shows another item (“Brown”). First click a drop-down (any of them, when
-    there are two), then the item it shows, then done; a chosen item becomes the drop-down's
-    name."""
+    """A target inside a drop-down: the instruction names the item (“White”) and the
+    drop-down by its kind or not at all; the drop-down shows another item (“Brown”). First
+    click a drop-down (any of them, when there are two), then the item it shows, then done;
+    a chosen item becomes the drop-down's name.
+
+    The other drop-down, opened first, shows no such item: ``key escape`` closes its list
+    (a click elsewhere only closes the list, as in Tk and most toolkits, and the reader then
+    saw both drop-downs acted and said done), then the one not acted on opens."""
     used: set[str] = set()
     target_name, shown_name, *items = _fresh_names(rng, words, rng.randint(4, 6), used)
     others = _fresh_names(rng, words, max(0, rows - 3), used)
     # a second drop-down, often without a name (an empty combo box)
-    spare = (_fresh_names(rng, words, 1, used)[0] if rng.random() < 0.5 else "") if rng.random() < 0.4 else None
-    step = rng.choice((0, 1, 1, 2))
-    screen_rows = [(rng.choice(ROLES), n, _filler(rng)) for n in others]
-    if step == 0:
-        screen_rows.append(("combo box", shown_name, frozenset({"enabled"})))
-    elif step == 1:
-        screen_rows.append(("combo box", shown_name, frozenset({"enabled", "expanded"})))
+    spare = (_fresh_names(rng, words, 1, used)[0] if rng.random() < 0.5 else "") if rng.random() < 0.5 else None
+    spare_items = _fresh_names(rng, words, rng.randint(0, 3), used) if spare is not None else []
+    step = rng.choice((0, 1, 1, 2) + ((3, 4, 4) if spare is not None else ()))
+    detour = spare is not None and (step == 4 or (step in (1, 2) and rng.random() < 0.3))
+    screen_rows = [(rng.choice([r for r in ROLES if r != "combo box"]), n, _filler(rng)) for n in others]
+    main_name = target_name if step == 2 else shown_name
+    screen_rows.append(("combo box", main_name, frozenset({"enabled", "expanded"} if step == 1 else {"enabled"})))
+    if step == 1:
         screen_rows += [("menu item", n, frozenset({"enabled"})) for n in (shown_name, target_name, *items)]
-    else:
-        screen_rows.append(("combo box", target_name, frozenset({"enabled"})))
     if spare is not None:
-        screen_rows.append(("combo box", spare, frozenset({"enabled"})))
-    observation = _screen(rng, words, screen_rows)
+        screen_rows.append(("combo box", spare, frozenset({"enabled", "expanded"} if step == 3 else {"enabled"})))
+    if step == 3:
+        screen_rows += [("list item", n, frozenset({"enabled"})) for n in spare_items]
+    drop_downs = 1 + (spare is not None)
+    while True:  # the listing's unnamed extras may hold another combo box: the two drop-downs only
+        observation = _screen(rng, words, screen_rows)
+        if sum(e.role == "combo box" for e in observation.elements.elements) == drop_downs:
+            break
     instruction = f"{rng.choice(VERBS)} {_quote(rng, target_name)} {rng.choice(OPENER_PLACES)}"
     instruction = instruction[0].upper() + instruction[1:] + "."
+    combos = [e for e in observation.elements.elements if e.role == "combo box"]
     history: tuple[Decision, ...] = ()
-    if step >= 1:
+    if spare is not None and (step == 3 or detour):
+        row = next(e for e in combos if e.name == spare)
+        history += (Decision(text="click #1", action=Click(element=10_002), element_name=spare,
+                             element_place=place_of(row, observation.elements.elements)),)
+        if step != 3:
+            history += (Decision(text="key escape", action=Key(("escape",))),)
+    if step in (1, 2):
         history += (Decision(text="click #1", action=Click(element=10_000), element_name=shown_name),)
     if step == 2:
         history += (Decision(text="click #1", action=Click(element=10_001), element_name=target_name),)
     if step == 0:
-        choices = tuple(Click(element=e.id) for e in observation.elements.elements if e.role == "combo box")
+        choices = tuple(Click(element=e.id) for e in combos)
         target = rng.choice(choices)
     elif step == 1:
         target = Click(element=_row_id(observation, target_name, "menu item"))
         choices = (target,)
-    else:
+    elif step == 2:
         target, choices = Done(), (Done(),)
+    elif step == 3:
+        target = Key(("escape",))
+        choices = (target,)
+    else:
+        target = Click(element=_row_id(observation, shown_name, "combo box"))
+        choices = (target,)
     task = Task(id="pretrain", instruction=instruction, family="pretrain")
-    return Example(task, observation, history, target, choices, stale=step >= 1)
+    return Example(task, observation, history, target, choices, stale=bool(history))
+
+
+def role_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
+    """One row named by its kind alone ("Tick the checkbox.", "Open the drop-down."):
+    click the table's one row of that kind (named or not), then done."""
+    role = rng.choice(sorted(KIND_WORDS))
+    used: set[str] = set()
+    others = _fresh_names(rng, words, max(1, rows - 1), used)
+    name = _fresh_names(rng, words, 1, used)[0] if rng.random() < 0.6 else ""
+    screen_rows = [(rng.choice([r for r in ROLES if r not in KIND_WORDS]), n, _filler(rng)) for n in others]
+    screen_rows.append((role, name, frozenset({"enabled"})))
+    while True:  # the listing's unnamed extras may hold another row of the kind: one only
+        observation = _screen(rng, words, screen_rows)
+        kin = [e for e in observation.elements.elements if e.role == role]
+        if len(kin) == 1:
+            break
+    row = kin[0]
+    instruction = f"{rng.choice(KIND_VERBS)} the {rng.choice(KIND_WORDS[role])}"
+    if rng.random() < 0.3:
+        instruction += f" {rng.choice(GLUE)} {rng.choice(words)}"
+    instruction = instruction[0].upper() + instruction[1:] + "."
+    clicked = rng.random() < 0.5
+    history = (Decision(text=f"click #{row.id}", action=Click(element=row.id), element_name=name,
+                        element_place=place_of(row, observation.elements.elements)),) if clicked else ()
+    target = Done() if clicked else Click(element=row.id)
+    task = Task(id="pretrain", instruction=instruction, family="pretrain")
+    return Example(task, observation, history, target, (target,))
 
 
 def click_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
@@ -344,12 +435,12 @@ def click_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exa
         row_of[i] = Element(number, roles[i], names[i], (x, y, rng.randrange(30, 160), rng.randrange(12, 40)), states)
         elements.append(row_of[i])
     mentions = [Element(0, roles[i], names[i], (0, 0, 1, 1), frozenset()) for i in chosen]
-    if revealed and rng.random() < 0.3:  # "Choose Tulip from the Panda menu": named last, clicked first
-        mentions = mentions[::-1]
-        ordered_sentence = False
+    if revealed and len(chosen) == 2 and rng.random() < 0.4:  # "Choose Tulip from the Panda menu"
+        instruction = _inside_instruction(rng, names[chosen[1]], names[chosen[0]])
+    elif revealed and rng.random() < 0.2:  # named last, clicked first
+        instruction = _instruction(rng, mentions[::-1], False, words)
     else:
-        ordered_sentence = ordered
-    instruction = _instruction(rng, mentions, ordered_sentence, words)
+        instruction = _instruction(rng, mentions, ordered, words)
     # what an earlier step clicked keeps its id only when its row is still on the screen
     history = tuple(Decision(text=f"click #{row_of[i].id if i in row_of else rng.randint(1, len(elements))}",
                              action=Click(element=row_of[i].id if i in row_of else 10_000 + i),
@@ -404,6 +495,23 @@ def _samples(policy: Any, examples: Sequence[Example]) -> list[Any]:
                                     target_text=policy.render_target(example.target, example.observation,
                                                                      task=example.task, history=history)))
     return samples
+
+
+def generated_batch(policy: Any, config: PretrainConfig, count: int, *, seed: int) -> list[Any]:
+    """``count`` training samples of later steps (examples with earlier steps in their
+    history), generated from ``config``'s training words at full table size: what the warm
+    start rehearses beside its demos, so that a few demos that all end after one click do
+    not teach ``done`` after one click. Seeded: the same ``seed`` gives the same samples."""
+    from deskdojo.agent.tiny.words import pseudo_words
+
+    train_words, _ = split_words(pseudo_words(), config.heldout_words, seed=config.seed)
+    rng = random.Random(seed)
+    examples: list[Example] = []
+    while len(examples) < count:
+        example = make_example(rng, train_words, rows=rows_at(config.grow_steps, config, rng))
+        if example.history:
+            examples.append(example)
+    return _samples(policy, examples)
 
 
 def accuracy(policy: Any, examples: Sequence[Example], *, batch: int = 32) -> float:
