@@ -162,6 +162,24 @@ def test_lists_select_a_row_a_dropdown_entry_and_a_combobox_item(box):
     assert state["selected"] == ["City 09"] and state["option"] == "Blue"
 
 
+def test_lists_a_combobox_opened_in_vain_closes_with_escape_and_the_drop_down_then_opens(box):
+    """The path the reader is taught for "Choose “Blue” from the drop-down menu." when it
+    opens the empty combo box first: its list shows no such item, ``key escape`` closes it
+    (a click elsewhere would only close the list), then the option menu opens."""
+    state = launch(box, "lists", {"seed": 7, "items": ["Oslo", "Riga", "Rome"], "list_height": 3,
+                                  "options": ["Red", "Green", "Blue"], "combo_items": ["Apple", "Pear"], "combo": ""})
+    click(box, state, "combobox")
+    state = wait_state(box, "lists", lambda s: s["open_popdown"] is not None, what="the combobox list")
+    assert not any(r["text"] == "Blue" for r in state["open_popdown"]["rows"])
+    box.act(Key(("escape",)))
+    state = wait_state(box, "lists", lambda s: s["open_popdown"] is None, what="the combobox list closed")
+    click(box, state, "optionmenu")
+    state = wait_state(box, "lists", lambda s: s["open_menus"], what="the drop-down posted")
+    click_box(box, menu_entry(state, "Blue"))
+    state = wait_state(box, "lists", lambda s: s["option"] == "Blue" and not s["open_menus"], what="option Blue")
+    assert state["combo"] == ""
+
+
 def test_menus_choose_a_command_through_a_sub_menu(box):
     tree = {"File": ["New", "-", {"Export": ["As PDF", {"Images": ["PNG", "JPEG"]}]}], "Help": ["About"]}
     state = launch(box, "menus", {"seed": 6, "tree": tree})
