@@ -377,6 +377,27 @@ def test_the_judge_section_builds_the_hybrid_judge(tmp_path: Path):
             check_settings(load_config(None, {"judge": bad}), "xvfb")
 
 
+def test_the_tiny_readers_warm_start_rehearses_generated_later_steps_unless_told_otherwise():
+    from deskdojo.evolve.build import TINY_REHEARSAL, check_settings, sft_config
+
+    def rehearsal(observation: str | None = None, **overrides: Any) -> int:
+        return sft_config(load_config(None, overrides), demos="demos", out="sft", history_k=1,
+                          observation=observation).generated_per_batch
+
+    assert TINY_REHEARSAL == 16
+    for observation in (None, "a11y_tree", "screenshot_a11y_tree", "som"):  # None: the reader's own, a11y_tree
+        assert rehearsal(observation) == TINY_REHEARSAL, observation
+    assert rehearsal("screenshot") == 0  # no element table to rehearse on
+    assert rehearsal(model="tiny-scratch") == rehearsal(model="Qwen/Qwen2.5-VL-3B-Instruct") == 0
+    assert rehearsal(sft={"options": {"generated_per_batch": 4}}) == 4  # the user's sft.options win
+    assert rehearsal(sft={"options": {"generated_per_batch": 0}}) == 0
+    assert rehearsal("a11y_tree", model="tiny-scratch", sft={"options": {"generated_per_batch": 2}}) == 2
+    with pytest.raises(ConfigError, match="sft.options: .*needs an observation with elements"):
+        check_settings(load_config(None, {"policy": {"observation": "screenshot"},
+                                          "sft": {"options": {"generated_per_batch": 4}}}), "xvfb")
+    check_settings(load_config(None, {"policy": {"observation": "screenshot"}}), "xvfb")  # the default: 0 there
+
+
 def test_every_held_out_evaluation_and_iteration_shows_on_the_progress_stream(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch):
     """A log (not a terminal) gets a line per held-out evaluation with its count, and the

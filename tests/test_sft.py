@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deskdojo.agent.train.sft import (SFTConfig, batch_order,
+from deskdojo.agent.train.sft import (SFTConfig, batch_order, generated_samples,
                                       latest_checkpoint, make_click_target_demos, read_demos, sft)
 from deskdojo.core.errors import ConfigError, RunDirError
 
@@ -150,3 +150,97 @@ def test_a_time_limit_stops_at_a_step_and_leaves_a_resumable_run(demos, tmp_path
 
 
 LIMIT_S = 10.0  # the tiny model loads in ~1 s (imports done) and steps in 0.1-2 s here: some steps, not 1000
+
+
+# --- generated later steps rehearsed beside the demos --------------------------------
+
+
+@pytest.fixture(scope="module")
+def element_demos(tmp_path_factory) -> Path:
+    """Four one-click demos (click, then done) with each step's element listing, as the warm
+    start records them (on a fake sandbox here)."""
+    from deskdojo.agent.demos import DemoRecorder
+    from deskdojo.core.actions import Click
+    from deskdojo.core.elements import Element
+    from deskdojo.core.types import Task
+    from deskdojo.vm.fake import FakeSandbox, synthetic_frames
+
+    folder = tmp_path_factory.mktemp("element-demos") / "demos"
+    names = ("Open", "Save", "Close", "Print")
+    sandbox = FakeSandbox(synthetic_frames(200, 120))
+    sandbox.set_elements([Element(id=i + 1, role="button", name=name, box=(5 + 48 * i, 10, 40, 30))
+                          for i, name in enumerate(names)])
+    for i, name in enumerate(names):
+        recorder = DemoRecorder(sandbox, Task(id=f"t{i}", instruction=f"Click {name}.", family="test"), folder,
+                                settle_s=0)
+        recorder.act(Click(element=i + 1))
+        recorder.finish(f"d{i}")
+    return folder
+
+
+def _said(sample) -> tuple:
+    return sample.task.instruction, tuple(d.text for d in sample.history), sample.target_text
+
+
+def test_each_step_rehearses_fresh_generated_later_steps_and_a_resume_gets_the_same(element_demos, tmp_path,
+                                                                                    monkeypatch):
+    import deskdojo.agent.train.sft as sft_module
+
+    batches: list[list] = []
+    real_step = sft_module.supervised_step
+
+    def observed_step(policy, samples, *args, **kwargs):
+        batches.append([_said(s) for s in samples])
+        return real_step(policy, samples, *args, **kwargs)
+
+    monkeypatch.setattr(sft_module, "supervised_step", observed_step)
+    common = dict(demos=str(element_demos), model="tiny", steps=4, batch_size=4, lr=2e-4, checkpoint_every=2,
+                  log_every=1, generated_per_batch=3, seed=5)
+    lines: list[str] = []
+    straight = sft(SFTConfig(out=str(tmp_path / "straight"), **common), log=lines.append)
+    assert straight.policy.observation == "a11y_tree"
+    assert any("steps of 4 + 3 generated later steps" in line for line in lines), lines
+    assert [len(batch) for batch in batches] == [7] * 4  # the demos' 4, then 3 generated
+    demo_texts = {s[2] for batch in batches for s in batch[:4]}
+    assert demo_texts <= {"click #1", "done"}, demo_texts  # the demos: one click, then done
+    generated = [batch[4:] for batch in batches]
+    assert all(history for batch in generated for _, history, _ in batch)  # later steps: earlier actions shown
+    assert len({tuple(batch) for batch in generated}) == 4  # fresh ones each step
+    assert generated[3] == [_said(s) for s in generated_samples(straight.policy, 3, seed=5, step=3)]
+
+    # the same run stopped after its step-2 checkpoint, then resumed: the same samples at steps 3 and 4
+    sft(SFTConfig(out=str(tmp_path / "cut"), **{**common, "steps": 2}), log=lambda line: None)
+    batches.clear()
+    resumed = sft(SFTConfig(out=str(tmp_path / "cut"), **common), resume=True, log=lambda line: None)
+    assert [batch[4:] for batch in batches] == generated[2:]
+    assert resumed.losses == pytest.approx(straight.losses[2:], abs=1e-5)
+
+
+def test_generated_rehearsal_is_refused_without_an_element_table(demos, tmp_path):
+    with pytest.raises(ConfigError, match="generated_per_batch must be >= 0"):
+        SFTConfig(demos=str(demos), generated_per_batch=-1)
+    fix = r"needs an observation with elements \(a11y_tree, screenshot_a11y_tree, som\).*set generated_per_batch to 0"
+    with pytest.raises(ConfigError, match=fix):
+        SFTConfig(demos=str(demos), observation="screenshot", generated_per_batch=4)
+    # tiny-scratch reads screenshots by default: known once it is loaded, refused before any step
+    with pytest.raises(ConfigError, match=fix):
+        sft(SFTConfig(demos=str(demos), model="tiny-scratch", out=str(tmp_path / "s"), steps=1,
+                      generated_per_batch=4), log=lambda line: None)
+    assert not (tmp_path / "s" / "checkpoints").exists()
+
+
+def test_the_sft_command_takes_generated_per_batch_and_refuses_it_for_a_screenshot_policy(demos, tmp_path):
+    import argparse
+
+    from deskdojo.agent.train.cli import add_sft_parser
+
+    parser = argparse.ArgumentParser()
+    add_sft_parser(parser.add_subparsers())
+    assert parser.parse_args(["sft", "--generated-per-batch", "16"]).generated_per_batch == 16
+    assert parser.parse_args(["sft"]).generated_per_batch == 0
+    command = [sys.executable, "-m", "deskdojo.cli", "sft", "--demos", str(demos), "--model", "tiny-scratch",
+               "--out", str(tmp_path / "cli"), "--steps", "1", "--log-every", "1", "--generated-per-batch", "4"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=240)
+    assert done.returncode == 1, (done.stdout[-2000:], done.stderr[-2000:])
+    assert "generated rehearsal needs an observation with elements" in done.stderr, done.stderr[-2000:]
+    assert "set generated_per_batch to 0" in done.stderr and "Traceback" not in done.stderr

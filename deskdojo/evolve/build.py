@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from deskdojo.core.elements import MODES_WITH_ELEMENTS
 from deskdojo.core.errors import ConfigError, SandboxError
 from deskdojo.core.progress import HEARTBEAT_S, activity
 from deskdojo.core.rundir import RunDir
@@ -29,6 +30,10 @@ DEMO_SHARE = 0.5
 """Of the warm start's time limit, the share demo recording may use; SFT gets what is left."""
 DEMO_SEED_BASE = 500_000
 """Demo tasks use training seeds from here up, apart from the tasks the plan proposes."""
+TINY_REHEARSAL = 16
+"""Generated later-step examples per SFT batch when the tiny reader warm-starts: its demos
+are all one-click level-0 tasks (click, then done), and 16 generated later steps per batch
+keep its p(done) after one click low."""
 
 
 def resolve_provider(requested: str, *, log: Callable[[str], None] = print) -> str:
@@ -123,6 +128,7 @@ def check_settings(config: EvolveConfig, provider: str | None = None) -> None:
                           "use provider xvfb or docker, or proposer.kind none")
     if config.sft.enabled:
         sections.append(("sft.options", lambda: sft_config(config, demos="demos", out="sft", history_k=1,
+                                                           observation=policy_config(config).observation,
                                                            max_seconds=config.sft.max_seconds)))
     for section, build in sections:
         try:
@@ -429,11 +435,16 @@ def run_sft(config: EvolveConfig, run: RunDir, pool: Any, families: dict[str, An
 def sft_config(config: EvolveConfig, *, demos: str, out: str, history_k: int,
                observation: str | None = None, max_seconds: float | None = None) -> Any:
     """The warm start's SFTConfig: the run's settings (the policy's observation mode too,
-    and ``max_seconds``: what is left of the warm start's time), then ``sft.options``."""
+    and ``max_seconds``: what is left of the warm start's time; ``TINY_REHEARSAL`` generated
+    later steps per batch for the tiny reader reading element tables), then ``sft.options``."""
+    from deskdojo.agent.model.loading import READER_PRESET
     from deskdojo.agent.train.sft import SFTConfig
 
+    # None: the tiny reader's own mode, a11y_tree
+    reads_elements = observation is None or observation in MODES_WITH_ELEMENTS
+    rehearsal = TINY_REHEARSAL if config.model == READER_PRESET and reads_elements else 0
     return SFTConfig.from_dict({"demos": demos, "model": config.model, "out": out,
                                 "steps": config.sft.steps, "seed": config.seed,
                                 "history_k": history_k, "observation": observation, "log_every": 20,
                                 "checkpoint_every": max(config.sft.steps, 1), "max_seconds": max_seconds,
-                                **config.sft.options})
+                                "generated_per_batch": rehearsal, **config.sft.options})

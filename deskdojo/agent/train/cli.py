@@ -36,7 +36,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
                               "checkpoint_every": args.checkpoint_every, "log_every": args.log_every or 10,
                               "seed": args.seed, "device": args.device, "dtype": args.dtype,
                               "gradient_checkpointing": args.gradient_checkpointing,
-                              "observation": args.observation, "max_seconds": args.max_seconds}
+                              "observation": args.observation, "max_seconds": args.max_seconds,
+                              "generated_per_batch": args.generated_per_batch}
     result = sft(SFTConfig(**values), resume=args.resume, progress=None if args.log_every else sys.stderr)
     return 0 if result.steps else 1
 
@@ -57,6 +58,7 @@ def add_sft_parser(sub: Any) -> None:
     p.add_argument("--lora", action="store_true", help=_help("lora"))
     p.add_argument("--history-k", type=int, default=1, help=_help("history_k"))
     p.add_argument("--observation", default=None, choices=list(OBSERVATION_MODES), help=_help("observation"))
+    p.add_argument("--generated-per-batch", type=int, default=0, metavar="N", help=_help("generated_per_batch"))
     p.add_argument("--checkpoint-every", type=int, default=100, help=_help("checkpoint_every"))
     p.add_argument("--max-seconds", type=float, default=None, help=_help("max_seconds"))
     p.add_argument("--log-every", type=int, default=None,

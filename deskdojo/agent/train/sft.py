@@ -70,6 +70,11 @@ class SFTConfig:
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | auto"})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "recompute activations in the backward pass (less memory; for big models)"})
+    # demos of one-click tasks alone teach `done` after one click; generated later steps
+    # (deskdojo.agent.tiny.pretrain) rehearsed beside them keep multi-step tasks going
+    generated_per_batch: int = field(default=0, metadata={
+        "help": "generated later-step examples (element tables with earlier clicks) added to each step's "
+                "batch beside the demos; needs an observation with elements. 0: demos only"})
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
@@ -81,6 +86,8 @@ class SFTConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"max_seconds must be > 0 or None, got {self.max_seconds}")
+        if self.generated_per_batch < 0:
+            raise ConfigError(f"generated_per_batch must be >= 0, got {self.generated_per_batch}")
         if self.observation is not None:
             from deskdojo.core.elements import check_mode
 
@@ -88,6 +95,7 @@ class SFTConfig:
                 check_mode(self.observation)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+            check_rehearsal(self.generated_per_batch, self.observation)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SFTConfig":
@@ -216,6 +224,23 @@ def _history_as_said(policy: Any, example: DemoStep, current: Observation) -> tu
     return tuple(said)
 
 
+def check_rehearsal(generated_per_batch: int, observation: str) -> None:
+    """Generated examples are element tables: a mode without one would train on prompts
+    that show nothing of them."""
+    if generated_per_batch > 0 and observation not in MODES_WITH_ELEMENTS:
+        raise ConfigError(f"generated_per_batch {generated_per_batch}: generated rehearsal needs an observation "
+                          f"with elements ({', '.join(sorted(MODES_WITH_ELEMENTS))}), and the policy's is "
+                          f"{observation}; set generated_per_batch to 0 or pick such an observation")
+
+
+def generated_samples(policy: Any, count: int, *, seed: int, step: int) -> list[Any]:
+    """The generated later-step samples of optimizer step ``step``: fresh ones each step, the
+    same ones at the same step of a resumed run (a function of (seed, step), as the demos' order is)."""
+    from deskdojo.agent.tiny.pretrain import PretrainConfig, generated_batch
+
+    return generated_batch(policy, PretrainConfig(), count, seed=seed * 1_000_003 + step)
+
+
 def batch_order(count: int, batch_size: int, *, seed: int, step: int) -> list[int]:
     """Example indices of optimizer step ``step`` (0-based): epochs are seeded
     permutations, so the order is a function of (seed, step) and resume needs no cursor."""
@@ -254,7 +279,8 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
     def lr_at(step: int) -> float:
         return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
 
-    log(f"sft: {len(examples)} examples, {total_steps} steps of {config.batch_size}, "
+    rehearsed = f" + {config.generated_per_batch} generated later steps" if config.generated_per_batch else ""
+    log(f"sft: {len(examples)} examples, {total_steps} steps of {config.batch_size}{rehearsed}, "
         f"{'LoRA' if policy.lora else 'full fine-tuning'}, format {policy.format.name}, out {out}")
     model.train()
     losses: list[float] = []
@@ -271,8 +297,11 @@ def sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] = p
                 break
             step_started = time.monotonic()
             indices = batch_order(len(examples), config.batch_size, seed=config.seed, step=step)
-            value = supervised_step(policy, to_samples(policy, [examples[i] for i in indices]), optimizer,
-                                    parameters, lr=lr_at(step), max_grad_norm=config.max_grad_norm)
+            samples = to_samples(policy, [examples[i] for i in indices])
+            if config.generated_per_batch:
+                samples += generated_samples(policy, config.generated_per_batch, seed=config.seed, step=step)
+            value = supervised_step(policy, samples, optimizer, parameters, lr=lr_at(step),
+                                    max_grad_norm=config.max_grad_norm)
             losses.append(value)
             recent.append(value)
             done = step + 1
@@ -336,6 +365,7 @@ def _prepare(config: SFTConfig, policy: Any, out: Path, resume: bool, log: Calla
         policy = load_policy(config.model, policy_config.replace(lora=lora))
     elif lora is not None and policy.lora is None:
         policy.enable_lora(lora)
+    check_rehearsal(config.generated_per_batch, policy.observation)
     unlisted = sum(1 for e in examples if e.elements is None)
     if policy.observation in MODES_WITH_ELEMENTS and unlisted:
         raise ConfigError(f"{unlisted} of {len(examples)} demo steps in {config.demos} recorded no element "
