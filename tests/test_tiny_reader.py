@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from deskdojo.agent.tiny.pretrain import (OPENER_PLACES, PretrainConfig, accuracy, click_example, make_example, opener_example,
+from deskdojo.agent.tiny.pretrain import (OPENER_PLACES, one_token, PretrainConfig, accuracy, click_example, make_example, opener_example,
                                           pretrain, reader_from_scratch, typing_example,
                                           split_words)
 from deskdojo.agent.tiny.words import UI_WORDS, pseudo_words, word_tokens
@@ -80,6 +80,7 @@ def test_typing_examples_type_the_quoted_text_into_the_one_field_in_the_instruct
             kinds["type"] += 1
             assert not typed and example.target.element == (None if "focused" in field.states else field.id)
             assert f"{example.target.text}" in example.task.instruction and f"into the" in example.task.instruction
+            assert one_token(example.target.text)  # as the families' words are: a copy of one token
             # every row the sentence names before the typing is clicked already
             assert all(d.element_name in example.task.instruction.split(" type ")[0] for d in example.history)
         elif isinstance(example.target, Click):

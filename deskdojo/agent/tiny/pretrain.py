@@ -244,6 +244,35 @@ def _filler(rng: random.Random) -> frozenset[str]:
     return frozenset(s for s in rng.choice(STATES).split(",") if s != "-")
 
 
+_ONE_TOKEN: dict[str, bool] = {}
+_TOKENIZER: list[Any] = []
+
+
+def one_token(word: str) -> bool:
+    """Whether ``word``, quoted in an answer (``type "word"``), is one token of the tiny
+    tokenizer."""
+    if word not in _ONE_TOKEN:
+        if not _TOKENIZER:
+            from deskdojo.agent.model.loading import load_tokenizer
+            from deskdojo.agent.tiny import TINY_DIR
+
+            _TOKENIZER.append(load_tokenizer(TINY_DIR, local=True))
+        tokenizer = _TOKENIZER[0]
+        _ONE_TOKEN[word] = len(tokenizer(f'type "{word}"')["input_ids"]) == len(tokenizer('type "A"')["input_ids"])
+    return _ONE_TOKEN[word]
+
+
+def _typed_text(rng: random.Random, words: Sequence[str], used: set[str]) -> str:
+    """A word to type that is one token, as the families' are (`Cairo`, `Riga`): copying
+    one token from the instruction is one attention step, and with made-up words of 2-6
+    pieces the reader wrote one constant word whatever the task quoted."""
+    while True:
+        word = rng.choice(words)
+        if word.lower() not in used and one_token(word):
+            used.add(word.lower())
+            return word
+
+
 def typing_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
     """Clicks on named rows with one typing step among them, in the instruction's order:
     ``type “Rufus” into the Reason field``. The field is the table's one editable row (its
@@ -252,7 +281,8 @@ def typing_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Ex
     used: set[str] = set()
     clicks = _fresh_names(rng, words, rng.choice((0, 1, 1, 2, 3)), used)
     others = _fresh_names(rng, words, max(0, rows - len(clicks) - 2), used)
-    text, label, prefill = _fresh_names(rng, words, 3, used)
+    text = _typed_text(rng, words, used)
+    label, prefill = _fresh_names(rng, words, 2, used)
     label = label.capitalize()
     place = rng.randint(0, len(clicks))
     sequence: list[str | None] = [*clicks[:place], None, *clicks[place:]]  # None: the typing step
