@@ -5,15 +5,18 @@ chance for tens of thousands of examples before associative recall appears. This
 phase buys that skill once, on made-up data, so that the warm start and the loop spend
 their examples on tasks instead. Each example is a prompt built by the policy's own
 prompt code (the ``a11y_tree`` observation: the table, no image) from a generated
-screen: rows with made-up names (``words.pseudo_words``; no task family's word and no
-family's instruction template appears), an instruction that mentions one to four rows,
-and, in most examples, earlier clicks. The target is the policy's own answer text:
+screen: rows with made-up names (``words.pseudo_words``; no task family's word appears,
+and of the families' sentence shapes only menu_command's "the command X from the Y
+menu"), an instruction that mentions one to four rows, and, in most examples, earlier
+clicks. The target is the policy's own answer text:
 
 * ``click #id`` of a mentioned row not yet clicked: the next one when the instruction
   gives an order ("then", "in that order"), one of them at random when it does not, so
   the model learns to spread its choice where the instruction does not decide (what
   the loop's sampling explores);
-* ``done`` when every mentioned row was clicked.
+* ``done`` when every mentioned row was clicked;
+* in some examples a typing step, a drop-down that holds the target (opened, closed with
+  ``key escape`` when it was the wrong one), or a row named by its kind alone.
 
 Table sizes grow over training (a curriculum: 2-4 rows first). A held-out set of
 made-up words that never train measures whether the skill carries over to words the
@@ -59,7 +62,7 @@ CONTAINERS = ("menu", "list", "tab", "panel", "page", "section", "group")
 TYPING_SHARE = 0.3
 """Examples whose instruction also asks for text typed into a field."""
 OPENER_SHARE = 0.14
-"""Examples whose target is inside a drop-down that no word of the instruction names."""
+"""Examples whose target is inside a drop-down that the instruction names by its kind or not at all."""
 UNNAMED_ROLES = ("list", "scroll bar", "panel", "text line", "combo box", "separator")
 """Rows that real screens list without a name (a list's frame, its scroll bar, an empty
 combo box): never a target, and one unnamed row is not another."""
