@@ -214,15 +214,24 @@ def _free_desktop_spot(sandbox, margin: int = 40) -> tuple[int, int] | None:
     return None
 
 
-def test_reset_closes_the_window_managers_menus(sandbox):
+@pytest.fixture(params=[p for p in PROVIDERS if p.values[0] != "fake"])
+def desktop(request):
+    """A sandbox with a window manager (every provider but the fake one)."""
+    if request.param == "xvfb" and shutil.which("openbox") is None:
+        pytest.skip("openbox is not installed, so the xvfb sandbox runs without a window manager")
+    box = make_provider(_config(request.param)).start()
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def test_reset_closes_the_window_managers_menus(desktop):
     """A menu the window manager has open (alt+space's window menu with a submenu, the
     desktop's menu) does not outlive reset: it would take the next episode's first click."""
     from deskdojo.vm.guest.apps import launch_step
 
-    if sandbox.provider_name == "fake":
-        pytest.skip("the fake sandbox has no window manager")
-    if sandbox.provider_name == "xvfb" and shutil.which("openbox") is None:
-        pytest.skip("openbox is not installed, so the xvfb sandbox runs without a window manager")
+    sandbox = desktop
     task = Task(id="wm-menus", instruction="nothing", family="contract",
                 setup=(launch_step("buttons", {"seed": 2, "x": 20, "y": 20}),))
     sandbox.reset(task)
