@@ -26,6 +26,7 @@ model never saw, as the families' held-out words are.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -225,6 +226,17 @@ def _screen(rng: random.Random, words: Sequence[str], rows: Sequence[tuple[str, 
     return _observation(rng, elements)
 
 
+def _screen_holding(rng: random.Random, words: Sequence[str], rows: Sequence[tuple[str, str, frozenset[str]]],
+                    role: str, count: int) -> tuple[Observation, list[Element]]:
+    """``_screen`` drawn again until it lists ``count`` rows of ``role`` (its unnamed extras
+    may add one), and those rows."""
+    while True:
+        observation = _screen(rng, words, rows)
+        held = [e for e in observation.elements.elements if e.role == role]
+        if len(held) == count:
+            return observation, held
+
+
 def _box(rng: random.Random) -> tuple[int, int, int, int]:
     return rng.randrange(0, 900), rng.randrange(0, 700), rng.randrange(30, 160), rng.randrange(12, 40)
 
@@ -247,22 +259,20 @@ def _filler(rng: random.Random) -> frozenset[str]:
     return frozenset(s for s in rng.choice(STATES).split(",") if s != "-")
 
 
-_ONE_TOKEN: dict[str, bool] = {}
-_TOKENIZER: list[Any] = []
+@functools.cache
+def _tiny_tokenizer() -> Any:
+    from deskdojo.agent.model.loading import load_tokenizer
+    from deskdojo.agent.tiny import TINY_DIR
+
+    return load_tokenizer(TINY_DIR, local=True)
 
 
+@functools.cache
 def one_token(word: str) -> bool:
     """Whether ``word``, quoted in an answer (``type "word"``), is one token of the tiny
     tokenizer."""
-    if word not in _ONE_TOKEN:
-        if not _TOKENIZER:
-            from deskdojo.agent.model.loading import load_tokenizer
-            from deskdojo.agent.tiny import TINY_DIR
-
-            _TOKENIZER.append(load_tokenizer(TINY_DIR, local=True))
-        tokenizer = _TOKENIZER[0]
-        _ONE_TOKEN[word] = len(tokenizer(f'type "{word}"')["input_ids"]) == len(tokenizer('type "A"')["input_ids"])
-    return _ONE_TOKEN[word]
+    tokenizer = _tiny_tokenizer()
+    return len(tokenizer(f'type "{word}"')["input_ids"]) == len(tokenizer('type "A"')["input_ids"])
 
 
 def _typed_text(rng: random.Random, words: Sequence[str], used: set[str]) -> str:
@@ -349,14 +359,9 @@ def opener_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Ex
         screen_rows.append(("combo box", spare, frozenset({"enabled", "expanded"} if step == 3 else {"enabled"})))
     if step == 3:
         screen_rows += [("list item", n, frozenset({"enabled"})) for n in spare_items]
-    drop_downs = 1 + (spare is not None)
-    while True:  # the listing's unnamed extras may hold another combo box: the two drop-downs only
-        observation = _screen(rng, words, screen_rows)
-        if sum(e.role == "combo box" for e in observation.elements.elements) == drop_downs:
-            break
+    observation, combos = _screen_holding(rng, words, screen_rows, "combo box", 1 + (spare is not None))
     instruction = f"{rng.choice(VERBS)} {_quote(rng, target_name)} {rng.choice(OPENER_PLACES)}"
     instruction = instruction[0].upper() + instruction[1:] + "."
-    combos = [e for e in observation.elements.elements if e.role == "combo box"]
     history: tuple[Decision, ...] = ()
     if spare is not None and (step == 3 or detour):
         row = next(e for e in combos if e.name == spare)
@@ -395,12 +400,7 @@ def role_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exam
     name = _fresh_names(rng, words, 1, used)[0] if rng.random() < 0.6 else ""
     screen_rows = [(rng.choice([r for r in ROLES if r not in KIND_WORDS]), n, _filler(rng)) for n in others]
     screen_rows.append((role, name, frozenset({"enabled"})))
-    while True:  # the listing's unnamed extras may hold another row of the kind: one only
-        observation = _screen(rng, words, screen_rows)
-        kin = [e for e in observation.elements.elements if e.role == role]
-        if len(kin) == 1:
-            break
-    row = kin[0]
+    observation, (row,) = _screen_holding(rng, words, screen_rows, role, 1)
     instruction = f"{rng.choice(KIND_VERBS)} the {rng.choice(KIND_WORDS[role])}"
     if rng.random() < 0.3:
         instruction += f" {rng.choice(GLUE)} {rng.choice(words)}"
