@@ -402,3 +402,53 @@ def test_a_ranked_table_numbers_its_rows_and_answers_map_back_to_listing_ids():
     assert "Earlier actions:\n1. click \"pepper\"\n" in again
     typed = Decision(text='type #2 "salt"', action=Type("salt", element=4), element_name="")
     assert "2. type \"salt\"\n" in policy._prompt([observation], task, (decided, typed)).text
+
+
+def test_the_texts_a_task_asks_to_type_are_read_in_order():
+    from deskdojo.perception.relevance import texts_to_type
+
+    assert texts_to_type('Press the "Archive forest" button, type "Mina" into the Reason field, '
+                         'then confirm with Archive.') == ("Mina",)
+    assert texts_to_type("Use “raislool”, then type toufos into the Rakihak field.") == ("toufos",)
+    assert texts_to_type("Type “Kiev” into the “Meeting place” field and “azure” into the “Shirt colour” "
+                         "field. Then press “Confirm”.") == ("Kiev", "azure")
+    assert texts_to_type('In the editor, type "Ida left the stamp" and save it.') == ("Ida left the stamp",)
+    assert texts_to_type("Choose the type of file, then click Type.") == ()
+
+
+def test_a_text_to_type_is_said_by_its_place_and_acts_as_the_text(tmp_path):
+    import numpy as np
+
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.core.elements import Element, ElementList
+    from deskdojo.core.types import Observation, Task
+
+    policy = reader_from_scratch(seed=0)
+    assert policy.text_refs
+    rows = [Element(0, "dialog", "Archive", (0, 0, 640, 480)), Element(3, "label", "Reason:", (10, 10, 50, 20)),
+            Element(5, "entry", "", (70, 10, 90, 20), states=frozenset({"editable", "enabled"})),
+            Element(6, "button", "Archive", (10, 40, 50, 20))]
+    observation = Observation(np.zeros((768, 1024, 3), dtype=np.uint8), (1024, 768),
+                              elements=ElementList(tuple(rows)))
+    task = Task(id="t", instruction='Type "Mina" into the Reason field, then confirm with Archive.',
+                family="confirm_dialog")
+    target = policy.render_target(Type("Mina", element=5), observation, task=task)
+    assert target.startswith("type #") and target.endswith('"$1"')
+    assert policy.render_target(Type("Nora"), observation, task=task) == 'type "Nora"'  # not a text of the task
+    prompt = policy._prompt([observation], task, ())
+    ids = policy.tokenizer('type "$1"<|im_end|>')["input_ids"]
+    decided = policy._decision(ids, [0.0] * len(ids), prompt)
+    assert decided.action == Type("Mina") and decided.text == 'type "$1"'
+    wrong = policy.tokenizer('type "$2"<|im_end|>')["input_ids"]
+    refused = policy._decision(wrong, [0.0] * len(wrong), prompt)
+    assert refused.action is None and '$2 names no text the task asks to type (it asks for 1: "Mina")' \
+        in refused.parse_error
+    # the history says the place too, so "was the first text typed?" needs no copy either
+    assert '1. type "$1"\n' in policy._prompt([observation], task, (decided,)).text
+    policy.save(tmp_path / "p")
+    assert load_policy(str(tmp_path / "p")).text_refs
+    literal = load_policy(str(tmp_path / "p"), PolicyConfig(text_refs=False))
+    assert literal.render_target(Type("Mina"), observation, task=task) == 'type "Mina"'
+    literal_ids = literal.tokenizer('type "$1"<|im_end|>')["input_ids"]
+    assert literal._decision(literal_ids, [0.0] * len(literal_ids), literal._prompt([observation], task, ())) \
+        .action == Type("$1")

@@ -37,13 +37,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS, place_of
-from deskdojo.core.actions import Action, action_points, element_of
+from deskdojo.core.actions import Action, Type, action_points, element_of
 from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
 from deskdojo.core.errors import ConfigError, RecordError
@@ -130,6 +131,10 @@ class PolicyConfig:
         "help": "write earlier element actions by the element's name (click \"Kettle\"), not by the row "
                 "number said then: a number from another step's table is a number to copy, not a "
                 "fact; default: the saved value, off otherwise"})
+    text_refs: bool | None = field(default=None, metadata={
+        "help": "say a text the task asks to type by its place among the task's texts to type "
+                "(type \"$1\"), not by copying it; the answer's $N is replaced by that text before it "
+                "acts; default: the saved value, off otherwise"})
     element_budget: int = field(default=DEFAULT_ELEMENT_BUDGET, metadata={
         "help": "characters of element-table rows per prompt; past it, elements off screen or far "
                 "from the focus are left out (the prompt says how many)"})
@@ -137,6 +142,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError("PolicyConfig.model must name a model ('tiny', a folder or a hub name)")
+        if self.text_refs is not None and not isinstance(self.text_refs, bool):
+            raise ConfigError(f"text_refs must be true or false, got {self.text_refs!r}")
         if self.gradient_checkpointing is not None and not isinstance(self.gradient_checkpointing, bool):
             raise ConfigError(f"gradient_checkpointing must be true or false, got "
                               f"{self.gradient_checkpointing!r} ({type(self.gradient_checkpointing).__name__})")
@@ -234,6 +241,7 @@ class _Prompt:
     screen: tuple[int, int]
     image: tuple[int, int]
     shown: Any = None  # the ShownElements of the table (None: no table), to map answers back
+    texts: tuple[str, ...] = ()  # the task's texts to type, which an answer's $N names (text_refs)
 
 
 class VLMPolicy:
@@ -246,7 +254,7 @@ class VLMPolicy:
     def __init__(self, *, model: Any, tokenizer: Any, processor: Any, config: PolicyConfig,
                  model_type: str, base: str, format_name: str, min_pixels: int, max_pixels: int,
                  factor: int, position_code: bool = False, observation: str = "screenshot",
-                 element_order: str = "id", history_names: bool = False):
+                 element_order: str = "id", history_names: bool = False, text_refs: bool = False):
         from deskdojo.agent.formats import get_format
 
         self.model = model
@@ -263,6 +271,7 @@ class VLMPolicy:
         self.observation = check_mode(observation)
         self.element_order = element_order
         self.history_names = history_names
+        self.text_refs = text_refs
         self.lora: LoraSettings | None = None
         self.gradient_checkpointing = False
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
@@ -329,24 +338,32 @@ class VLMPolicy:
         if current.action_error:
             content.append({"type": "text", "text": f"The last action failed: {current.action_error}\n"})
         if self.config.history_text and history:
-            content.append({"type": "text", "text": self._history_text(history, screen, image_size)})
+            content.append({"type": "text", "text": self._history_text(history, screen, image_size,
+                                                                        self._texts(task))})
         content.append({"type": "text", "text": f"{chr(10) if images and elements is None else ''}"
                                                 f"Task: {task.instruction}\n"})
         instructions = self.format.prompt(screen=screen, image=image_size, elements=elements is not None)
         messages = [{"role": "system", "content": instructions},
                     {"role": "user", "content": content}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return _Prompt(text=text, images=images, screen=screen, image=image_size, shown=elements)
+        return _Prompt(text=text, images=images, screen=screen, image=image_size, shown=elements,
+                       texts=self._texts(task))
+
+    def _texts(self, task: Task | None) -> tuple[str, ...]:
+        """The texts ``task`` asks to type, which answers name by place (none without text_refs)."""
+        from deskdojo.perception.relevance import texts_to_type
+
+        return texts_to_type(task.instruction) if self.text_refs and task is not None else ()
 
     def _history_text(self, history: Sequence[Decision], screen: tuple[int, int],
-                      image: tuple[int, int]) -> str:
+                      image: tuple[int, int], texts: tuple[str, ...] = ()) -> str:
         lines = []
         start = max(0, len(history) - HISTORY_TEXT_STEPS)
         for number, decision in enumerate(history[start:], start=start + 1):
             if decision.action is None:
                 lines.append(f"{number}. (an answer that did not parse)")
                 continue
-            if self.history_names and (named := _named_line(decision)) is not None:
+            if self.history_names and (named := _named_line(decision, texts)) is not None:
                 lines.append(f"{number}. {named}")
                 continue
             if self.element_order == "task" and decision.text and element_of(decision.action) is not None:
@@ -355,7 +372,7 @@ class VLMPolicy:
                 lines.append(f"{number}. {' '.join(decision.text.split())}")
                 continue
             try:
-                line = self.format.render(decision.action, screen=screen, image=image)
+                line = self.format.render(said_by_place(decision.action, texts), screen=screen, image=image)
             except Exception:  # an action this format cannot write: describe it instead
                 from deskdojo.core.actions import describe
 
@@ -456,6 +473,13 @@ class VLMPolicy:
             return Decision(text=text, action=None, token_ids=tuple(ids), logprobs=tuple(logprobs),
                             parse_error=result.error or "the answer holds no action")
         action = result.actions[0]
+        if self.text_refs and isinstance(action, Type) and (place := text_place(action.text)) is not None:
+            if not 1 <= place <= len(prompt.texts):
+                return Decision(text=text, action=None, token_ids=tuple(ids), logprobs=tuple(logprobs),
+                                parse_error=f"${place} names no text the task asks to type "
+                                            f"(it asks for {len(prompt.texts)}: "
+                                            f"{', '.join(json.dumps(t) for t in prompt.texts) or 'none'})")
+            action = dataclasses.replace(action, text=prompt.texts[place - 1])
         if prompt.shown is not None and prompt.shown.numbered and element_of(action) is not None:
             element = prompt.shown.element_of(element_of(action))
             if element is None:
@@ -487,6 +511,7 @@ class VLMPolicy:
         if self.observation in MODES_WITH_ELEMENTS and self.element_order == "task" \
                 and element_of(action) is not None:
             action = self._numbered(action, observation, task, image, history)
+        action = said_by_place(action, self._texts(task))
         return self.format.render(action, screen=screen, image=image, thought=thought)
 
     def _numbered(self, action: Action, observation: Observation, task: Task | None,
@@ -713,7 +738,7 @@ class VLMPolicy:
                   "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
                   "position_code": self.position_code, "gradient_checkpointing": self.gradient_checkpointing,
                   "observation": self.observation, "element_order": self.element_order,
-                  "history_names": self.history_names, "seed": self.config.seed, "policy_id": self.policy_id,
+                  "history_names": self.history_names, "text_refs": self.text_refs, "seed": self.config.seed, "policy_id": self.policy_id,
                   "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
         if self.lora is None:
             self.model.save_pretrained(str(folder))
@@ -766,6 +791,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
             observation=_first(config.observation, saved.get("observation")),
             element_order=_first(config.element_order, saved.get("element_order")),
             history_names=_first(config.history_names, saved.get("history_names", False)),
+            text_refs=_first(config.text_refs, saved.get("text_refs", False)),
             gradient_checkpointing=checkpointing))
         _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
             {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
@@ -808,7 +834,8 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
                        position_code=_first(config.position_code, default_code),
                        observation=_first(config.observation, (saved or {}).get("observation") or "screenshot"),
                        element_order=_first(config.element_order, (saved or {}).get("element_order") or "id"),
-                       history_names=bool(_first(config.history_names, (saved or {}).get("history_names", False))))
+                       history_names=bool(_first(config.history_names, (saved or {}).get("history_names", False))),
+                       text_refs=bool(_first(config.text_refs, (saved or {}).get("text_refs", False))))
     if saved is not None:
         policy.policy_id = saved.get("policy_id", policy.policy_id)
     if config.lora is not None:
@@ -818,14 +845,15 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
     return policy
 
 
-def _named_line(decision: Decision) -> str | None:
-    """An earlier click or typing by what it acted on (``click "Kettle"``, ``type "Rufus"``),
-    for ``history_names``; None for an action this does not describe (it is rendered)."""
-    from deskdojo.core.actions import Click, Type
+def _named_line(decision: Decision, texts: tuple[str, ...] = ()) -> str | None:
+    """An earlier click or typing by what it acted on (``click "Kettle"``, ``type "Rufus"``;
+    ``type "$1"`` for the task's first text to type when ``texts`` holds it), for
+    ``history_names``; None for an action this does not describe (it is rendered)."""
+    from deskdojo.core.actions import Click
 
     action = decision.action
     if isinstance(action, Type):
-        return f"type {json.dumps(action.text, ensure_ascii=False)}"
+        return f"type {json.dumps(said_by_place(action, texts).text, ensure_ascii=False)}"
     if not isinstance(action, Click) or action.element is None:
         return None
     name = ' '.join((decision.element_name or "").split())
@@ -833,6 +861,23 @@ def _named_line(decision: Decision) -> str | None:
     if (action.button, action.count) != ("left", 1):
         line += f" {action.button} {action.count}"
     return line
+
+
+_PLACE = re.compile(r"\$([1-9][0-9]?)")
+
+
+def text_place(text: str) -> int | None:
+    """N when ``text`` is a reference ``$N`` to the task's N-th text to type, else None."""
+    match = _PLACE.fullmatch(text)
+    return int(match.group(1)) if match else None
+
+
+def said_by_place(action: Action, texts: tuple[str, ...]) -> Action:
+    """``action`` with a typed text that is one of the task's ``texts`` said as ``$N`` (its
+    first place there); any other action or text as it is."""
+    if isinstance(action, Type) and action.text in texts:
+        return dataclasses.replace(action, text=f"${texts.index(action.text) + 1}")
+    return action
 
 
 def _first(value: Any, default: Any) -> Any:

@@ -17,10 +17,13 @@ pretrained again.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+from deskdojo.core.errors import ConfigError
 
 
 def family_words() -> tuple[str, ...]:
@@ -42,13 +45,23 @@ def cmd_tiny_tokenizer(args: argparse.Namespace) -> int:
 def cmd_tiny_pretrain(args: argparse.Namespace) -> int:
     from deskdojo.agent.model.loading import quiet_libraries
     from deskdojo.agent.tiny import TINY_DIR
-    from deskdojo.agent.tiny.pretrain import PretrainConfig, pretrain, reader_from_scratch, write_report
+    from deskdojo.agent.tiny.pretrain import PretrainConfig, pretrain, reader_from, reader_from_scratch, write_report
 
     quiet_libraries()
     out = Path(args.out) if args.out else TINY_DIR / "reader"
-    config = PretrainConfig(steps=args.steps, seed=args.seed,
+    start_step = 0
+    if args.continue_from:
+        report = Path(args.continue_from) / "pretrain_report.json"
+        if not report.exists():
+            raise ConfigError(f"{args.continue_from} holds no pretrain_report.json: --continue-from takes a "
+                              f"folder 'deskdojo tiny pretrain' wrote (the shipped one: {TINY_DIR / 'reader'})")
+        before = json.loads(report.read_text())
+        start_step = int(before.get("total_steps", before["steps"]))
+    config = PretrainConfig(steps=args.steps, seed=args.seed, start_step=start_step,
+                            **({"lr": args.lr} if args.lr is not None else {}),
                             max_seconds=args.minutes * 60 if args.minutes else None)
-    policy = reader_from_scratch(seed=args.seed)
+    policy = reader_from(Path(args.continue_from), seed=args.seed) if args.continue_from \
+        else reader_from_scratch(seed=args.seed)
     params = sum(p.numel() for p in policy.model.parameters())
     print(f"tiny reader: {params / 1e6:.2f} M parameters, {config.steps} steps of {config.batch_size} "
           f"generated examples")
@@ -77,6 +90,10 @@ def add_tiny_parser(sub: Any) -> None:
     p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="weights and data")
     p.add_argument("--out", default=None, help="folder (default: the shipped one, deskdojo/agent/tiny/reader)")
+    p.add_argument("--continue-from", default=None, metavar="FOLDER",
+                   help="pretrain this reader further (a folder this command wrote; new examples, full "
+                        "tables) instead of one from scratch")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: PretrainConfig's, 2e-3)")
     p.set_defaults(fn=cmd_tiny_pretrain)
 
 

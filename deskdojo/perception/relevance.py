@@ -66,3 +66,19 @@ def named_kinds(instruction: str) -> frozenset[str]:
     said = instruction.lower()
     return frozenset(role for phrase, roles in ROLE_PHRASES.items() if _PHRASE[phrase].search(said)
                      for role in roles)
+
+
+_QUOTED = r"“([^”]*)”|\"([^\"]*)\"|‘([^’]*)’|'([^']*)'"
+_TYPED = re.compile(rf"(?<![\w-])type\s+(?:{_QUOTED}|([^\s,.;:!?\"“”]+)(?=\s+(?:into|in|on)\b|\s*[,.;]|\s*$))"
+                    rf"|(?:{_QUOTED})(?=\s+into\b)", re.IGNORECASE)
+
+
+def texts_to_type(instruction: str) -> tuple[str, ...]:
+    """The texts the instruction asks to type, in its order: what follows the verb "type",
+    quoted (“Cairo”, "Cairo", 'Cairo') or one bare word before "into", "in", "on" or the
+    clause's end (``type Cairo into``; not "the type of file"), and a quoted text put "into"
+    something (``type “Kiev” into A and “azure” into B``). A policy that says them by place
+    (``$1``: ``text_refs``) answers a position, as it does for rows: copying a word the
+    model never wrote did not form (0 of 80 typing answers of a reader pretrained to copy,
+    on training and held-out words alike)."""
+    return tuple(next(g for g in match.groups() if g is not None) for match in _TYPED.finditer(instruction))

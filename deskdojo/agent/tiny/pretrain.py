@@ -92,7 +92,8 @@ class PretrainConfig:
     heldout_words: int = 400  # made-up words kept out of training, for the generalisation check
     eval_every: int = 100
     eval_examples: int = 128
-    seed: int = 0
+    seed: int = 0  # weights, data and the held-out words
+    start_step: int = 0  # steps the reader was pretrained before this run (continued: new data, full tables)
     max_seconds: float | None = None
     log_every: int = 50
 
@@ -574,7 +575,7 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
     from deskdojo.agent.train.sft import supervised_step
 
     train_words, heldout_words = split_words(words or pseudo_words(), config.heldout_words, seed=config.seed)
-    rng = random.Random(config.seed)
+    rng = random.Random(config.seed) if not config.start_step else random.Random(f"{config.seed}+{config.start_step}")
     eval_rng = random.Random(config.seed + 1)
     evals = {"train": [make_example(eval_rng, train_words, rows=eval_rng.randint(2, config.max_rows))
                        for _ in range(config.eval_examples)],
@@ -605,7 +606,7 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
             log(f"pretrain: step {step}  accuracy train-words {scores['train']:.2f}  "
                 f"held-out words {scores['heldout']:.2f}")
         model.train()
-        batch_examples = [make_example(rng, train_words, rows=rows_at(step, config, rng))
+        batch_examples = [make_example(rng, train_words, rows=rows_at(config.start_step + step, config, rng))
                           for _ in range(config.batch_size)]
         value = supervised_step(policy, _samples(policy, batch_examples), optimizer, parameters,
                                 lr=lr_at(step), max_grad_norm=1.0)
@@ -634,16 +635,32 @@ def reader_from_scratch(*, seed: int = 0) -> Any:
     """The reader before pretraining: ``READER_SPEC`` with seeded random weights, acting on
     the element table (``a11y_tree``), answering in the grid format."""
     from deskdojo.agent.model.tiny import READER_SPEC, build_tiny_model
-    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.agent.policy import load_policy
 
-    policy = load_policy("tiny-scratch", PolicyConfig(observation="a11y_tree", element_order="task",
-                                                      history_names=True, position_code=False, seed=seed))
+    policy = load_policy("tiny-scratch", _reader_config().replace(seed=seed))
     policy.model = build_tiny_model(policy.tokenizer, seed=seed, spec=READER_SPEC)
     return policy
 
 
+def reader_from(folder: Path, *, seed: int = 0) -> Any:
+    """A pretrained reader (a folder ``VLMPolicy.save`` wrote) to pretrain further, with the
+    reader's settings as ``reader_from_scratch`` makes them (a setting added since it was
+    built, such as ``text_refs``, takes effect)."""
+    from deskdojo.agent.policy import load_policy
+
+    return load_policy(str(folder), _reader_config().replace(seed=seed))
+
+
+def _reader_config() -> Any:
+    from deskdojo.agent.policy import PolicyConfig
+
+    return PolicyConfig(observation="a11y_tree", element_order="task", history_names=True, text_refs=True,
+                        position_code=False)
+
+
 def write_report(path: Path, config: PretrainConfig, result: PretrainResult) -> None:
     path.write_text(json.dumps({"config": {k: getattr(config, k) for k in config.__dataclass_fields__},
-                                "steps": result.steps, "seconds": round(result.seconds, 1),
+                                "steps": result.steps, "total_steps": config.start_step + result.steps,
+                                "seconds": round(result.seconds, 1),
                                 "evals": result.evals,
                                 "loss_first": result.losses[:1], "loss_last": result.losses[-20:]}, indent=1) + "\n")
