@@ -398,6 +398,23 @@ def test_the_tiny_readers_warm_start_rehearses_generated_later_steps_unless_told
     check_settings(load_config(None, {"policy": {"observation": "screenshot"}}), "xvfb")  # the default: 0 there
 
 
+def test_the_tiny_readers_grpo_rehearses_generated_later_steps_unless_told_otherwise():
+    from types import SimpleNamespace
+
+    from deskdojo.agent.train.grpo import GRPOConfig
+    from deskdojo.evolve.build import TINY_REHEARSAL, grpo_settings
+
+    def rehearsal(observation: str = "a11y_tree", **overrides: Any) -> int:
+        settings = grpo_settings(load_config(None, overrides), SimpleNamespace(observation=observation))
+        return GRPOConfig.from_dict(settings).generated_rehearsal
+
+    assert rehearsal() == rehearsal("som") == TINY_REHEARSAL
+    assert rehearsal("screenshot") == 0  # no element table to rehearse on
+    assert rehearsal(model="Qwen/Qwen2.5-VL-3B-Instruct") == 0
+    assert rehearsal(grpo={"generated_rehearsal": 3}) == 3  # the user's grpo value wins
+    assert rehearsal(grpo={"lr": 1e-4}) == TINY_REHEARSAL  # a grpo mapping without it keeps the default
+
+
 def test_every_held_out_evaluation_and_iteration_shows_on_the_progress_stream(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch):
     """A log (not a terminal) gets a line per held-out evaluation with its count, and the

@@ -731,3 +731,42 @@ def test_each_rollout_is_rewarded_once_per_update(monkeypatch):
     assert result.stats.replayed == 1
     # its own rollouts' advantages, std-scaled as configured: (1, 0, 0) -> (sqrt 2, -1/sqrt 2, -1/sqrt 2)
     assert result.advantages == pytest.approx([math.sqrt(2), -1 / math.sqrt(2), -1 / math.sqrt(2), 0.0, 0.0])
+
+
+def test_generated_rehearsal_holds_what_the_groups_do_not_show():
+    """The bandit rewards token 2 in context 1; the shared bias drags context 0 along. A
+    supervised term on context 0's answer (token 3), called once per optimizer step with
+    the update's number, keeps it while the groups still teach context 1."""
+    def trained(rehearsal: int) -> tuple[ToyPolicy, list[int], dict]:
+        torch.manual_seed(0)
+        policy = ToyPolicy()
+        calls: list[int] = []
+
+        def supervised(update: int) -> torch.Tensor:
+            calls.append(update)
+            return -policy.log_probs(0, 0)[3]
+
+        config = GRPOConfig(lr=0.05, neg_imitation_weight=0.0, normaliser="global", success_replay=False,
+                            epochs=2, generated_rehearsal=rehearsal)
+        trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters(), supervised=supervised)
+        generator = torch.Generator().manual_seed(0)
+        task = make_task(seed=1)
+        stats: dict = {}
+        for iteration in range(30):
+            step = trainer.step([bandit_group(policy, task, generator, iteration)])
+            stats = step if not step["skipped"] else stats
+        return policy, calls, stats
+
+    plain, plain_calls, plain_stats = trained(0)
+    held, calls, stats = trained(4)
+    assert plain_calls == [] and "generated_nll" not in plain_stats  # off: never called
+    assert calls == sorted(calls) and calls[:2] == [0, 0] and len(calls) == 2 * len(set(calls))
+    assert 0 < stats["generated_nll"] < 1.0
+    assert held.prob(1, 2) > 0.6  # the groups still teach their own context
+    assert held.prob(0, 3) > 0.6 > plain.prob(0, 3), (held.prob(0, 3), plain.prob(0, 3))
+    with pytest.raises(ConfigError, match="generated_rehearsal needs the supervised loss"):
+        GRPOTrainer(GRPOConfig(generated_rehearsal=2, neg_imitation_weight=0.0), plain.token_logprobs,
+                    plain.parameters())
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="generated_rehearsal must be a count"):
+            GRPOConfig(generated_rehearsal=bad)

@@ -473,3 +473,24 @@ def test_without_lora_the_reference_is_a_frozen_copy_and_kl_settings_are_kept(tm
     assert not torch.allclose(start, trained, atol=1e-4)
     assert torch.equal(reference, start) and torch.equal(after, trained)
     assert not any(p.requires_grad for p in policy._frozen_reference.parameters())
+
+
+def test_grpo_rehearses_generated_tables_on_the_real_reader_and_refuses_without_a_table(tmp_path):
+    """The supervised term vlm_learner gives the trainer: the tiny reader's generated
+    later steps, a function of the update's number (a resume rehearses the same), with
+    grad into the adapters; refused for a policy that shows no element table."""
+    import torch
+
+    from deskdojo.evolve.learner import vlm_learner
+
+    policy = load_policy("tiny", PolicyConfig(lora=LoraSettings(r=4, alpha=8)))
+    settings = {"generated_rehearsal": 3, "kl_beta": 0.0, "neg_imitation_weight": 0.0}
+    supervised = vlm_learner(policy, settings, tmp_path).trainer.supervised
+    first, again, other = supervised(0), supervised(0), supervised(1)
+    assert first.requires_grad and 0 < float(first) < 5
+    assert float(first) == pytest.approx(float(again)) and float(first) != pytest.approx(float(other))
+    first.backward()
+    assert any(p.grad is not None and torch.count_nonzero(p.grad) for p in policy.trainable_parameters())
+    pixels_only = load_policy("tiny-scratch", PolicyConfig(max_new_tokens=4))
+    with pytest.raises(ConfigError, match="grpo.generated_rehearsal 3: generated rehearsal needs an observation"):
+        vlm_learner(pixels_only, settings, tmp_path)

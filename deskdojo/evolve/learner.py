@@ -133,6 +133,8 @@ def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: P
     The reference policy (for ``kl_beta`` and ``neg_imitation_weight``) is the base with
     the adapters off; without LoRA it is a frozen copy of the weights as they are now
     (the start of GRPO), which doubles the weights' memory: set both to 0 to avoid it.
+    With ``generated_rehearsal``, every optimizer step also learns that many generated
+    later-step tables (``sft.generated_samples``, seeded by the policy's seed and the update).
     """
     from deskdojo.agent.train.grpo import GRPOConfig, GRPOTrainer
 
@@ -154,7 +156,18 @@ def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: P
             log(f"grpo: no LoRA, so kl_beta={config.kl_beta} / neg_imitation_weight={config.neg_imitation_weight} "
                 f"score against a frozen copy of the starting weights (+{size / 2**30:.2f} GiB); "
                 f"set both to 0 to skip it")
+    supervised = None
+    if config.generated_rehearsal:
+        from deskdojo.agent.train.sft import check_rehearsal, generated_samples, supervised_nll
+
+        check_rehearsal(config.generated_rehearsal, policy.observation, setting="grpo.generated_rehearsal")
+
+        def supervised(update: int) -> Any:
+            return supervised_nll(policy, generated_samples(policy, config.generated_rehearsal,
+                                                            seed=policy.config.seed, step=update))
+
     trainer = GRPOTrainer(config, policy_logprobs, policy.trainable_parameters(),
-                          reference_logprobs=reference_logprobs if needs_reference else None)
+                          reference_logprobs=reference_logprobs if needs_reference else None,
+                          supervised=supervised)
     return GRPOLearner(policy, trainer, module=policy.model,
                        save_policy=lambda folder: policy.save(folder))

@@ -19,7 +19,7 @@ import dataclasses
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,13 @@ class GRPOConfig:
                 "learns one cell keeps the answers other cells already get right; 0 disables"})
     rehearsal_advantage: float = field(default=0.5, metadata={
         "help": "advantage of a rehearsed success (a success in a group of two with one failure)"})
+    generated_rehearsal: int = field(default=0, metadata={
+        "help": "generated later-step examples (the tiny reader's pretraining tables, fresh each update) "
+                "whose answers every optimizer step also learns, as SFT learns a demo, weighted by "
+                "generated_rehearsal_weight: holds the steps no sampled group shows (a second click, "
+                "a drop-down) while the groups teach one family; needs an element table; 0 disables"})
+    generated_rehearsal_weight: float = field(default=1.0, metadata={
+        "help": "weight of the generated examples' mean token negative log-likelihood in the loss"})
     negative_scale: float = field(default=1.0, metadata={
         "help": "multiplies below-mean advantages (1: plain GRPO; 0: learn only from the rollouts that did "
                 "better than their group, as SFT learns from demos)"})
@@ -104,7 +111,8 @@ class GRPOConfig:
         if self.normaliser not in NORMALISERS:
             raise ConfigError(f"normaliser {self.normaliser!r} is not one of: {', '.join(NORMALISERS)}")
         for name in ("invalid_step_penalty", "no_op_penalty", "grounding_weight", "kl_beta", "neg_imitation_weight",
-                     "clip_high", "weight_decay", "max_grad_norm", "rehearsal_advantage", "negative_scale"):
+                     "clip_high", "weight_decay", "max_grad_norm", "rehearsal_advantage", "negative_scale",
+                     "generated_rehearsal_weight"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -118,6 +126,9 @@ class GRPOConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if isinstance(self.generated_rehearsal, bool) or not isinstance(self.generated_rehearsal, int) \
+                or self.generated_rehearsal < 0:
+            raise ConfigError(f"generated_rehearsal must be a count >= 0, got {self.generated_rehearsal!r}")
         if self.rehearsal < 0 or (self.rehearsal and not self.success_replay):
             raise ConfigError(f"rehearsal must be >= 0 and needs success_replay (it replays the buffer's "
                               f"successes), got rehearsal={self.rehearsal}, success_replay={self.success_replay}")
@@ -669,17 +680,26 @@ class GRPOTrainer:
     ``policy_logprobs`` scores samples with grad; ``reference_logprobs`` (needed when
     ``kl_beta`` or ``neg_imitation_weight`` > 0) scores them under the reference policy,
     e.g. the same model with its adapters disabled, and is called under no_grad.
+    ``supervised`` (needed when ``generated_rehearsal`` > 0) gives update ``n``'s supervised
+    loss with grad (the generated examples' mean token NLL): a function of ``n``, so a
+    resumed run rehearses what the uninterrupted one would have.
     """
 
     def __init__(self, config: GRPOConfig, policy_logprobs: TokenLogProbs,
                  parameters: Iterable[torch.nn.Parameter], *,
-                 reference_logprobs: TokenLogProbs | None = None):
+                 reference_logprobs: TokenLogProbs | None = None,
+                 supervised: Callable[[int], torch.Tensor] | None = None):
         self.config = config
         self.policy_logprobs = policy_logprobs
         self.reference_logprobs = reference_logprobs
         if config.needs_reference and reference_logprobs is None:
             raise ConfigError("kl_beta and neg_imitation_weight need reference_logprobs (the policy with "
                               "adapters disabled): pass it, or set both to 0")
+        if config.generated_rehearsal and supervised is None:
+            raise ConfigError("generated_rehearsal needs the supervised loss of the generated examples: pass "
+                              "supervised (vlm_learner does, for a policy with an element table), or set it to 0")
+        self.supervised = supervised if config.generated_rehearsal else None
+        self._generated_nll: float | None = None  # the latest optimizer step's supervised loss
         self.parameters = [p for p in parameters if p.requires_grad]
         if not self.parameters:
             raise ConfigError("GRPOTrainer got no trainable parameters (requires_grad=True): "
@@ -709,14 +729,15 @@ class GRPOTrainer:
         # a replayed sample's ratio is to the policy before this update (its first pass's
         # log-probs), so that every replay of a rare success can move the policy again
         before: dict[GRPOSample, torch.Tensor] = {}
-        first: tuple[LossStats, float] | None = None
+        first: tuple[LossStats, float, float | None] | None = None
         for _ in range(self.config.epochs):
             totals, grad_norm = self._optimizer_step(samples, references, before, normaliser, imitation_count)
-            first = first or (totals, grad_norm)
+            first = first or (totals, grad_norm, self._generated_nll)
         self.updates += 1
-        totals, grad_norm = first
+        totals, grad_norm, generated_nll = first
         # the stats are the first pass's: on-policy, comparable across settings of epochs
-        return {**totals.as_dict(), "normaliser": normaliser, "grad_norm": grad_norm}
+        extra = {"generated_nll": generated_nll} if generated_nll is not None else {}
+        return {**totals.as_dict(), "normaliser": normaliser, "grad_norm": grad_norm, **extra}
 
     def _reference_rows(self, samples: Sequence[GRPOSample]) -> list[torch.Tensor | None]:
         """Each sample's reference log-probs (detached, one per token), or None where the
@@ -749,6 +770,10 @@ class GRPOTrainer:
         for start in range(0, len(samples), size):
             totals += self._accumulate(samples[start:start + size], references[start:start + size],
                                        before, normaliser, imitation_count)
+        if self.supervised is not None:
+            nll = self.supervised(self.updates)
+            (self.config.generated_rehearsal_weight * nll).backward()
+            self._generated_nll = float(nll.detach())
         if self.config.max_grad_norm > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm)
         else:

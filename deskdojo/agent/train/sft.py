@@ -224,13 +224,13 @@ def _history_as_said(policy: Any, example: DemoStep, current: Observation) -> tu
     return tuple(said)
 
 
-def check_rehearsal(generated_per_batch: int, observation: str) -> None:
+def check_rehearsal(generated_per_batch: int, observation: str, *, setting: str = "generated_per_batch") -> None:
     """Generated examples are element tables: a mode without one would train on prompts
     that show nothing of them."""
     if generated_per_batch > 0 and observation not in MODES_WITH_ELEMENTS:
-        raise ConfigError(f"generated_per_batch {generated_per_batch}: generated rehearsal needs an observation "
+        raise ConfigError(f"{setting} {generated_per_batch}: generated rehearsal needs an observation "
                           f"with elements ({', '.join(sorted(MODES_WITH_ELEMENTS))}), and the policy's is "
-                          f"{observation}; set generated_per_batch to 0 or pick such an observation")
+                          f"{observation}; set {setting} to 0 or pick such an observation")
 
 
 def generated_samples(policy: Any, count: int, *, seed: int, step: int) -> list[Any]:
@@ -379,15 +379,20 @@ def _prepare(config: SFTConfig, policy: Any, out: Path, resume: bool, log: Calla
     return policy, examples, start_step, optimizer, parameters
 
 
+def supervised_nll(policy: Any, samples: Sequence[Any]) -> Any:
+    """The mean negative log-likelihood of the samples' target tokens, with grad."""
+    batch = policy.encode_samples(samples)
+    logp, mask = policy.token_logprobs(batch, temperature=1.0)
+    return -(logp * mask).sum() / mask.sum()
+
+
 def supervised_step(policy: Any, samples: Sequence[Any], optimizer: Any, parameters: Sequence[Any], *,
                     lr: float, max_grad_norm: float) -> float:
     """One optimizer step on the mean negative log-likelihood of the samples' target tokens;
     returns the loss (SFT and the tiny reader's pretraining both step here)."""
     import torch
 
-    batch = policy.encode_samples(samples)
-    logp, mask = policy.token_logprobs(batch, temperature=1.0)
-    loss = -(logp * mask).sum() / mask.sum()
+    loss = supervised_nll(policy, samples)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
