@@ -487,8 +487,9 @@ def test_grpo_rehearses_generated_tables_on_the_real_reader_and_refuses_without_
     settings = {"generated_rehearsal": 3, "kl_beta": 0.0, "neg_imitation_weight": 0.0}
     supervised = vlm_learner(policy, settings, tmp_path).trainer.supervised
     first, again, other = supervised(0), supervised(0), supervised(1)
-    assert first.requires_grad and 0 < float(first) < 5
-    assert float(first) == pytest.approx(float(again)) and float(first) != pytest.approx(float(other))
+    assert first.requires_grad and 0 < float(first.detach()) < 5
+    assert float(first.detach()) == pytest.approx(float(again.detach()))
+    assert float(first.detach()) != pytest.approx(float(other.detach()))
     first.backward()
     assert any(p.grad is not None and torch.count_nonzero(p.grad) for p in policy.trainable_parameters())
     pixels_only = load_policy("tiny-scratch", PolicyConfig(max_new_tokens=4))

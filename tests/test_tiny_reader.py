@@ -301,6 +301,55 @@ def test_a_label_or_a_field_the_task_names_is_not_a_target():
     assert ranked.named == {3, 4}
 
 
+def test_a_field_the_task_types_into_is_named_until_it_holds_the_text():
+    """confirm_dialog L2's dialog: the Note field is the next step, before the Rotate button
+    the sentence names last (not at "Rotate forest"); a click into the field leaves it to
+    do; once it holds the text it is acted, however the text got there."""
+    from deskdojo.agent.observation import ActedOn, ShownElements, label_of, place_of, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    instruction = 'Press the "Rotate forest" button, type "Nico" into the Note field, then confirm with Rotate.'
+
+    def ranked(field_name: str, *acted: ActedOn, rows_extra: tuple = ()):
+        rows = (Element(1, "button", "Rotate forest", (0, 0, 90, 16)),
+                Element(2, "label", "Note:", (20, 40, 40, 13)),
+                Element(3, "text", field_name, (70, 40, 100, 13), frozenset({"editable", "focused"})),
+                Element(4, "button", "Rotate", (60, 70, 55, 17)), *rows_extra)
+        return ranked_for_task(ShownElements(rows, 0, listed=True), instruction,
+                               acted=(ActedOn("Rotate forest"), *acted)), rows
+
+    shown, rows = ranked("")
+    assert label_of(rows[2], rows) == rows[1]
+    assert [e.id for e in shown.elements] == [3, 2, 4, 1] and shown.named == {3, 4} and 1 in shown.acted
+    clicked = ActedOn("", place_of(rows[2], rows))
+    shown, _ = ranked("", clicked)
+    assert shown.elements[0].id == 3 and 3 in shown.named and 3 not in shown.acted
+    shown, _ = ranked("Nico", clicked)
+    assert [e.id for e in shown.elements] == [2, 4, 1, 3] and shown.named == {4} and 3 in shown.acted
+    # two fields, labels above them (switch_tab's page): the one whose label the task names
+    page = (Element(1, "label", "apple name:", (0, 0, 80, 12)),
+            Element(2, "text", "", (0, 16, 90, 12), frozenset({"editable"})),
+            Element(3, "label", "pear name:", (0, 40, 80, 12)),
+            Element(4, "text", "", (0, 56, 90, 12), frozenset({"editable"})))
+    shown = ranked_for_task(ShownElements(page, 0, listed=True),
+                            'Go to the Apple tab and type "Tokyo" into the "pear name:" field.')
+    assert shown.named == {4} and shown.elements[0].id == 4
+    assert label_of(page[1], page) == page[0] and label_of(page[3], page) == page[2]
+    # no text to type: no field is a target
+    assert ranked_for_task(ShownElements(page, 0, listed=True), "Go to the Apple tab.").named == frozenset()
+
+
+def test_the_order_of_mentions_skips_words_inside_another_quoted_name():
+    from deskdojo.perception.relevance import mention_position
+
+    said = 'Press the "Rotate forest" button, type "Nico" into the Note field, then confirm with Rotate.'
+    assert mention_position("Rotate forest", said) == 2 < mention_position("Note:", said) \
+        < mention_position("Rotate", said) == 14
+    tab = 'Go to the Apple tab and type "Tokyo" into the "apple name:" field.'
+    assert mention_position("Apple", tab) == 3 < mention_position("apple name:", tab) == 10
+    assert mention_position("Kettle", tab) == len(tab.split())  # never said: past the end
+
+
 def test_clicking_an_unnamed_row_marks_no_other_unnamed_row_acted():
     from deskdojo.agent.observation import ActedOn, ShownElements, ranked_for_task
     from deskdojo.core.elements import Element
@@ -452,3 +501,24 @@ def test_a_text_to_type_is_said_by_its_place_and_acts_as_the_text(tmp_path):
     literal_ids = literal.tokenizer('type "$1"<|im_end|>')["input_ids"]
     assert literal._decision(literal_ids, [0.0] * len(literal_ids), literal._prompt([observation], task, ())) \
         .action == Type("$1")
+
+
+def test_pretraining_continues_a_reader_it_wrote_and_counts_all_its_steps(tmp_path, capsys, monkeypatch):
+    import json
+
+    from deskdojo.agent.policy import load_policy
+    from deskdojo.agent.tiny import pretrain as module
+    from deskdojo.cli import main
+
+    small = dict(batch_size=2, eval_examples=2, warmup_steps=1)
+    real = module.PretrainConfig
+    monkeypatch.setattr(module, "PretrainConfig", lambda **kw: real(**{**small, **kw}))
+    assert main(["tiny", "pretrain", "--steps", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main(["tiny", "pretrain", "--continue-from", str(tmp_path / "a"), "--steps", "3", "--lr", "1e-4",
+                 "--out", str(tmp_path / "b")]) == 0
+    report = json.loads((tmp_path / "b" / "pretrain_report.json").read_text())
+    assert (report["steps"], report["total_steps"], report["config"]["start_step"]) == (3, 5, 2)
+    assert report["config"]["lr"] == 1e-4
+    assert load_policy(str(tmp_path / "b")).text_refs
+    assert main(["tiny", "pretrain", "--continue-from", str(tmp_path), "--steps", "1"]) != 0
+    assert "holds no pretrain_report.json" in capsys.readouterr().err

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, Element, ElementList, fit_to_budget
 from deskdojo.core.types import Observation
-from deskdojo.perception.relevance import CONTAINER_ROLES, mention_position, named_kinds, task_relevance  # noqa: F401
+from deskdojo.perception.relevance import (CONTAINER_ROLES, mention_position, named_kinds,  # noqa: F401
+                                           task_relevance, texts_to_type)
 
 if TYPE_CHECKING:
     from deskdojo.core.protocols import Decision
@@ -194,6 +195,59 @@ class ActedOn:
         return max(abs(x - nx), abs(y - ny)) <= (SAME_SPOT_PX if element.name else UNNAMED_SPOT_PX)
 
 
+LABEL_ROLES = frozenset({"label", "static text", "text line"})
+"""Rows that can be a field's label (``Note:`` beside its entry, ``apple name:`` above it)."""
+LABEL_GAP_PX = 120
+"""How far left of a field (its left edge to the label's right edge) its label may stand."""
+LABEL_ABOVE_PX = 24
+"""How far above a field (its top to the label's bottom) its label may stand."""
+
+
+def label_of(field: Element, elements: Iterable[Element]) -> Element | None:
+    """The label of the editable row ``field``: the nearest label row on its line to the
+    left of it, else the nearest just above it (overlapping it across); None when none is."""
+    x, y, w, h = field.box
+    middle = y + h / 2
+    beside, above = [], []
+    for row in elements:
+        if row.role not in LABEL_ROLES or row.window != field.window or not row.name.strip():
+            continue
+        lx, ly, lw, lh = row.box
+        gap_left = x - (lx + lw)
+        if abs(ly + lh / 2 - middle) <= max(h, lh) / 2 and -4 <= gap_left <= LABEL_GAP_PX:
+            beside.append((gap_left, row))
+        gap_above = y - (ly + lh)
+        if -4 <= gap_above <= LABEL_ABOVE_PX and lx < x + w and x < lx + lw:
+            above.append((gap_above, row))
+    for found in (beside, above):
+        if found:
+            return min(found, key=lambda pair: pair[0])[1]
+    return None
+
+
+def fields_to_type(elements: Sequence[Element], instruction: str) -> tuple[frozenset[int], dict[int, int]]:
+    """The editable rows a task still has to type into, with where the task says each (a
+    word index), and the ids of those that hold a text the task asks to type (typed: done,
+    however it was typed). A field is to type into when the task names its label whole
+    ("type “Mina” into the Note field": label ``Note:``) or, when no field's label is
+    named, when it is the table's only editable row. Returns (typed ids, {id: position})."""
+    texts = texts_to_type(instruction)
+    fields = [e for e in elements if "editable" in e.states]
+    if not texts or not fields:
+        return frozenset(), {}
+    typed = frozenset(e.id for e in fields if e.name in texts)
+    waiting = [e for e in fields if e.id not in typed]
+    pending = [t for t in texts if t not in {e.name for e in fields}]
+    labelled = {e.id: mention_position(label.name, instruction) for e in waiting
+                for label in (label_of(e, elements),) if label is not None
+                and task_relevance(label.name, instruction) >= 2.0}
+    if labelled:
+        return typed, labelled
+    if len(fields) == 1 and waiting and pending:
+        return typed, {waiting[0].id: mention_position(pending[0], instruction)}
+    return typed, {}
+
+
 def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
     """What the episode's earlier steps acted on, for ``ranked_for_task``."""
     return tuple(ActedOn(d.element_name, d.element_place) for d in history if d.element_name is not None)
@@ -212,7 +266,12 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[A
 
     A row of a kind the task names (``named_kinds``: "the drop-down") ranks after the rows
     the task names whole and before acted rows and look-alikes; it carries ``kind``
-    (``KIND``) while nothing is ``named``."""
+    (``KIND``) while nothing is ``named``.
+
+    A field the task has yet to type into (``fields_to_type``) is ``named`` and ranks where
+    the task says it, so the typing step is row 1 when it is next, as a click's target is;
+    a field that holds a text the task asks to type is ``acted`` (and one clicked but still
+    to type into is not)."""
     by_name: dict[str, list[ActedOn]] = {}
     for record in acted:
         by_name.setdefault(record.name, []).append(record)
@@ -220,12 +279,17 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[A
     done = frozenset(e.id for e in shown.elements if e.name in by_name
                      for place in (place_of(e, shown.elements),)
                      if any(a.matches(e, place) for a in by_name[e.name]))
+    typed, to_type = fields_to_type(shown.elements, instruction)
+    done = (done | typed) - to_type.keys()  # a field clicked but still empty is not done
     kinds = named_kinds(instruction)
     relevance = {e.id: min(max(score, KIND_RELEVANCE) if e.role in kinds else score,
                            ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else 3.0)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
-    order = sorted(shown.elements, key=lambda e: (-relevance[e.id], mention_position(e.name, instruction)))
-    named = frozenset(e.id for e in order if relevance[e.id] >= 2.0 and e.id not in done and can_be_target(e))
+    relevance.update({field: 3.0 for field in to_type})
+    order = sorted(shown.elements, key=lambda e: (-relevance[e.id], to_type[e.id] if e.id in to_type
+                                                  else mention_position(e.name, instruction), e.id not in to_type))
+    named = frozenset(e.id for e in order if e.id in to_type
+                      or (relevance[e.id] >= 2.0 and e.id not in done and can_be_target(e)))
     target_acted = any(task_relevance(name, instruction) >= 2.0 for name in by_name)
     kind = frozenset() if named or target_acted else frozenset(e.id for e in order if e.role in kinds and e.id not in done)
     return ShownElements(tuple(order), shown.left_out, shown.listed, shown.truncated, numbered=True, acted=done,

@@ -10,8 +10,11 @@ Both are built from what this project generates, never downloaded:
   ``deskdojo/agent/tiny/reader`` (the ``tiny`` preset) with a report of its accuracy.
 
 The shipped files come from ``deskdojo tiny tokenizer && deskdojo tiny pretrain`` with
-the defaults. Rebuilding the tokenizer changes token ids, so the reader must then be
-pretrained again.
+the defaults, then ``deskdojo tiny pretrain --continue-from deskdojo/agent/tiny/reader
+--steps 600 --lr 1e-3`` (600 more steps that taught the typing answers
+their ``$1`` form; the reader's ``pretrain_report.json`` says how many steps it has in
+all). Rebuilding the tokenizer changes token ids, so the reader must then be pretrained
+again.
 """
 
 from __future__ import annotations

@@ -10,12 +10,28 @@ import re
 _WORD = re.compile(r"[^\W_]+")
 
 
+_QUOTE_SPAN = re.compile(r"“[^”]*”|\"[^\"]*\"")
+
+
 def mention_position(name: str, instruction: str) -> int:
     """Where the instruction first says the name's first word (a word index; past the end
-    when it never does), so rows the task names in order are ranked in that order."""
+    when it never does), so rows the task names in order are ranked in that order. A word
+    inside a quoted name that is not this one does not count while another mention does
+    ("Rotate" in `Press "Rotate forest", type ..., then confirm with Rotate` is said last),
+    and a mention of the whole name counts before one of its first word alone."""
     words = [w.lower() for w in _WORD.findall(name)]
     said = [w.lower() for w in _WORD.findall(instruction)]
-    return next((i for i, w in enumerate(said) if words and w == words[0]), len(said))
+    hits = [i for i, w in enumerate(said) if words and w == words[0]]
+    if not hits:
+        return len(said)
+    others = set()  # word indices inside quotes that hold another name
+    for quote in _QUOTE_SPAN.finditer(instruction):
+        quoted = [w.lower() for w in _WORD.findall(quote.group())]
+        if quoted != words:
+            start = len(_WORD.findall(instruction[:quote.start()]))
+            others.update(range(start, start + len(quoted)))
+    whole = [i for i in hits if said[i:i + len(words)] == words]
+    return next((i for i in whole if i not in others), next((i for i in hits if i not in others), hits[0]))
 
 
 def task_relevance(name: str, instruction: str) -> float:
