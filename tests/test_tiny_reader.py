@@ -519,6 +519,7 @@ def test_pretraining_continues_a_reader_it_wrote_and_counts_all_its_steps(tmp_pa
     report = json.loads((tmp_path / "b" / "pretrain_report.json").read_text())
     assert (report["steps"], report["total_steps"], report["config"]["start_step"]) == (3, 5, 2)
     assert report["config"]["lr"] == 1e-4
+    assert report["continued_from"]["steps"] == 2 and "continued_from" not in report["continued_from"]
     assert load_policy(str(tmp_path / "b")).text_refs
     assert main(["tiny", "pretrain", "--continue-from", str(tmp_path), "--steps", "1"]) != 0
     assert "holds no pretrain_report.json" in capsys.readouterr().err

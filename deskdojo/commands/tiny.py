@@ -52,7 +52,7 @@ def cmd_tiny_pretrain(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     out = Path(args.out) if args.out else TINY_DIR / "reader"
-    start_step = 0
+    start_step, before = 0, None
     if args.continue_from:
         report = Path(args.continue_from) / "pretrain_report.json"
         if not report.exists():
@@ -74,7 +74,7 @@ def cmd_tiny_pretrain(args: argparse.Namespace) -> int:
         shutil.rmtree(staging)
     policy.policy_id = "vlm:tiny"
     policy.save(staging)
-    write_report(staging / "pretrain_report.json", config, result)
+    write_report(staging / "pretrain_report.json", config, result, continued_from=before)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)

@@ -658,8 +658,12 @@ def _reader_config() -> Any:
                         position_code=False)
 
 
-def write_report(path: Path, config: PretrainConfig, result: PretrainResult) -> None:
-    path.write_text(json.dumps({"config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+def write_report(path: Path, config: PretrainConfig, result: PretrainResult,
+                 continued_from: dict[str, Any] | None = None) -> None:
+    """The run's config, accuracy evaluations and losses; a continued run keeps the report
+    of the reader it continued (``continued_from``), so the whole history stays beside the weights."""
+    extra = {"continued_from": continued_from} if continued_from is not None else {}
+    path.write_text(json.dumps({**extra, "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
                                 "steps": result.steps, "total_steps": config.start_step + result.steps,
                                 "seconds": round(result.seconds, 1),
                                 "evals": result.evals,
