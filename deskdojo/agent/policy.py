@@ -309,6 +309,7 @@ class VLMPolicy:
         from deskdojo.perception.resize import smart_resize
 
         mode = self.observation
+        texts = self._texts(task)
         shown = list(window)[-self.config.history_k:]
         current = shown[-1]
         screen = tuple(current.screen_size)
@@ -338,16 +339,14 @@ class VLMPolicy:
         if current.action_error:
             content.append({"type": "text", "text": f"The last action failed: {current.action_error}\n"})
         if self.config.history_text and history:
-            content.append({"type": "text", "text": self._history_text(history, screen, image_size,
-                                                                        self._texts(task))})
+            content.append({"type": "text", "text": self._history_text(history, screen, image_size, texts)})
         content.append({"type": "text", "text": f"{chr(10) if images and elements is None else ''}"
                                                 f"Task: {task.instruction}\n"})
         instructions = self.format.prompt(screen=screen, image=image_size, elements=elements is not None)
         messages = [{"role": "system", "content": instructions},
                     {"role": "user", "content": content}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return _Prompt(text=text, images=images, screen=screen, image=image_size, shown=elements,
-                       texts=self._texts(task))
+        return _Prompt(text=text, images=images, screen=screen, image=image_size, shown=elements, texts=texts)
 
     def _texts(self, task: Task | None) -> tuple[str, ...]:
         """The texts ``task`` asks to type, which answers name by place (none without text_refs)."""

@@ -11,9 +11,8 @@ Both are built from what this project generates, never downloaded:
 
 The shipped files come from ``deskdojo tiny tokenizer && deskdojo tiny pretrain`` with
 the defaults, then ``deskdojo tiny pretrain --continue-from deskdojo/agent/tiny/reader
---steps 600 --lr 1e-3`` (600 more steps that taught the typing answers
-their ``$1`` form; the reader's ``pretrain_report.json`` says how many steps it has in
-all). Rebuilding the tokenizer changes token ids, so the reader must then be pretrained
+--steps 800 --lr 1e-3`` (800 more steps that taught the typing answers their ``$1`` form
+and the typed field's states; the reader's ``pretrain_report.json`` holds both runs). Rebuilding the tokenizer changes token ids, so the reader must then be pretrained
 again.
 """
 

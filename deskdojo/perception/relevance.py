@@ -5,12 +5,23 @@ text, no model: both sides of the loop see the same "named" rows.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _WORD = re.compile(r"[^\W_]+")
+_DOUBLE_QUOTED = r"“([^”]*)”|\"([^\"]*)\""
+"""A name in double quotes (curly or straight); single quotes are apostrophes too often."""
 
 
-_QUOTE_SPAN = re.compile(r"“[^”]*”|\"[^\"]*\"")
+@functools.lru_cache(maxsize=256)
+def _instruction_words(instruction: str) -> tuple[tuple[str, ...], tuple[tuple[int, tuple[str, ...]], ...]]:
+    """The instruction's words (lower case) and its double-quoted names as (first word
+    index, words): parsed once per instruction, not once per row of every table."""
+    said = tuple(w.lower() for w in _WORD.findall(instruction))
+    quotes = tuple((len(_WORD.findall(instruction[:quote.start()])),
+                    tuple(w.lower() for w in _WORD.findall(quote.group())))
+                   for quote in re.finditer(_DOUBLE_QUOTED, instruction))
+    return said, quotes
 
 
 def mention_position(name: str, instruction: str) -> int:
@@ -19,17 +30,13 @@ def mention_position(name: str, instruction: str) -> int:
     inside a quoted name that is not this one does not count while another mention does
     ("Rotate" in `Press "Rotate forest", type ..., then confirm with Rotate` is said last),
     and a mention of the whole name counts before one of its first word alone."""
-    words = [w.lower() for w in _WORD.findall(name)]
-    said = [w.lower() for w in _WORD.findall(instruction)]
+    words = tuple(w.lower() for w in _WORD.findall(name))
+    said, quotes = _instruction_words(instruction)
     hits = [i for i, w in enumerate(said) if words and w == words[0]]
     if not hits:
         return len(said)
-    others = set()  # word indices inside quotes that hold another name
-    for quote in _QUOTE_SPAN.finditer(instruction):
-        quoted = [w.lower() for w in _WORD.findall(quote.group())]
-        if quoted != words:
-            start = len(_WORD.findall(instruction[:quote.start()]))
-            others.update(range(start, start + len(quoted)))
+    # word indices inside quotes that hold another name
+    others = {i for start, quoted in quotes if quoted != words for i in range(start, start + len(quoted))}
     whole = [i for i in hits if said[i:i + len(words)] == words]
     return next((i for i in whole if i not in others), next((i for i in hits if i not in others), hits[0]))
 
@@ -38,10 +45,10 @@ def task_relevance(name: str, instruction: str) -> float:
     """How well an element's name matches the task: 2 when the whole name appears in the
     instruction as a phrase (any case), plus the share of the name's words that appear
     there. "pepper" for "Click “pepper”." scores 3; "pepper mill" 0.5; "peppers" 0."""
-    words = [w.lower() for w in _WORD.findall(name)]
+    words = tuple(w.lower() for w in _WORD.findall(name))
     if not words:
         return 0.0
-    said = [w.lower() for w in _WORD.findall(instruction)]
+    said = _instruction_words(instruction)[0]
     share = sum(w in said for w in words) / len(words)
     n = len(words)
     phrase = any(said[i:i + n] == words for i in range(len(said) - n + 1))
@@ -84,11 +91,12 @@ def named_kinds(instruction: str) -> frozenset[str]:
                      for role in roles)
 
 
-_QUOTED = r"“([^”]*)”|\"([^\"]*)\"|‘([^’]*)’|'([^']*)'"
+_QUOTED = _DOUBLE_QUOTED + r"|‘([^’]*)’|'([^']*)'"
 _TYPED = re.compile(rf"(?<![\w-])type\s+(?:{_QUOTED}|([^\s,.;:!?\"“”]+)(?=\s+(?:into|in|on)\b|\s*[,.;]|\s*$))"
                     rf"|(?:{_QUOTED})(?=\s+into\b)", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=256)
 def texts_to_type(instruction: str) -> tuple[str, ...]:
     """The texts the instruction asks to type, in its order: what follows the verb "type",
     quoted (“Cairo”, "Cairo", 'Cairo') or one bare word before "into", "in", "on" or the
