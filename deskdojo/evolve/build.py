@@ -222,11 +222,16 @@ def grpo_settings(config: EvolveConfig, policy: Any) -> dict[str, Any]:
     ``TINY_REHEARSAL`` generated later steps in every optimizer step (a ``grpo`` value
     wins): the uniform arm's updates on one-click tasks alone taught it ``done`` after the
     first click of every family (held-out 86% -> 58%, one seed of three)."""
+    return {"generated_rehearsal": tiny_rehearsal(config, policy.observation), **config.grpo_settings()}
+
+
+def tiny_rehearsal(config: EvolveConfig, observation: str | None) -> int:
+    """``TINY_REHEARSAL`` for the tiny reader reading an element table (``observation``
+    None: the reader's own mode, a11y_tree), else 0."""
     from deskdojo.agent.model.loading import READER_PRESET
 
-    reads_elements = policy.observation in MODES_WITH_ELEMENTS
-    rehearsal = TINY_REHEARSAL if config.model == READER_PRESET and reads_elements else 0
-    return {"generated_rehearsal": rehearsal, **config.grpo_settings()}
+    reads_elements = observation is None or observation in MODES_WITH_ELEMENTS
+    return TINY_REHEARSAL if config.model == READER_PRESET and reads_elements else 0
 
 
 def family_plan(config: EvolveConfig, families: Any) -> FamilyPlan:
@@ -449,12 +454,9 @@ def sft_config(config: EvolveConfig, *, demos: str, out: str, history_k: int,
     """The warm start's SFTConfig: the run's settings (the policy's observation mode too,
     and ``max_seconds``: what is left of the warm start's time; ``TINY_REHEARSAL`` generated
     later steps per batch for the tiny reader reading element tables), then ``sft.options``."""
-    from deskdojo.agent.model.loading import READER_PRESET
     from deskdojo.agent.train.sft import SFTConfig
 
-    # None: the tiny reader's own mode, a11y_tree
-    reads_elements = observation is None or observation in MODES_WITH_ELEMENTS
-    rehearsal = TINY_REHEARSAL if config.model == READER_PRESET and reads_elements else 0
+    rehearsal = tiny_rehearsal(config, observation)
     return SFTConfig.from_dict({"demos": demos, "model": config.model, "out": out,
                                 "steps": config.sft.steps, "seed": config.seed,
                                 "history_k": history_k, "observation": observation, "log_every": 20,
