@@ -770,3 +770,36 @@ def test_generated_rehearsal_holds_what_the_groups_do_not_show():
     for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="generated_rehearsal must be a count"):
             GRPOConfig(generated_rehearsal=bad)
+
+
+def test_self_imitation_learns_a_rare_success_that_the_clipped_ratio_barely_moves():
+    """Exploration found token 3 in context 1, where the policy gives it p = 0.002; the
+    group's three failures teach nothing (negative_scale 0). The clipped surrogate's
+    token-sum over ``max_new_tokens`` x steps gives that one step a tiny share beside a
+    supervised term on the same weights (the generated rehearsal, here pulling context 1
+    to token 0), so the success loses; self-imitation's NLL, a mean over the imitated
+    steps, weighs it as much as a demo and it wins."""
+    def trained(weight: float) -> tuple[ToyPolicy, dict]:
+        torch.manual_seed(0)
+        policy = ToyPolicy()
+        with torch.no_grad():  # p(token 3 | context 1) ~ 0.002, the other three ~ 1/3
+            policy.linear.weight[3, 1] = -math.log(3 / 0.002 - 3)
+        config = GRPOConfig(**NO_SHAPING, lr=0.1, neg_imitation_weight=0.0, epochs=2, negative_scale=0.0,
+                            success_replay=False, generated_rehearsal=1, self_imitation=weight)
+        trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters(),
+                              supervised=lambda update: -policy.log_probs(1, 0)[0])
+        task = make_task(seed=1)
+        stats: dict = {}
+        for update in range(8):
+            logp = float(policy.log_probs(1, 0)[3].detach())
+            stats = trainer.step([[*(make_rollout(task, f"f{update}-{i}", [((1,), (math.log(1 / 3),))],
+                                                  success=False) for i in range(3)),
+                                   make_rollout(task, f"won{update}", [((3,), (logp,))], success=True)]])
+        return policy, stats
+
+    plain, plain_stats = trained(0.0)
+    imitating, stats = trained(1.0)
+    assert "self_imitation_nll" not in plain_stats and stats["self_imitation_steps"] == 1
+    assert plain.prob(1, 3) < 0.01 < 0.3 < imitating.prob(1, 3), (plain.prob(1, 3), imitating.prob(1, 3))
+    with pytest.raises(ConfigError, match="self_imitation must be a finite number"):
+        GRPOConfig(self_imitation=-1.0)

@@ -523,3 +523,53 @@ def test_pretraining_continues_a_reader_it_wrote_and_counts_all_its_steps(tmp_pa
     assert load_policy(str(tmp_path / "b")).text_refs
     assert main(["tiny", "pretrain", "--continue-from", str(tmp_path), "--steps", "1"]) != 0
     assert "holds no pretrain_report.json" in capsys.readouterr().err
+
+
+def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_never_when_greedy():
+    import numpy as np
+
+    from deskdojo.agent.policy import PolicyConfig
+    from deskdojo.core.elements import Element, ElementList
+    from deskdojo.core.types import Observation, Task
+
+    rows = [Element(3, "label", "Venue:", (10, 10, 50, 20)),
+            Element(5, "entry", "", (70, 10, 90, 20), states=frozenset({"editable", "enabled"})),
+            Element(6, "button", "Apply", (10, 40, 50, 20))]
+    observation = Observation(np.zeros((768, 1024, 3), dtype=np.uint8), (1024, 768),
+                              elements=ElementList(tuple(rows)))
+    task = Task(id="t", instruction='Type "Gent" into the "Venue" field and "Cork" into the "Town" field. '
+                                    'Then press "Apply".', family="fill_form")
+    policy = reader_from_scratch(seed=0)
+    policy.config = PolicyConfig(explore=1.0)
+    prompt = policy._prompt([observation], task, ())
+    field = prompt.shown.label_of(5)  # the ranked table's number of the entry
+    options = policy._table_answers(prompt, policy.tokenizer(f"click #{field}")["input_ids"])
+    # click any row; type either text into the one field; on the sampled row, what else it allows
+    assert options == {"click": ["click #1", "click #2", "click #3"],
+                       "type": [f'type #{field} "$1"', f'type #{field} "$2"'],
+                       "row": [f'type #{field} "$1"', f'type #{field} "$2"']}
+    button = prompt.shown.label_of(6)
+    # a button allows nothing but its click: no other answer on its row
+    assert "row" not in policy._table_answers(prompt, policy.tokenizer(f"click #{button}")["input_ids"])
+    decisions = policy.act([observation] * 6, [task] * 6, [()] * 6)
+    said = {d.text for d in decisions}
+    assert said <= {a for answers in options.values() for a in answers} and len(said) > 1
+    for decision in decisions:  # the stored log-probs are the model's own for the drawn tokens
+        assert len(decision.logprobs) == len(decision.token_ids) and all(lp < 0 for lp in decision.logprobs)
+        assert decision.token_ids[-1] == policy.end_token_id and decision.action is not None
+    typed = next(d for d in decisions if d.text.startswith("type"))
+    assert typed.action.text in ("Gent", "Cork") and typed.action.element == 5
+    from deskdojo.agent.policy import PolicySample
+
+    batch = policy.encode_samples([PolicySample(observations=(observation,), task=task, target_ids=typed.token_ids)])
+    import torch
+
+    with torch.no_grad():
+        logp, mask = policy.token_logprobs(batch)
+    assert logp[0][mask[0]].tolist() == pytest.approx(list(typed.logprobs), abs=1e-4)
+    policy.set_greedy(True)
+    greedy = policy.act([observation] * 2, [task] * 2, [()] * 2)
+    policy.config = PolicyConfig(explore=0.0)
+    assert [d.text for d in greedy] == [d.text for d in policy.act([observation] * 2, [task] * 2, [()] * 2)]
+    with pytest.raises(Exception, match="explore must be a share"):
+        PolicyConfig(explore=1.5)

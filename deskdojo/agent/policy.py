@@ -135,6 +135,11 @@ class PolicyConfig:
         "help": "say a text the task asks to type by its place among the task's texts to type "
                 "(type \"$1\"), not by copying it; the answer's $N is replaced by that text before it "
                 "acts; default: the saved value, off otherwise"})
+    explore: float = field(default=0.0, metadata={
+        "help": "share of sampled steps (never greedy ones) whose answer is drawn at random from the "
+                "answers the element table allows (click a row; type a task's text into an editable row), "
+                "scored by the model like its own: how the loop finds an answer the model gives almost no "
+                "probability (a second text to type); needs an element table; 0 disables"})
     element_budget: int = field(default=DEFAULT_ELEMENT_BUDGET, metadata={
         "help": "characters of element-table rows per prompt; past it, elements off screen or far "
                 "from the focus are left out (the prompt says how many)"})
@@ -151,6 +156,8 @@ class PolicyConfig:
             raise ConfigError(f"history_k must be >= 1, got {self.history_k}")
         if not self.temperature >= 0:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not (isinstance(self.explore, (int, float)) and 0 <= self.explore <= 1):
+            raise ConfigError(f"explore must be a share within [0, 1], got {self.explore!r}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be within (0, 1], got {self.top_p}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -425,9 +432,76 @@ class VLMPolicy:
                                                     temperature if temperature > 0 else 1.0)[0]
                               for t, step_logits in enumerate(out.logits)], dim=1)
         scored_at = temperature if temperature > 0 else 1.0  # the T of the log-probs, stored with each step
-        return [dataclasses.replace(self._decision(generated[i].tolist(), chosen[i].tolist(), prompts[i]),
-                                    temperature=scored_at)
-                for i in range(len(prompts))]
+        answers = [(generated[i].tolist(), chosen[i].tolist()) for i in range(len(prompts))]
+        if temperature > 0 and self.config.explore > 0:
+            answers = self._explored(answers, prompts, windows, tasks, histories, scored_at)
+        return [dataclasses.replace(self._decision(ids, logprobs, prompts[i]), temperature=scored_at)
+                for i, (ids, logprobs) in enumerate(answers)]
+
+    def _explored(self, answers: list[tuple[list[int], list[float]]], prompts: Sequence[_Prompt],
+                  windows: Sequence[tuple[Observation, ...]], tasks: Sequence[Task],
+                  histories: Sequence[Sequence[Decision]], temperature: float) -> list[tuple[list[int], list[float]]]:
+        """``answers`` with each one replaced, at rate ``config.explore``, by a random answer the
+        prompt's table allows, and its tokens scored by the model at ``temperature``: the
+        stored log-probs are the model's own, so GRPO weighs the step as it would a sample.
+        The draws come from a stream of their own, seeded like ``generate``'s."""
+        import random
+
+        import torch
+
+        draw = random.Random(hash((self.config.seed, "explore", self._act_calls)) & 0x7FFF_FFFF)
+        chosen: dict[int, str] = {}
+        for i, prompt in enumerate(prompts):
+            if draw.random() < self.config.explore and (options := self._table_answers(prompt, answers[i][0])):
+                verb = draw.choice(sorted(options))
+                chosen[i] = draw.choice(options[verb])
+        if not chosen:
+            return answers
+        order = sorted(chosen)
+        batch = self.encode_samples([PolicySample(observations=windows[i], task=tasks[i], history=tuple(histories[i]),
+                                                  target_text=chosen[i]) for i in order])
+        with torch.no_grad():
+            logp, mask = self.token_logprobs(batch, temperature=temperature)
+        out = list(answers)
+        for row, i in enumerate(order):
+            n = int(mask[row].sum())
+            out[i] = (batch.target_ids[row, :n].tolist(), logp[row, :n].tolist())
+        return out
+
+    def _table_answers(self, prompt: _Prompt, sampled: Sequence[int] = ()) -> dict[str, list[str]]:
+        """What the prompt's table lets an answer say, by kind, in this policy's format:
+        ``click`` each row; ``type`` each of the task's texts (by place) into each editable
+        row; ``row``: the other answers on the row the ``sampled`` answer names (the model
+        found the row, not what to do there). A kind is drawn first, so the many clickable
+        rows do not drown the few fields."""
+        from deskdojo.core.actions import Click
+
+        shown = prompt.shown
+        if shown is None or not shown.elements:
+            return {}
+        labels = [(shown.label_of(e.id), e) for e in shown.elements]
+
+        def said(action: Action) -> str:
+            return self.format.render(action, screen=prompt.screen, image=prompt.image)
+
+        def on_row(label: int, element: Any) -> list[str]:
+            return [said(Click(element=label))] + [
+                said(Type(text=f"${place}" if self.text_refs else text, element=label))
+                for place, text in enumerate(prompt.texts, start=1) if "editable" in element.states]
+
+        options = {"click": [said(Click(element=label)) for label, _ in labels]}
+        typed = [answer for label, element in labels if "editable" in element.states
+                 for answer in on_row(label, element)[1:]]
+        if typed:
+            options["type"] = typed
+        parsed = self.format.parse(self.tokenizer.decode(list(sampled), skip_special_tokens=True),
+                                   screen=prompt.screen, image=prompt.image)
+        row = element_of(parsed.actions[0]) if parsed.error is None and parsed.actions else None
+        if row is not None and (element := next((e for label, e in labels if label == row), None)) is not None:
+            current = " ".join(self.tokenizer.decode(list(sampled), skip_special_tokens=True).split())
+            if others := [answer for answer in on_row(row, element) if answer != current]:
+                options["row"] = others
+        return options
 
     def generate_texts(self, texts: Sequence[str], images: Sequence[Sequence[Any]], *, temperature: float = 0.0,
                        max_new_tokens: int | None = None) -> list[str]:

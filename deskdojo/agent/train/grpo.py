@@ -85,6 +85,12 @@ class GRPOConfig:
                 "a drop-down) while the groups teach one family; needs an element table; 0 disables"})
     generated_rehearsal_weight: float = field(default=1.0, metadata={
         "help": "weight of the generated examples' mean token negative log-likelihood in the loss"})
+    self_imitation: float = field(default=0.0, metadata={
+        "help": "weight of the mean (over steps) negative log-likelihood of the steps that get a positive "
+                "advantage, as SFT learns a demo (self-imitation): a success found by a rare answer (one "
+                "exploration drew) is learned in a few updates, where the clipped ratio lets each update "
+                "raise its probability by at most clip_high; answers already likely add almost nothing; "
+                "0 disables"})
     negative_scale: float = field(default=1.0, metadata={
         "help": "multiplies below-mean advantages (1: plain GRPO; 0: learn only from the rollouts that did "
                 "better than their group, as SFT learns from demos)"})
@@ -112,7 +118,7 @@ class GRPOConfig:
             raise ConfigError(f"normaliser {self.normaliser!r} is not one of: {', '.join(NORMALISERS)}")
         for name in ("invalid_step_penalty", "no_op_penalty", "grounding_weight", "kl_beta", "neg_imitation_weight",
                      "clip_high", "weight_decay", "max_grad_norm", "rehearsal_advantage", "negative_scale",
-                     "generated_rehearsal_weight"):
+                     "generated_rehearsal_weight", "self_imitation"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -488,6 +494,11 @@ def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
     return out
 
 
+def _imitated(sample: GRPOSample) -> bool:
+    """Whether self-imitation learns ``sample``: a step that gets a positive advantage."""
+    return sample.policy_gradient and sample.advantage > 0
+
+
 def loss_normaliser(config: GRPOConfig, samples: Sequence[GRPOSample]) -> float:
     """What the token-sum is divided by. Never a per-sequence mean: that would give the
     tokens of short answers more weight than those of long ones.
@@ -709,6 +720,8 @@ class GRPOTrainer:
                        if config.success_replay else None)
         self.updates = 0
         self.last_groups: tuple[GroupSummary, ...] = ()
+        self._imitated = 0  # this update's self-imitated steps (the NLL's divisor)
+        self._imitation_nll = 0.0  # this optimizer step's mean NLL over them
 
     def step(self, groups: Iterable[Sequence[Rollout | Sequence[Any]]]) -> dict[str, float]:
         """One update from judged groups of (task, trajectory, verdict). Returns stats;
@@ -725,18 +738,24 @@ class GRPOTrainer:
         advantages; ``step`` builds those from judged groups."""
         normaliser = loss_normaliser(self.config, samples)
         imitation_count = sum(s.negative_imitation for s in samples)
+        self._imitated = sum(_imitated(s) for s in samples) if self.config.self_imitation > 0 else 0
+        self._imitation_nll = 0.0
         references = self._reference_rows(samples)
         # a replayed sample's ratio is to the policy before this update (its first pass's
         # log-probs), so that every replay of a rare success can move the policy again
         before: dict[GRPOSample, torch.Tensor] = {}
-        first: tuple[LossStats, float, float | None] | None = None
+        first: tuple[LossStats, float, float | None, float] | None = None
         for _ in range(self.config.epochs):
+            self._imitation_nll = 0.0
             totals, grad_norm = self._optimizer_step(samples, references, before, normaliser, imitation_count)
-            first = first or (totals, grad_norm, self._generated_nll)
+            first = first or (totals, grad_norm, self._generated_nll, self._imitation_nll)
         self.updates += 1
-        totals, grad_norm, generated_nll = first
+        totals, grad_norm, generated_nll, imitation_nll = first
         # the stats are the first pass's: on-policy, comparable across settings of epochs
         extra = {"generated_nll": generated_nll} if generated_nll is not None else {}
+        if self._imitated:
+            extra["self_imitation_nll"] = imitation_nll
+            extra["self_imitation_steps"] = self._imitated
         return {**totals.as_dict(), "normaliser": normaliser, "grad_norm": grad_norm, **extra}
 
     def _reference_rows(self, samples: Sequence[GRPOSample]) -> list[torch.Tensor | None]:
@@ -810,6 +829,11 @@ class GRPOTrainer:
             policy_gradient=torch.tensor([s.policy_gradient for s in samples], device=device),
             ref_logp=ref_logp, negative_imitation=negative_imitation,
             negative_imitation_count=imitation_count, reference_rows=reference_rows)
+        if self._imitated:
+            rows = torch.tensor([_imitated(s) for s in samples], device=device)
+            step_nll = -torch.where(mask.bool() & rows[:, None], logp.float(), 0.0).sum()
+            loss = loss + self.config.self_imitation * step_nll / self._imitated
+            self._imitation_nll += float(step_nll.detach()) / self._imitated
         loss.backward()
         return stats
 
