@@ -537,11 +537,11 @@ def generated_batch(policy: Any, config: PretrainConfig, count: int, *, seed: in
     start rehearses beside its demos, so that a few demos that all end after one click do
     not teach ``done`` after one click. Seeded: the same ``seed`` gives the same samples.
 
-    ``typing=False`` leaves out the examples whose answer types a text. GRPO's rehearsal
-    does: every generated task asks for one text, so each of those answers says ``$1``, and
-    beside them the loop could not learn a second text (``$2``) from its own successes: in
-    a fill_form run the ``2``'s log-prob stayed at -8.0 through four updates with them and
-    rose from -8.4 to -5.5 without them."""
+    ``typing=False`` leaves out the examples whose answer types a text (GRPO's
+    ``generated_typing`` false): every generated task asks for one text, so each of those
+    answers says ``$1``, and beside them the loop could not learn a second text (``$2``)
+    from its own successes: in a fill_form run the ``2``'s log-prob stayed at -8.0 through
+    four updates with them, and rose from -8.4 to -4.8 in ten iterations without them."""
     from deskdojo.agent.tiny.words import pseudo_words
 
     train_words, _ = split_words(pseudo_words(), config.heldout_words, seed=config.seed)
