@@ -803,3 +803,38 @@ def test_self_imitation_learns_a_rare_success_that_the_clipped_ratio_barely_move
     assert plain.prob(1, 3) < 0.01 < 0.3 < imitating.prob(1, 3), (plain.prob(1, 3), imitating.prob(1, 3))
     with pytest.raises(ConfigError, match="self_imitation must be a finite number"):
         GRPOConfig(self_imitation=-1.0)
+
+
+def test_a_successes_steps_after_its_checked_state_last_changed_are_not_reinforced():
+    """fill_form: submitted at step 1, then typing on into a field; those later steps
+    change nothing the checks read (the last submission) and get no positive advantage
+    with skip_after_checked. Without deltas, or with a check of another getter, every
+    step stays."""
+    import dataclasses
+
+    from deskdojo.agent.train.grpo import last_checked_step
+    from deskdojo.core.types import Check
+
+    task = Task(id="f", instruction="fill it", family="fill_form",
+                checks=(Check("app_state", "equals", {"app": "form", "path": "submissions.-1.Venue"}, "Cork"),))
+    deltas = [{"apps": {"form": {"changed": {"values.Venue": ["", "Cork"]}}}},
+              {"apps": {"form": {"changed": {"submissions": [[], [{"Venue": "Cork"}]], "submitted": [False, True]}}}},
+              {"apps": {"form": {"changed": {"values.Venue": ["Cork", "CorkGent"]}}}},
+              {}]
+    _, trajectory, _ = make_rollout(task, "won", [((1,), (-0.1,))] * 4, success=True)
+    trajectory = dataclasses.replace(trajectory, steps=tuple(dataclasses.replace(step, delta=delta)
+                                                            for step, delta in zip(trajectory.steps, deltas)))
+    assert last_checked_step(task, trajectory) == 1
+    failing = make_rollout(task, "lost", [((2,), (-0.1,))], success=False)
+    won = (task, trajectory, make_rollout(task, "won", [], success=True)[2])
+    config = GRPOConfig(**NO_SHAPING, negative_scale=0.0, skip_after_checked=True)
+    steps = [s.step_index for s in build_samples([[won, failing]], config).samples if s.advantage > 0]
+    assert steps == [0, 1]
+    assert [s.step_index for s in build_samples([[won, failing]], config.replace(skip_after_checked=False)).samples
+            if s.advantage > 0] == [0, 1, 2, 3]
+    undelta = dataclasses.replace(trajectory, steps=tuple(dataclasses.replace(s, delta=None) for s in trajectory.steps))
+    assert last_checked_step(task, undelta) is None
+    other = dataclasses.replace(task, checks=task.checks + (Check("file_text", "equals", {"path": "a.txt"}, "x"),))
+    assert last_checked_step(other, trajectory) is None
+    deeper = dataclasses.replace(task, checks=(Check("app_state", "equals", {"app": "form", "path": "values"}, {}),))
+    assert last_checked_step(deeper, trajectory) == 2  # values.Venue lies inside the checked values

@@ -104,6 +104,11 @@ class GRPOConfig:
     skip_no_op_steps: bool = field(default=False, metadata={
         "help": "a step the judge labelled no-op gets no positive advantage: the redundant clicks of a "
                 "success are not reinforced (else the policy learns to repeat a click)"})
+    skip_after_checked: bool = field(default=False, metadata={
+        "help": "a success's steps after the last one that changed what its checks read (app_state "
+                "paths) get no positive advantage: typing on into a form already submitted did not make "
+                "the success, and reinforced it teaches the wrong text; a task with other checks, or "
+                "steps without recorded deltas, keep them all"})
     lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip (0 disables)"})
@@ -476,12 +481,16 @@ def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
     imitation_step = (verdict.first_error_step
                       if config.neg_imitation_weight > 0 and not verdict.success else None)
     labels = verdict.step_labels
+    last_checked = (last_checked_step(rollout.task, rollout.trajectory)
+                    if config.skip_after_checked and advantage > 0 and verdict.success else None)
     out = []
     for step in rollout.trajectory.steps:
         negative_imitation = step.index == imitation_step
         if not step.token_ids or not (policy_gradient or negative_imitation):
             continue
         step_advantage = advantage
+        if last_checked is not None and step.index > last_checked and not negative_imitation:
+            continue
         if (config.skip_no_op_steps and advantage > 0 and step.index < len(labels)
                 and labels[step.index] == StepLabel.NO_OP):
             if not negative_imitation:
@@ -496,6 +505,30 @@ def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
             policy_gradient=policy_gradient, negative_imitation=negative_imitation,
             replayed=rollout.replayed))
     return out
+
+
+def last_checked_step(task: Task, trajectory: Trajectory) -> int | None:
+    """The index of the last step whose recorded delta changed a path the task's checks
+    read (``app_state`` checks: an app and a dotted path; a change touches it when one path
+    is a prefix of the other, by components), or None where that cannot be told: a check
+    of another getter, a step without a recorded delta, or no such step."""
+    checked = []
+    for check in task.checks:
+        if check.getter != "app_state" or "app" not in check.args or "path" not in check.args:
+            return None
+        checked.append((str(check.args["app"]), str(check.args["path"]).split(".")))
+    last = None
+    for step in trajectory.steps:
+        if step.delta is None:
+            return None
+        for app, change in step.delta.get("apps", {}).items():
+            keys = [*change.get("changed", {}), *change.get("added", ()), *change.get("removed", ())]
+            for key in keys:
+                parts = str(key).split(".")
+                if any(app == checked_app and parts[:len(path)] == path[:len(parts)]
+                       for checked_app, path in checked):
+                    last = step.index
+    return last
 
 
 def _imitated(sample: GRPOSample) -> bool:
