@@ -492,18 +492,6 @@ def test_grpo_rehearses_generated_tables_on_the_real_reader_and_refuses_without_
     assert float(first.detach()) != pytest.approx(float(other.detach()))
     first.backward()
     assert any(p.grad is not None and torch.count_nonzero(p.grad) for p in policy.trainable_parameters())
-    # generated_typing false: the rehearsed answers never type (they would pin $1)
-    from deskdojo.agent.train import sft
-
-    seen: list = []
-    real = sft.generated_samples
-    sft.generated_samples = lambda *a, **k: seen.append(k["typing"]) or real(*a, **k)
-    try:
-        vlm_learner(policy, {**settings, "generated_typing": False}, tmp_path).trainer.supervised(0)
-        vlm_learner(policy, settings, tmp_path).trainer.supervised(0)
-    finally:
-        sft.generated_samples = real
-    assert seen == [False, True]
     pixels_only = load_policy("tiny-scratch", PolicyConfig(max_new_tokens=4))
     with pytest.raises(ConfigError, match="grpo.generated_rehearsal 3: generated rehearsal needs an observation"):
         vlm_learner(pixels_only, settings, tmp_path)

@@ -134,8 +134,7 @@ def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: P
     the adapters off; without LoRA it is a frozen copy of the weights as they are now
     (the start of GRPO), which doubles the weights' memory: set both to 0 to avoid it.
     With ``generated_rehearsal``, every optimizer step also learns that many generated
-    later-step tables (``sft.generated_samples``, seeded by the policy's seed and the update;
-    with ``generated_typing`` false, none whose answer types a text).
+    later-step tables (``sft.generated_samples``, seeded by the policy's seed and the update).
     """
     from deskdojo.agent.train.grpo import GRPOConfig, GRPOTrainer
 
@@ -164,8 +163,8 @@ def vlm_learner(policy: Any, grpo_settings: dict[str, Any], trajectories_root: P
         check_rehearsal(config.generated_rehearsal, policy.observation, setting="grpo.generated_rehearsal")
 
         def supervised(update: int) -> Any:
-            return supervised_nll(policy, generated_samples(policy, config.generated_rehearsal, seed=policy.config.seed,
-                                                            step=update, typing=config.generated_typing))
+            return supervised_nll(policy, generated_samples(policy, config.generated_rehearsal,
+                                                            seed=policy.config.seed, step=update))
 
     trainer = GRPOTrainer(config, policy_logprobs, policy.trainable_parameters(),
                           reference_logprobs=reference_logprobs if needs_reference else None,

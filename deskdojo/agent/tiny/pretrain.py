@@ -531,17 +531,11 @@ def _samples(policy: Any, examples: Sequence[Example]) -> list[Any]:
     return samples
 
 
-def generated_batch(policy: Any, config: PretrainConfig, count: int, *, seed: int, typing: bool = True) -> list[Any]:
+def generated_batch(policy: Any, config: PretrainConfig, count: int, *, seed: int) -> list[Any]:
     """``count`` training samples of later steps (examples with earlier steps in their
     history), generated from ``config``'s training words at full table size: what the warm
     start rehearses beside its demos, so that a few demos that all end after one click do
-    not teach ``done`` after one click. Seeded: the same ``seed`` gives the same samples.
-
-    ``typing=False`` leaves out the examples whose answer types a text (GRPO's
-    ``generated_typing`` false): every generated task asks for one text, so each of those
-    answers says ``$1``, and beside them the loop could not learn a second text (``$2``)
-    from its own successes: in a fill_form run the ``2``'s log-prob stayed at -8.0 through
-    four updates with them, and rose from -8.4 to -4.8 in ten iterations without them."""
+    not teach ``done`` after one click. Seeded: the same ``seed`` gives the same samples."""
     from deskdojo.agent.tiny.words import pseudo_words
 
     train_words, _ = split_words(pseudo_words(), config.heldout_words, seed=config.seed)
@@ -549,7 +543,7 @@ def generated_batch(policy: Any, config: PretrainConfig, count: int, *, seed: in
     examples: list[Example] = []
     while len(examples) < count:
         example = make_example(rng, train_words, rows=rows_at(config.grow_steps, config, rng))
-        if example.history and (typing or not isinstance(example.target, Type)):
+        if example.history:
             examples.append(example)
     return _samples(policy, examples)
 

@@ -83,10 +83,6 @@ class GRPOConfig:
                 "whose answers every optimizer step also learns, as SFT learns a demo, weighted by "
                 "generated_rehearsal_weight: holds the steps no sampled group shows (a second click, "
                 "a drop-down) while the groups teach one family; needs an element table; 0 disables"})
-    generated_typing: bool = field(default=True, metadata={
-        "help": "the generated rehearsal includes answers that type a text; false leaves them out: every "
-                "generated task asks for one text, so they pin $1 against a second text ($2) the loop "
-                "learns from its own successes (set it false with policy.explore on)"})
     generated_rehearsal_weight: float = field(default=1.0, metadata={
         "help": "weight of the generated examples' mean token negative log-likelihood in the loss"})
     self_imitation: float = field(default=0.0, metadata={

@@ -233,13 +233,12 @@ def check_rehearsal(generated_per_batch: int, observation: str, *, setting: str 
                           f"{observation}; set {setting} to 0 or pick such an observation")
 
 
-def generated_samples(policy: Any, count: int, *, seed: int, step: int, typing: bool = True) -> list[Any]:
+def generated_samples(policy: Any, count: int, *, seed: int, step: int) -> list[Any]:
     """The generated later-step samples of optimizer step ``step``: fresh ones each step, the
-    same ones at the same step of a resumed run (a function of (seed, step), as the demos' order is).
-    ``typing=False`` leaves out the examples whose answer types a text (see ``generated_batch``)."""
+    same ones at the same step of a resumed run (a function of (seed, step), as the demos' order is)."""
     from deskdojo.agent.tiny.pretrain import PretrainConfig, generated_batch
 
-    return generated_batch(policy, PretrainConfig(), count, seed=seed * 1_000_003 + step, typing=typing)
+    return generated_batch(policy, PretrainConfig(), count, seed=seed * 1_000_003 + step)
 
 
 def batch_order(count: int, batch_size: int, *, seed: int, step: int) -> list[int]:
