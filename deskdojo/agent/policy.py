@@ -495,11 +495,10 @@ class VLMPolicy:
                  for answer in on_row(label, element)[1:]]
         if typed:
             options["type"] = typed
-        parsed = self.format.parse(self.tokenizer.decode(list(sampled), skip_special_tokens=True),
-                                   screen=prompt.screen, image=prompt.image)
+        current = " ".join(self.tokenizer.decode(list(sampled), skip_special_tokens=True).split())
+        parsed = self.format.parse(current, screen=prompt.screen, image=prompt.image)
         row = element_of(parsed.actions[0]) if parsed.error is None and parsed.actions else None
         if row is not None and (element := next((e for label, e in labels if label == row), None)) is not None:
-            current = " ".join(self.tokenizer.decode(list(sampled), skip_special_tokens=True).split())
             if others := [answer for answer in on_row(row, element) if answer != current]:
                 options["row"] = others
         return options

@@ -88,9 +88,9 @@ class GRPOConfig:
     self_imitation: float = field(default=0.0, metadata={
         "help": "weight of the mean (over steps) negative log-likelihood of the steps that get a positive "
                 "advantage, as SFT learns a demo (self-imitation): a success found by a rare answer (one "
-                "exploration drew) is learned in a few updates, where the clipped ratio lets each update "
-                "raise its probability by at most clip_high; answers already likely add almost nothing; "
-                "0 disables"})
+                "exploration drew) keeps being learned, where the clipped surrogate stops pushing once its "
+                "ratio passes 1 + clip_high and its token-sum gives one step a small share beside the "
+                "rehearsal terms; answers already likely add almost nothing; 0 disables"})
     negative_scale: float = field(default=1.0, metadata={
         "help": "multiplies below-mean advantages (1: plain GRPO; 0: learn only from the rollouts that did "
                 "better than their group, as SFT learns from demos)"})
@@ -772,7 +772,6 @@ class GRPOTrainer:
         normaliser = loss_normaliser(self.config, samples)
         imitation_count = sum(s.negative_imitation for s in samples)
         self._imitated = sum(_imitated(s) for s in samples) if self.config.self_imitation > 0 else 0
-        self._imitation_nll = 0.0
         references = self._reference_rows(samples)
         # a replayed sample's ratio is to the policy before this update (its first pass's
         # log-probs), so that every replay of a rare success can move the policy again
