@@ -571,5 +571,7 @@ def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_neve
     greedy = policy.act([observation] * 2, [task] * 2, [()] * 2)
     policy.config = PolicyConfig(explore=0.0)
     assert [d.text for d in greedy] == [d.text for d in policy.act([observation] * 2, [task] * 2, [()] * 2)]
-    with pytest.raises(Exception, match="explore must be a share"):
+    from deskdojo.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="explore must be a share"):
         PolicyConfig(explore=1.5)
