@@ -525,6 +525,36 @@ def test_pretraining_continues_a_reader_it_wrote_and_counts_all_its_steps(tmp_pa
     assert "holds no pretrain_report.json" in capsys.readouterr().err
 
 
+def test_exploration_scrolls_over_the_rows_that_scroll_and_the_answer_parses_to_a_wheel_at_their_centre():
+    import numpy as np
+
+    from deskdojo.agent.policy import EXPLORE_SCROLL_CLICKS, PolicyConfig
+    from deskdojo.core.actions import Scroll
+    from deskdojo.core.elements import Element, ElementList
+    from deskdojo.core.types import Observation, Task
+
+    rows = [Element(1, "label", "Archive", (40, 391, 88, 28)),
+            Element(2, "canvas", "", (40, 427, 275, 175)),
+            Element(4, "label", "Canvas", (53, 436, 54, 17))]
+    observation = Observation(np.zeros((768, 1024, 3), dtype=np.uint8), (1024, 768),
+                              elements=ElementList(tuple(rows)))
+    task = Task(id="t", instruction='Scroll the list to "Lantern" and click it.', family="scroll_find")
+    policy = reader_from_scratch(seed=0)
+    policy.config = PolicyConfig(explore=1.0)
+    prompt = policy._prompt([observation], task, ())
+    options = policy._table_answers(prompt)
+    assert "type" not in options and len(options["scroll"]) == 4 * len(EXPLORE_SCROLL_CLICKS)
+    wheels = [policy.format.parse(a, screen=prompt.screen, image=prompt.image).actions[0] for a in options["scroll"]]
+    assert all(isinstance(w, Scroll) for w in wheels)
+    # at the canvas's centre (to the grid's cell), each way, a few clicks and many
+    assert {(abs(w.x - 177) <= 8, abs(w.y - 514) <= 8) for w in wheels} == {(True, True)}
+    assert {(w.dx, w.dy) for w in wheels} == {(sx * n, sy * n) for sx, sy in ((0, 1), (0, -1), (1, 0), (-1, 0))
+                                              for n in EXPLORE_SCROLL_CLICKS}
+    canvas = prompt.shown.label_of(2)  # a sampled click on the canvas: its wheel turns are that row's answers
+    assert set(policy._table_answers(prompt, policy.tokenizer(f"click #{canvas}")["input_ids"])["row"]) == \
+        set(options["scroll"])
+
+
 def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_never_when_greedy():
     import numpy as np
 

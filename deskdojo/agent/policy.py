@@ -92,6 +92,13 @@ class LoraSettings:
         return rf"^(?!.*\bvisual\b).*\.({'|'.join(self.targets)})$"
 
 
+SCROLL_ROLES = frozenset({"list", "canvas", "scroll bar", "scroll pane", "text area", "document text", "tree",
+                          "table"})
+"""Rows whose area the mouse wheel scrolls: exploration may scroll over them."""
+EXPLORE_SCROLL_CLICKS = (3, 10)
+"""Wheel clicks an exploratory scroll turns: a short look and a long one."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyConfig:
     """How the VLM policy is built and samples. Field docs are ``--help`` texts."""
@@ -137,7 +144,8 @@ class PolicyConfig:
                 "acts; default: the saved value, off otherwise"})
     explore: float = field(default=0.0, metadata={
         "help": "share of sampled steps (never greedy ones) whose answer is drawn at random from the "
-                "answers the element table allows (click a row; type a task's text into an editable row), "
+                "answers the element table allows (click a row; type a task's text into an editable row; "
+                "turn the wheel over a list, canvas or scroll bar), "
                 "scored by the model like its own: how the loop finds an answer the model gives almost no "
                 "probability (a second text to type); needs an element table; 0 disables"})
     element_budget: int = field(default=DEFAULT_ELEMENT_BUDGET, metadata={
@@ -472,10 +480,12 @@ class VLMPolicy:
     def _table_answers(self, prompt: _Prompt, sampled: Sequence[int] = ()) -> dict[str, list[str]]:
         """What the prompt's table lets an answer say, by kind, in this policy's format:
         ``click`` each row; ``type`` each of the task's texts (by place) into each editable
-        row; ``row``: the other answers on the row the ``sampled`` answer names (the model
-        found the row, not what to do there). A kind is drawn first, so the many clickable
-        rows do not drown the few fields."""
-        from deskdojo.core.actions import Click
+        row; ``scroll`` the wheel over each row that scrolls (``SCROLL_ROLES``), each way, a
+        few clicks and many (an item below the fold is not in the table until it shows);
+        ``row``: the other answers on the row the ``sampled`` answer names (the model found
+        the row, not what to do there). A kind is drawn first, so the many clickable rows do
+        not drown the few fields."""
+        from deskdojo.core.actions import Click, Scroll
 
         shown = prompt.shown
         if shown is None or not shown.elements:
@@ -485,16 +495,25 @@ class VLMPolicy:
         def said(action: Action) -> str:
             return self.format.render(action, screen=prompt.screen, image=prompt.image)
 
+        def typed_on(label: int, element: Any) -> list[str]:
+            return [said(Type(text=f"${place}" if self.text_refs else text, element=label))
+                    for place, text in enumerate(prompt.texts, start=1) if "editable" in element.states]
+
+        def scrolled_on(element: Any) -> list[str]:
+            if element.role not in SCROLL_ROLES:
+                return []
+            x, y, width, height = element.box
+            return [said(Scroll(x=x + width // 2, y=y + height // 2, dx=dx * clicks, dy=dy * clicks))
+                    for dx, dy in ((0, 1), (0, -1), (1, 0), (-1, 0)) for clicks in EXPLORE_SCROLL_CLICKS]
+
         def on_row(label: int, element: Any) -> list[str]:
-            return [said(Click(element=label))] + [
-                said(Type(text=f"${place}" if self.text_refs else text, element=label))
-                for place, text in enumerate(prompt.texts, start=1) if "editable" in element.states]
+            return [said(Click(element=label)), *typed_on(label, element), *scrolled_on(element)]
 
         options = {"click": [said(Click(element=label)) for label, _ in labels]}
-        typed = [answer for label, element in labels if "editable" in element.states
-                 for answer in on_row(label, element)[1:]]
-        if typed:
-            options["type"] = typed
+        for kind, answers in (("type", [a for label, e in labels for a in typed_on(label, e)]),
+                              ("scroll", [a for _, e in labels for a in scrolled_on(e)])):
+            if answers:
+                options[kind] = answers
         current = " ".join(self.tokenizer.decode(list(sampled), skip_special_tokens=True).split())
         parsed = self.format.parse(current, screen=prompt.screen, image=prompt.image)
         row = element_of(parsed.actions[0]) if parsed.error is None and parsed.actions else None
