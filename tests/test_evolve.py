@@ -232,6 +232,64 @@ def test_toy_evolve_learns_and_writes_the_run_directory(tmp_path: Path):
     assert [p.name for p in RunDir.open(run_dir).checkpoints()] == [f"{i:06d}" for i in range(7)]
 
 
+class ExploringBandit(Bandit):
+    """Clicks ``plain_arm`` unless exploring, then the good arm: a policy whose own answer
+    fails (or succeeds) and whose exploration finds the success."""
+
+    plain_arm = 0
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.exploring = True
+        self.switches: list[bool] = []
+
+    def set_exploring(self, on: bool) -> None:
+        self.exploring = on
+        self.switches.append(on)
+
+    def act(self, observations: Sequence[Any], tasks: Sequence[Task], histories: Sequence[Any]) -> list[Decision]:
+        self._act_calls += 1
+        arm = GOOD_ARM if self.exploring else self.plain_arm
+        return [Decision(text="done", action=Done()) if history else
+                Decision(text=f"arm {arm}", action=Click(arm_x(arm), 20), token_ids=(arm,), logprobs=(-1.0,))
+                for history in histories]
+
+
+@pytest.mark.parametrize("plain_arm", [0, GOOD_ARM], ids=["own-answer-fails", "own-answer-succeeds"])
+def test_explore_failed_only_plays_again_exploring_just_the_groups_that_all_failed(tmp_path: Path, plain_arm: int):
+    config = toy_config(budget={"iterations": 2}, policy={"explore": 0.25}, explore_failed_only=True,
+                        eval={"every": 10, "at_start": False})
+    policies = []
+
+    def swap(parts: Any) -> None:
+        policy = ExploringBandit(seed=config.seed)
+        policy.plain_arm = plain_arm
+        policy.model = parts.learner.policy.model
+        parts.learner.policy = policy
+        policies.append(policy)
+
+    result = run_toy(tmp_path / "run", config, with_parts=swap)
+    assert result.state == "finished"
+    lines = metrics_of(tmp_path / "run")
+    played = sorted(p.name for p in (tmp_path / "run" / "trajectories").iterdir() if p.name.startswith("it00001"))
+    if plain_arm == GOOD_ARM:  # every group succeeded on the policy's own answers: nothing played again
+        assert [m["explored"] for m in lines] == [0, 0] and len(played) == 2 * 4
+        assert [m["train_success"] for m in lines] == [1.0, 1.0]
+    else:  # both tasks failed 4 of 4, then 4 more each, exploring, which found the good arm
+        assert [m["explored"] for m in lines] == [2, 2] and len(played) == 2 * 8
+        assert {p.rsplit("-", 1)[1] for p in played} == {f"g{g:02d}" for g in range(8)}
+        assert [m["train_success"] for m in lines] == [0.5, 0.5]
+        assert lines[-1]["env_steps"] == 2 * 2 * 8 * 2  # iterations x tasks x 2G x (click, done)
+        assert lines[0]["groups_used"] == 2  # groups of 8: 4 failures and 4 successes, so a signal
+    # exploration off for each first pass and back on after it, whatever happened
+    assert policies[0].switches[:2] == [False, True] and policies[0].exploring
+    assert toy_config(policy={"explore": 0.25}, explore_failed_only=False).explore_failed_only is False
+    with pytest.raises(ConfigError, match="policy.explore"):
+        toy_config(explore_failed_only=True)
+    with pytest.raises(ConfigError, match="ray: explore_failed_only"):
+        toy_config(policy={"explore": 0.25}, explore_failed_only=True, ray={"address": "auto"})
+
+
 def test_a_deadline_passed_between_iterations_still_ends_with_a_held_out_evaluation(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The loop's clock jumps past the deadline after iteration 2 (a slow spell, a long

@@ -597,6 +597,14 @@ def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_neve
     with torch.no_grad():
         logp, mask = policy.token_logprobs(batch)
     assert logp[0][mask[0]].tolist() == pytest.approx(list(typed.logprobs), abs=1e-4)
+    state = policy.rng_state()  # exploration switched off answers as a policy without it
+    policy.set_exploring(False)
+    unexplored = [d.text for d in policy.act([observation] * 6, [task] * 6, [()] * 6)]
+    policy.set_exploring(True)
+    policy.set_rng_state(state)
+    policy.config = PolicyConfig(explore=0.0)
+    assert unexplored == [d.text for d in policy.act([observation] * 6, [task] * 6, [()] * 6)]
+    policy.config = PolicyConfig(explore=1.0)
     policy.set_greedy(True)
     greedy = policy.act([observation] * 2, [task] * 2, [()] * 2)
     policy.config = PolicyConfig(explore=0.0)

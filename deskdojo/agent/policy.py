@@ -296,6 +296,7 @@ class VLMPolicy:
         self.pad_token_id = tokenizer.pad_token_id
         self._act_calls = 0
         self._greedy = False
+        self._exploring = True  # set_exploring: the loop turns exploration off for a first pass
         self._frozen_reference: Any = None
 
     @property
@@ -441,7 +442,7 @@ class VLMPolicy:
                               for t, step_logits in enumerate(out.logits)], dim=1)
         scored_at = temperature if temperature > 0 else 1.0  # the T of the log-probs, stored with each step
         answers = [(generated[i].tolist(), chosen[i].tolist()) for i in range(len(prompts))]
-        if temperature > 0 and self.config.explore > 0:
+        if temperature > 0 and self.config.explore > 0 and self._exploring:
             answers = self._explored(answers, prompts, windows, tasks, histories, scored_at)
         return [dataclasses.replace(self._decision(ids, logprobs, prompts[i]), temperature=scored_at)
                 for i, (ids, logprobs) in enumerate(answers)]
@@ -805,6 +806,11 @@ class VLMPolicy:
         temperature of 0 is greedy too). Log-probs of greedy decisions are those of
         temperature 1."""
         self._greedy = bool(on)
+
+    def set_exploring(self, on: bool) -> None:
+        """Let sampled answers be replaced by exploration (``config.explore``; True, the
+        default) or not: the loop's ``explore_failed_only`` plays each group without it first."""
+        self._exploring = bool(on)
 
     def rng_state(self) -> dict[str, int]:
         """Where the sampling stream stands (JSON-able): restore it with :meth:`set_rng_state`."""

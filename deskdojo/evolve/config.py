@@ -262,6 +262,12 @@ class EvolveConfig:
         "help": "GRPO settings (GRPOConfig keys; group_size comes from the top level); a `grpo:` "
                 "mapping replaces the default one whole (positive-only: lr 1e-3, negative_scale 0, "
                 "epochs 2, rehearsal 24, positive_needs_success, skip_no_op_steps, kl_beta 0.05)"})
+    explore_failed_only: bool = field(default=False, metadata={
+        "help": "with policy.explore: play each group without exploration first, and only a task whose "
+                "group_size rollouts all failed again, as many more, exploring; its group learns from all of "
+                "them. Exploration goes where the policy fails, and a cell it already masters gives all-success "
+                "groups, not the mixed ones exploration's slips make, which read as learning progress to the "
+                "curriculum and keep a level from moving up"})
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
     sampling: str = field(default="curriculum", metadata={
         "help": "curriculum (the scheduler picks) | uniform (families and levels at random: the baseline)"})
@@ -292,6 +298,9 @@ class EvolveConfig:
             raise ConfigError("sandbox.provider: set the provider with the top-level `provider` key")
         if "model" in self.policy:
             raise ConfigError("policy.model: set the model with the top-level `model` key")
+        if self.explore_failed_only and not self.policy.get("explore"):
+            raise ConfigError("explore_failed_only replays failed groups exploring, but policy.explore is "
+                              f"{self.policy.get('explore', 0)}: set policy.explore (e.g. 0.25) or turn it off")
         if self.ray.enabled:
             self._check_ray()
         if self.proposer.withhold_checks and self.judge.kind != "hybrid":
@@ -309,6 +318,9 @@ class EvolveConfig:
         if self.proposer.kind != "none":
             raise ConfigError(f"ray: proposer.kind {self.proposer.kind} explores apps on a local sandbox; "
                               "use proposer.kind none with Ray")
+        if self.explore_failed_only:
+            raise ConfigError("ray: explore_failed_only switches the local policy's exploration between two "
+                              "passes, which Ray workers do not follow yet: turn it off with ray.address")
         web = [f for f in self.curriculum.families if f.startswith("miniwob.")]
         if web:
             raise ConfigError(f"ray: curriculum.families names {web[0]}; MiniWoB++ families run locally only "

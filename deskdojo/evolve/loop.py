@@ -256,7 +256,7 @@ class Evolver:
                         for k, task in enumerate(tasks) for g in range(cfg.group_size)]
             timing = Timing()
             line.update(0, info="rolling out")
-            played = self._play(episodes, timing, line)
+            played, members_of, explored = self._play_groups(tasks, episodes, timing, line)
             if self._stop.is_set():
                 raise StopRequested
         except BaseException as exc:
@@ -273,9 +273,8 @@ class Evolver:
 
         groups, errors = [], 0
         for k, task in enumerate(tasks):
-            members = [p for p in played[k * cfg.group_size:(k + 1) * cfg.group_size]]
-            valid = [(p.task, p.trajectory, p.verdict) for p in members if p.verdict is not None]
-            errors += len(members) - len(valid)
+            valid = [(p.task, p.trajectory, p.verdict) for p in members_of[k] if p.verdict is not None]
+            errors += len(members_of[k]) - len(valid)
             if valid:
                 groups.append(valid)
         line.update(len(played), info="GRPO update")
@@ -333,7 +332,7 @@ class Evolver:
             admitted=sum(bool(a["admitted"]) for a in admissions),
             rejected=sum(not a["admitted"] for a in admissions),
             groups_used=stats.groups_used, groups_dropped=len(tasks) - stats.groups_used,
-            errors=errors)
+            errors=errors, explored=explored if cfg.explore_failed_only else None)
         self.run.jsonl("metrics.jsonl").append(line)
         write_atomic(self.run.path / "curriculum.json",
                      json.dumps(self.parts.plan.snapshot(), indent=1).encode(), fsync=False)
@@ -382,8 +381,36 @@ class Evolver:
             self.progress.close()
         return ProgressLine(label, total, stream=self.progress.stream, **options)
 
+    def _play_groups(self, tasks: Sequence[Task], episodes: Sequence[tuple[Task, str]], timing: Timing,
+                     line: ProgressLine | None) -> tuple[list[Played], list[list[Played]], int]:
+        """Play the iteration's groups: what was played, each task's members, and how many
+        groups were played again exploring. With ``explore_failed_only`` the episodes are
+        played without exploration first, then each task whose rollouts all failed once
+        more, as many episodes (ids ``...-g{G + g}``), exploring; its group is all of them."""
+        size = self.config.group_size
+        if not self.config.explore_failed_only:
+            played = self._play(episodes, timing, line)
+            return played, [played[k * size:(k + 1) * size] for k in range(len(tasks))], 0
+        policy = self.parts.learner.policy
+        try:
+            policy.set_exploring(False)
+            played = self._play(episodes, timing, line)
+            members_of = [played[k * size:(k + 1) * size] for k in range(len(tasks))]
+            failed = [k for k, members in enumerate(members_of)
+                      if not self._stop.is_set() and not any(p.verdict is not None and p.verdict.success
+                                                             for p in members)]
+            again = [(task, f"{tid[:tid.rindex('-g')]}-g{size + g:02d}") for k in failed
+                     for g, (task, tid) in enumerate(episodes[k * size:(k + 1) * size])]
+            policy.set_exploring(True)
+            replayed = self._play(again, timing, line, counted=len(played)) if again else []
+        finally:
+            policy.set_exploring(True)
+        for n, k in enumerate(failed):
+            members_of[k] = members_of[k] + replayed[n * size:(n + 1) * size]
+        return played + replayed, members_of, len(failed)
+
     def _play(self, episodes: Sequence[tuple[Task, str]], timing: Timing,
-              line: ProgressLine | None = None, *, greedy: bool = False) -> list[Played]:
+              line: ProgressLine | None = None, *, greedy: bool = False, counted: int = 0) -> list[Played]:
         """Roll out ``episodes`` (task, trajectory id) in batches of the pool's size; judge
         each batch while its sandboxes still show the final state. ``line`` counts the
         episodes played and judged, and the successes. With a Ray fleet the workers play
@@ -422,7 +449,7 @@ class Evolver:
             timing.judge += time.monotonic() - t0
             if line is not None:
                 wins = sum(1 for p in played if p.verdict is not None and p.verdict.success)
-                line.update(len(played), info=f"{wins} succeeded")
+                line.update(counted + len(played), info=f"{wins} succeeded")
             parts.pool.check_health()  # replace sandboxes that died during the batch
         return played
 

@@ -16,14 +16,15 @@ METRIC_KEYS = ("iteration", "time", "wall_s", "env_steps", "train_success", "hel
                "success_by_family", "heldout_by_family", "reward_mean", "grounding", "adv_mean_abs", "adv_std",
                "loss", "kl", "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "time_split",
                "groups_used", "groups_dropped", "errors", "replayed", "rehearsed", "retired", "admitted",
-               "rejected", "promotions", "demotions")
+               "rejected", "promotions", "demotions", "explored")
 """Exactly the keys of a metrics.jsonl line (the panel reads them). ``errors``: the
 iteration's training episodes that ended as ``error`` (a sandbox died or failed, also
 under the judge); they are in no group and never scored. ``replayed``: all-fail groups
 that got a stored success; ``rehearsed``: stored successes of other families and levels
 the update also trained on (``grpo.rehearsal``); ``retired``: tasks newly retired (mastered); ``admitted`` and
 ``rejected``: admission checks run while proposing (each task is checked once per run);
-``promotions`` and ``demotions``: the scheduler's level moves this iteration."""
+``promotions`` and ``demotions``: the scheduler's level moves this iteration; ``explored``:
+with ``explore_failed_only``, the groups played again exploring (null without it)."""
 
 SCALARS = ("train_success", "heldout_success", "reward_mean", "grounding", "adv_mean_abs", "adv_std", "loss", "kl",
            "entropy", "clip_frac", "tokens_per_s", "env_steps_per_s", "groups_used", "groups_dropped", "errors",
