@@ -413,8 +413,9 @@ class Evolver:
               line: ProgressLine | None = None, *, greedy: bool = False, counted: int = 0) -> list[Played]:
         """Roll out ``episodes`` (task, trajectory id) in batches of the pool's size; judge
         each batch while its sandboxes still show the final state. ``line`` counts the
-        episodes played and judged, and the successes. With a Ray fleet the workers play
-        them (``greedy``: how they decode; here the learner's ``evaluation`` sets it)."""
+        episodes played and judged (after ``counted`` it counted before), and the successes.
+        With a Ray fleet the workers play them (``greedy``: how they decode; here the
+        learner's ``evaluation`` sets it)."""
         parts = self.parts
         if parts.fleet is not None:
             return self._play_on_ray(episodes, timing, line, greedy=greedy)
