@@ -96,6 +96,27 @@ def test_tasks_recur_from_a_pool_and_admission_runs_once_per_task():
     assert [t.seed for t in fresh.propose(3)] == [0, 1, 2]  # 0: a new seed on every draw, as before
 
 
+def test_max_level_caps_the_levels_both_samplings_train_at():
+    from deskdojo.evolve.config import EvolveConfig
+
+    assert all_families()["click_button"].levels > 2
+    uniform = plan(sampling="uniform", max_level=1)
+    assert {t.level for _ in range(40) for t in uniform.propose(2)} == {0, 1}
+    curriculum = plan(max_level=1)
+    for iteration in range(1, 6):  # every group succeeds: the scheduler climbs, and stops at the cap
+        tasks = curriculum.propose(2)
+        curriculum.record([GroupOutcome(t, (True,) * 4, 0.0, True) for t in tasks], iteration=iteration)
+    assert curriculum.scheduler.level["click_button"] == 1
+    assert {t.level for t in curriculum.propose(4)} == {1}
+    uncapped = plan()
+    for iteration in range(1, 6):
+        tasks = uncapped.propose(2)
+        uncapped.record([GroupOutcome(t, (True,) * 4, 0.0, True) for t in tasks], iteration=iteration)
+    assert uncapped.scheduler.level["click_button"] > 1
+    with pytest.raises(ConfigError, match="max_level"):
+        EvolveConfig.from_dict({"curriculum": {"max_level": -1}})
+
+
 def test_a_mastered_recurring_task_retires_and_is_not_proposed_again():
     tasks = plan(seeds_per_level=2, scheduler_settings={"mastery_streak": 4})
     first = tasks.propose(1)[0]

@@ -240,7 +240,8 @@ def family_plan(config: EvolveConfig, families: Any) -> FamilyPlan:
     return FamilyPlan(families, sampling=config.sampling, scheduler_settings=config.curriculum.scheduler,
                       seed=config.seed, heldout_levels=config.eval.levels,
                       heldout_per_level=config.eval.tasks_per_level,
-                      seeds_per_level=config.curriculum.seeds_per_level)
+                      seeds_per_level=config.curriculum.seeds_per_level,
+                      max_level=config.curriculum.max_level)
 
 
 def build_ray_parts(config: EvolveConfig, run: RunDir, *, log: Callable[[str], None] = print) -> Parts:

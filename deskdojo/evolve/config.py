@@ -114,11 +114,17 @@ class CurriculumSettings:
     admission: bool = field(default=True, metadata={
         "help": "admit each training task before it trains (its oracle passes, doing nothing fails), "
                 "once per task on a pool sandbox; rejections are logged in tasks.jsonl"})
+    max_level: int | None = field(default=None, metadata={
+        "help": "the highest level training draws from, for the curriculum and uniform sampling alike "
+                "(null: each family's last); e.g. the held-out set's highest, so that no rollouts go to "
+                "levels it never measures"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", tuple(self.families))
         if self.seeds_per_level < 0:
             raise ConfigError(f"curriculum.seeds_per_level must be >= 0, got {self.seeds_per_level}")
+        if self.max_level is not None and (isinstance(self.max_level, bool) or self.max_level < 0):
+            raise ConfigError(f"curriculum.max_level must be >= 0 or null, got {self.max_level!r}")
 
 
 JUDGES = ("checks", "hybrid")

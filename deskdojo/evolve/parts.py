@@ -192,7 +192,8 @@ class FamilyPlan:
 
     ``seeds_per_level`` > 0: each (family, level) trains on that many tasks (seeds drawn at
     random), so tasks recur: a mastered task can retire and an all-fail group can replay
-    its own earlier success. 0: a fresh seed on every draw. ``admit(task)`` (an
+    its own earlier success. 0: a fresh seed on every draw. ``max_level``: the highest level
+    either sampling trains at (None: each family's last). ``admit(task)`` (an
     ``AdmissionResult``) runs once per task; the result is cached in the plan's state,
     and what ran since the last call is handed out by ``drain_admissions`` for tasks.jsonl.
     """
@@ -200,7 +201,8 @@ class FamilyPlan:
     def __init__(self, families: Mapping[str, Any], *, sampling: str = "curriculum",
                  scheduler_settings: Mapping[str, Any] | None = None, seed: int = 0,
                  heldout_levels: Sequence[int] = (0, 1), heldout_per_level: int = 2,
-                 seeds_per_level: int = 0, admit: Callable[[Task], Any] | None = None):
+                 seeds_per_level: int = 0, admit: Callable[[Task], Any] | None = None,
+                 max_level: int | None = None):
         from deskdojo.curriculum.families.base import HELDOUT_SEED_BASE
         from deskdojo.curriculum.scheduler import Scheduler, SchedulerConfig
 
@@ -211,8 +213,9 @@ class FamilyPlan:
         self.families = dict(families)
         self.sampling = sampling
         settings = {"seed": seed, **(scheduler_settings or {})}
-        self.scheduler = Scheduler({name: fam.levels for name, fam in self.families.items()},
-                                   SchedulerConfig.from_dict(settings))
+        self.levels = {name: fam.levels if max_level is None else min(fam.levels, max_level + 1)
+                       for name, fam in self.families.items()}  # the levels training draws from
+        self.scheduler = Scheduler(self.levels, SchedulerConfig.from_dict(settings))
         self.rng = random.Random(f"uniform/{seed}")
         self.seed_rng = random.Random(f"seeds/{seed}")
         self.next_seed = {name: 0 for name in self.families}
@@ -276,7 +279,7 @@ class FamilyPlan:
             picks = []
             for _ in range(n):
                 name = self.rng.choice(names)
-                picks.append((name, self.rng.randrange(self.families[name].levels)))
+                picks.append((name, self.rng.randrange(self.levels[name])))
         else:
             picks = self.scheduler.choose(n)
         return [self._pick_task(family, level) for family, level in picks]
