@@ -402,6 +402,8 @@ class Evolver:
             again = [(task, f"{tid[:tid.rindex('-g')]}-g{size + g:02d}") for k in failed
                      for g, (task, tid) in enumerate(episodes[k * size:(k + 1) * size])]
             policy.set_exploring(True)
+            if again and line is not None and line.total is not None:
+                line.total += len(again)  # the bar counts the episodes played again too
             replayed = self._play(again, timing, line, counted=len(played)) if again else []
         finally:
             policy.set_exploring(True)
