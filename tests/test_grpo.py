@@ -321,6 +321,11 @@ def test_rehearsal_adds_successes_of_other_cells_to_updates_in_turn():
     assert first.counts()["rehearsed"] == 2
     assert [(s.trajectory.id, s.advantage, s.policy_gradient) for s in rehearsed] == [
         ("win-b-L0", 0.4, True), ("win-c-L1", 0.4, True)]  # never the update's own cell (a/L0)
+    from deskdojo.agent.train.grpo import _imitated
+
+    # self-imitation learns the group's own success, not the rehearsed ones (they would drown it)
+    assert [(s.trajectory.id, s.rehearsed, _imitated(s)) for s in first.samples] == [
+        ("1-w", False, True), ("1-l", False, False), ("win-b-L0", True, False), ("win-c-L1", True, False)]
     second = build_samples([mixed(cells[1], "2")], config, replay)
     # b/L0 is this update's own; of the others a/L0 is now the least recently used
     assert [s.trajectory.id for s in second.samples if s.replayed] == ["1-w", "win-c-L1"]

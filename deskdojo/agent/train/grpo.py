@@ -86,8 +86,9 @@ class GRPOConfig:
     generated_rehearsal_weight: float = field(default=1.0, metadata={
         "help": "weight of the generated examples' mean token negative log-likelihood in the loss"})
     self_imitation: float = field(default=0.0, metadata={
-        "help": "weight of the mean (over steps) negative log-likelihood of the steps that get a positive "
-                "advantage, as SFT learns a demo (self-imitation): a success found by a rare answer (one "
+        "help": "weight of the mean (over steps) negative log-likelihood of the steps of the update's own "
+                "groups that get a positive advantage (not the rehearsed successes of other cells, whose many "
+                "steps would drown a new one's few), as SFT learns a demo (self-imitation): a success found by a rare answer (one "
                 "exploration drew) keeps being learned, where the clipped surrogate stops pushing once its "
                 "ratio passes 1 + clip_high and its token-sum gives one step a small share beside the "
                 "rehearsal terms; answers already likely add almost nothing; 0 disables"})
@@ -345,6 +346,7 @@ class GRPOSample:
     policy_gradient: bool  # False: the sample only carries negative imitation (its group was dropped)
     negative_imitation: bool
     replayed: bool = False
+    rehearsed: bool = False  # a stored success of another family or level (``rehearsal``)
 
 
 class TokenLogProbs(Protocol):
@@ -462,8 +464,8 @@ def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: G
         # only alongside an update: rehearsal keeps what works, it is no signal by itself
         own_keys = frozenset(replay_key(s.task) for s in samples)
         for task, trajectory, verdict in replay.rehearse(config.rehearsal, exclude=own_keys):
-            samples.extend(_step_samples(Rollout(task, trajectory, verdict, replayed=True),
-                                         config.rehearsal_advantage, True, config))
+            samples.extend(dataclasses.replace(sample, rehearsed=True) for sample in _step_samples(
+                Rollout(task, trajectory, verdict, replayed=True), config.rehearsal_advantage, True, config))
             rehearsed += 1
     return SampleBatch(tuple(samples), tuple(summaries), rehearsed)
 
@@ -528,8 +530,11 @@ def last_checked_step(task: Task, trajectory: Trajectory) -> int | None:
 
 
 def _imitated(sample: GRPOSample) -> bool:
-    """Whether self-imitation learns ``sample``: a step that gets a positive advantage."""
-    return sample.policy_gradient and sample.advantage > 0
+    """Whether self-imitation learns ``sample``: a step of the update's own groups (a
+    success replayed into its own cell's group too) that gets a positive advantage. Not a
+    rehearsed one: rehearsal holds other cells through the surrogate, and in the mean NLL
+    its dozens of steps drowned the few of a success just found."""
+    return sample.policy_gradient and sample.advantage > 0 and not sample.rehearsed
 
 
 def loss_normaliser(config: GRPOConfig, samples: Sequence[GRPOSample]) -> float:
