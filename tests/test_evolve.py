@@ -283,7 +283,6 @@ def test_explore_failed_only_plays_again_exploring_just_the_groups_that_all_fail
         assert lines[0]["groups_used"] == 2  # groups of 8: 4 failures and 4 successes, so a signal
     # exploration off for each first pass and back on after it, whatever happened
     assert policies[0].switches[:2] == [False, True] and policies[0].exploring
-    assert toy_config(policy={"explore": 0.25}, explore_failed_only=False).explore_failed_only is False
     with pytest.raises(ConfigError, match="policy.explore"):
         toy_config(explore_failed_only=True)
     with pytest.raises(ConfigError, match="ray: explore_failed_only"):

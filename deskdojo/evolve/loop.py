@@ -396,9 +396,9 @@ class Evolver:
             policy.set_exploring(False)
             played = self._play(episodes, timing, line)
             members_of = [played[k * size:(k + 1) * size] for k in range(len(tasks))]
-            failed = [k for k, members in enumerate(members_of)
-                      if not self._stop.is_set() and not any(p.verdict is not None and p.verdict.success
-                                                             for p in members)]
+            failed = [] if self._stop.is_set() else [
+                k for k, members in enumerate(members_of)
+                if not any(p.verdict is not None and p.verdict.success for p in members)]
             again = [(task, f"{tid[:tid.rindex('-g')]}-g{size + g:02d}") for k in failed
                      for g, (task, tid) in enumerate(episodes[k * size:(k + 1) * size])]
             policy.set_exploring(True)
