@@ -241,11 +241,11 @@ class ExploringBandit(Bandit):
     def __init__(self, seed: int = 0):
         super().__init__(seed)
         self.exploring = True
-        self.switches: list[bool] = []
+        self.switches: list[tuple[bool, float | None]] = []
 
-    def set_exploring(self, on: bool) -> None:
+    def set_exploring(self, on: bool, rate: float | None = None) -> None:
         self.exploring = on
-        self.switches.append(on)
+        self.switches.append((on, rate))
 
     def act(self, observations: Sequence[Any], tasks: Sequence[Task], histories: Sequence[Any]) -> list[Decision]:
         self._act_calls += 1
@@ -258,7 +258,7 @@ class ExploringBandit(Bandit):
 @pytest.mark.parametrize("plain_arm", [0, GOOD_ARM], ids=["own-answer-fails", "own-answer-succeeds"])
 def test_explore_failed_only_plays_again_exploring_just_the_groups_that_all_failed(tmp_path: Path, plain_arm: int):
     config = toy_config(budget={"iterations": 2}, policy={"explore": 0.25}, explore_failed_only=True,
-                        eval={"every": 10, "at_start": False})
+                        explore_failed_rate=0.6, eval={"every": 10, "at_start": False})
     policies = []
 
     def swap(parts: Any) -> None:
@@ -281,10 +281,16 @@ def test_explore_failed_only_plays_again_exploring_just_the_groups_that_all_fail
         assert [m["train_success"] for m in lines] == [0.5, 0.5]
         assert lines[-1]["env_steps"] == 2 * 2 * 8 * 2  # iterations x tasks x 2G x (click, done)
         assert lines[0]["groups_used"] == 2  # groups of 8: 4 failures and 4 successes, so a signal
-    # exploration off for each first pass and back on after it, whatever happened
-    assert policies[0].switches[:2] == [False, True] and policies[0].exploring
+    # exploration off for each first pass, at explore_failed_rate for the groups played again, and
+    # back on at the policy's own rate after it, whatever happened
+    assert policies[0].switches[:3] == [(False, None), (True, 0.6), (True, None)] and policies[0].exploring
+    assert policies[0].switches[-1] == (True, None)
     with pytest.raises(ConfigError, match="policy.explore"):
         toy_config(explore_failed_only=True)
+    with pytest.raises(ConfigError, match="set explore_failed_only: true"):
+        toy_config(policy={"explore": 0.25}, explore_failed_rate=0.5)
+    with pytest.raises(ConfigError, match="explore_failed_rate must be a share"):
+        toy_config(policy={"explore": 0.25}, explore_failed_only=True, explore_failed_rate=1.5)
     with pytest.raises(ConfigError, match="ray: explore_failed_only"):
         toy_config(policy={"explore": 0.25}, explore_failed_only=True, ray={"address": "auto"})
 

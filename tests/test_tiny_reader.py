@@ -553,6 +553,14 @@ def test_exploration_scrolls_over_the_rows_that_scroll_and_the_answer_parses_to_
     canvas = prompt.shown.label_of(2)  # a sampled click on the canvas: its wheel turns are that row's answers
     assert set(policy._table_answers(prompt, policy.tokenizer(f"click #{canvas}")["input_ids"])["row"]) == \
         set(options["scroll"])
+    # a scroll bar turns the wheel along its length only: up and down for a tall one, sideways for a wide one
+    for box, ways in (((320, 427, 10, 175), {(0, 1), (0, -1)}), ((40, 610, 275, 10), {(1, 0), (-1, 0)})):
+        bar = Observation(np.zeros((768, 1024, 3), dtype=np.uint8), (1024, 768),
+                          elements=ElementList((Element(5, "scroll bar", "", box),)))
+        bar_prompt = policy._prompt([bar], task, ())
+        turns = [policy.format.parse(a, screen=bar_prompt.screen, image=bar_prompt.image).actions[0]
+                 for a in policy._table_answers(bar_prompt)["scroll"]]
+        assert {(w.dx, w.dy) for w in turns} == {(sx * n, sy * n) for sx, sy in ways for n in EXPLORE_SCROLL_CLICKS}
 
 
 def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_never_when_greedy():
@@ -581,6 +589,7 @@ def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_neve
     button = prompt.shown.label_of(6)
     # a button allows nothing but its click: no other answer on its row
     assert "row" not in policy._table_answers(prompt, policy.tokenizer(f"click #{button}")["input_ids"])
+    start = policy.rng_state()
     decisions = policy.act([observation] * 6, [task] * 6, [()] * 6)
     said = {d.text for d in decisions}
     assert said <= {a for answers in options.values() for a in answers} and len(said) > 1
@@ -604,6 +613,13 @@ def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_neve
     policy.set_rng_state(state)
     policy.config = PolicyConfig(explore=0.0)
     assert unexplored == [d.text for d in policy.act([observation] * 6, [task] * 6, [()] * 6)]
+    # a rate given with the switch stands in for config.explore until the next switch
+    policy.set_rng_state(start)
+    policy.set_exploring(True, rate=1.0)
+    assert policy.explore_rate == 1.0
+    assert [d.text for d in policy.act([observation] * 6, [task] * 6, [()] * 6)] == [d.text for d in decisions]
+    policy.set_exploring(True)
+    assert policy.explore_rate == 0.0
     policy.config = PolicyConfig(explore=1.0)
     policy.set_greedy(True)
     greedy = policy.act([observation] * 2, [task] * 2, [()] * 2)
@@ -613,3 +629,5 @@ def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_neve
 
     with pytest.raises(ConfigError, match="explore must be a share"):
         PolicyConfig(explore=1.5)
+    with pytest.raises(ConfigError, match="exploration rate is a share"):
+        policy.set_exploring(True, rate=-0.1)

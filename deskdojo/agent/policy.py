@@ -297,6 +297,7 @@ class VLMPolicy:
         self._act_calls = 0
         self._greedy = False
         self._exploring = True  # set_exploring: the loop turns exploration off for a first pass
+        self._explore_rate: float | None = None  # set_exploring's rate, in place of config.explore
         self._frozen_reference: Any = None
 
     @property
@@ -442,7 +443,7 @@ class VLMPolicy:
                               for t, step_logits in enumerate(out.logits)], dim=1)
         scored_at = temperature if temperature > 0 else 1.0  # the T of the log-probs, stored with each step
         answers = [(generated[i].tolist(), chosen[i].tolist()) for i in range(len(prompts))]
-        if temperature > 0 and self.config.explore > 0 and self._exploring:
+        if temperature > 0 and self.explore_rate > 0:
             answers = self._explored(answers, prompts, windows, tasks, histories, scored_at)
         return [dataclasses.replace(self._decision(ids, logprobs, prompts[i]), temperature=scored_at)
                 for i, (ids, logprobs) in enumerate(answers)]
@@ -450,7 +451,7 @@ class VLMPolicy:
     def _explored(self, answers: list[tuple[list[int], list[float]]], prompts: Sequence[_Prompt],
                   windows: Sequence[tuple[Observation, ...]], tasks: Sequence[Task],
                   histories: Sequence[Sequence[Decision]], temperature: float) -> list[tuple[list[int], list[float]]]:
-        """``answers`` with each one replaced, at rate ``config.explore``, by a random answer the
+        """``answers`` with each one replaced, at ``explore_rate``, by a random answer the
         prompt's table allows, and its tokens scored by the model at ``temperature``: the
         stored log-probs are the model's own, so GRPO weighs the step as it would a sample.
         The draws come from a stream of their own, seeded like ``generate``'s."""
@@ -461,7 +462,7 @@ class VLMPolicy:
         draw = random.Random(hash((self.config.seed, "explore", self._act_calls)) & 0x7FFF_FFFF)
         chosen: dict[int, str] = {}
         for i, prompt in enumerate(prompts):
-            if draw.random() < self.config.explore and (options := self._table_answers(prompt, answers[i][0])):
+            if draw.random() < self.explore_rate and (options := self._table_answers(prompt, answers[i][0])):
                 # the sampled row's other answers twice as often: the model's row is usually right
                 verb = draw.choice(sorted(options) + (["row"] if "row" in options else []))
                 chosen[i] = draw.choice(options[verb])
@@ -481,8 +482,8 @@ class VLMPolicy:
     def _table_answers(self, prompt: _Prompt, sampled: Sequence[int] = ()) -> dict[str, list[str]]:
         """What the prompt's table lets an answer say, by kind, in this policy's format:
         ``click`` each row; ``type`` each of the task's texts (by place) into each editable
-        row; ``scroll`` the wheel over each row that scrolls (``SCROLL_ROLES``), each way, a
-        few clicks and many (an item below the fold is not in the table until it shows);
+        row; ``scroll`` the wheel over each row that scrolls (``SCROLL_ROLES``), each way (a
+        scroll bar along its length), a few clicks and many (an item below the fold is not in the table until it shows);
         ``row``: the other answers on the row the ``sampled`` answer names (the model found
         the row, not what to do there). A kind is drawn first, so the many clickable rows do
         not drown the few fields."""
@@ -504,8 +505,11 @@ class VLMPolicy:
             if element.role not in SCROLL_ROLES:
                 return []
             x, y, width, height = element.box
+            ways = ((0, 1), (0, -1), (1, 0), (-1, 0))
+            if element.role == "scroll bar":  # a bar scrolls along its length only
+                ways = ways[:2] if height >= width else ways[2:]
             return [said(Scroll(x=x + width // 2, y=y + height // 2, dx=dx * clicks, dy=dy * clicks))
-                    for dx, dy in ((0, 1), (0, -1), (1, 0), (-1, 0)) for clicks in EXPLORE_SCROLL_CLICKS]
+                    for dx, dy in ways for clicks in EXPLORE_SCROLL_CLICKS]
 
         def on_row(label: int, element: Any) -> list[str]:
             return [said(Click(element=label)), *typed_on(label, element), *scrolled_on(element)]
@@ -807,10 +811,21 @@ class VLMPolicy:
         temperature 1."""
         self._greedy = bool(on)
 
-    def set_exploring(self, on: bool) -> None:
-        """Let sampled answers be replaced by exploration (``config.explore``; True, the
-        default) or not: the loop's ``explore_failed_only`` plays each group without it first."""
+    def set_exploring(self, on: bool, rate: float | None = None) -> None:
+        """Let sampled answers be replaced by exploration (True, the default) or not: the loop's
+        ``explore_failed_only`` plays each group without it first. ``rate``: the share of steps
+        explored while on, in place of ``config.explore`` (None: that)."""
+        if rate is not None and not 0 <= rate <= 1:
+            raise ConfigError(f"an exploration rate is a share within [0, 1], got {rate!r}")
         self._exploring = bool(on)
+        self._explore_rate = rate
+
+    @property
+    def explore_rate(self) -> float:
+        """The share of sampled steps exploration replaces now (0 while switched off)."""
+        if not self._exploring:
+            return 0.0
+        return self.config.explore if self._explore_rate is None else self._explore_rate
 
     def rng_state(self) -> dict[str, int]:
         """Where the sampling stream stands (JSON-able): restore it with :meth:`set_rng_state`."""

@@ -274,6 +274,10 @@ class EvolveConfig:
                 "them. Exploration goes where the policy fails, and a cell it already masters gives all-success "
                 "groups, not the mixed ones exploration's slips make, which read as learning progress to the "
                 "curriculum and keep a level from moving up"})
+    explore_failed_rate: float | None = field(default=None, metadata={
+        "help": "with explore_failed_only: the share of steps explored in the groups played again (default: "
+                "policy.explore); higher finds more where a success needs a rare answer, and costs the passed "
+                "cells nothing, which are never played exploring"})
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
     sampling: str = field(default="curriculum", metadata={
         "help": "curriculum (the scheduler picks) | uniform (families and levels at random: the baseline)"})
@@ -307,6 +311,13 @@ class EvolveConfig:
         if self.explore_failed_only and not self.policy.get("explore"):
             raise ConfigError("explore_failed_only replays failed groups exploring, but policy.explore is "
                               f"{self.policy.get('explore', 0)}: set policy.explore (e.g. 0.25) or turn it off")
+        if self.explore_failed_rate is not None:
+            if not self.explore_failed_only:
+                raise ConfigError("explore_failed_rate is the exploration of the groups explore_failed_only plays "
+                                  "again: set explore_failed_only: true, or leave the rate out")
+            if isinstance(self.explore_failed_rate, bool) or not (
+                    isinstance(self.explore_failed_rate, (int, float)) and 0 < self.explore_failed_rate <= 1):
+                raise ConfigError(f"explore_failed_rate must be a share within (0, 1], got {self.explore_failed_rate!r}")
         if self.ray.enabled:
             self._check_ray()
         if self.proposer.withhold_checks and self.judge.kind != "hybrid":

@@ -386,7 +386,8 @@ class Evolver:
         """Play the iteration's groups: what was played, each task's members, and how many
         groups were played again exploring. With ``explore_failed_only`` the episodes are
         played without exploration first, then each task whose rollouts all failed once
-        more, as many episodes (ids ``...-g{G + g}``), exploring; its group is all of them."""
+        more, as many episodes (ids ``...-g{G + g}``), exploring (at ``explore_failed_rate``);
+        its group is all of them."""
         size = self.config.group_size
         if not self.config.explore_failed_only:
             played = self._play(episodes, timing, line)
@@ -401,7 +402,7 @@ class Evolver:
                 if not any(p.verdict is not None and p.verdict.success for p in members)]
             again = [(task, f"{tid[:tid.rindex('-g')]}-g{size + g:02d}") for k in failed
                      for g, (task, tid) in enumerate(episodes[k * size:(k + 1) * size])]
-            policy.set_exploring(True)
+            policy.set_exploring(True, rate=self.config.explore_failed_rate)
             if again and line is not None and line.total is not None:
                 line.total += len(again)  # the bar counts the episodes played again too
             replayed = self._play(again, timing, line, counted=len(played)) if again else []
