@@ -631,3 +631,59 @@ def test_exploration_draws_answers_the_table_allows_scored_by_the_model_and_neve
         PolicyConfig(explore=1.5)
     with pytest.raises(ConfigError, match="exploration rate is a share"):
         policy.set_exploring(True, rate=-0.1)
+
+
+def test_exploring_past_done_samples_a_done_again_without_it_and_keeps_the_models_own_log_probs():
+    """A ``done`` (or ``fail``) answer, while exploring, is sampled again with those words
+    forbidden as its first token; the other answers stay; the stored log-probs are the
+    model's own, unforbidden, as training scores them; off when not exploring or at rate 0."""
+    import numpy as np
+    import torch
+
+    from deskdojo.agent.policy import PolicyConfig, PolicySample
+    from deskdojo.core.elements import Element, ElementList
+    from deskdojo.core.types import Observation, Task
+
+    rows = [Element(3, "button", "Apply", (10, 40, 50, 20)), Element(6, "button", "Close", (80, 40, 50, 20))]
+    observation = Observation(np.zeros((768, 1024, 3), dtype=np.uint8), (1024, 768),
+                              elements=ElementList(tuple(rows)))
+    task = Task(id="t", instruction='Press "Apply".', family="click_button")
+    policy = reader_from_scratch(seed=0)
+    policy.config = PolicyConfig(explore_past_done=1.0)
+    stops = policy.stop_word_ids
+    assert {policy.tokenizer.decode([i]).strip() for i in stops} == {"done", "f"}  # fail is "f" + "ail"
+    prompts = [policy._prompt([observation], task, ()) for _ in range(4)]
+    said = {"done": policy.tokenizer("done", add_special_tokens=False)["input_ids"] + [policy.end_token_id],
+            "click": policy.tokenizer("click #1", add_special_tokens=False)["input_ids"] + [policy.end_token_id]}
+    answers = [(said["done"], [-0.5] * 2), (said["click"], [-0.1] * 4), (said["done"], [-0.5] * 2),
+               (said["click"], [-0.1] * 4)]
+    again = policy._past_done(answers, prompts, 1.0)
+    assert again[1] == answers[1] and again[3] == answers[3]  # not a done: as sampled
+    for ids, logprobs in (again[0], again[2]):
+        assert ids[0] not in stops and len(logprobs) == len(ids)
+        if policy.end_token_id in ids:
+            ids, logprobs = ids[:ids.index(policy.end_token_id) + 1], logprobs[:ids.index(policy.end_token_id) + 1]
+        batch = policy.encode_samples([PolicySample(observations=(observation,), task=task, target_ids=tuple(ids))])
+        with torch.no_grad():
+            logp, mask = policy.token_logprobs(batch)
+        assert logp[0][mask[0]].tolist() == pytest.approx(list(logprobs), abs=1e-4)
+    policy.config = PolicyConfig(explore_past_done=0.0)  # off: act samples no second time
+    before = policy._act_calls
+    policy.act([observation] * 2, [task] * 2, [()] * 2)
+    assert policy._act_calls == before + 1
+    policy.config = PolicyConfig(explore_past_done=1.0)
+    policy.set_exploring(False)  # a pass without exploration: no second sample either
+    with_done = policy._sampled
+    policy._sampled = lambda prompts, temperature, **kw: [(said["done"], [-0.5] * 2) for _ in prompts]
+    try:
+        assert [d.text for d in policy.act([observation] * 2, [task] * 2, [()] * 2)] == ["done", "done"]
+        policy.set_exploring(True)
+        policy._sampled = lambda prompts, temperature, **kw: (
+            with_done(prompts, temperature, **kw) if kw.get("stream") else [(said["done"], [-0.5] * 2) for _ in prompts])
+        assert all(not d.text.startswith(("done", "fail")) for d in policy.act([observation] * 2, [task] * 2, [()] * 2))
+    finally:
+        policy._sampled = with_done
+    from deskdojo.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="explore_past_done must be a share"):
+        PolicyConfig(explore_past_done=2)

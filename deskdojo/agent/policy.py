@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS, place_of
-from deskdojo.core.actions import Action, Type, action_points, element_of
+from deskdojo.core.actions import Action, Done, Fail, Type, action_points, element_of
 from deskdojo.core.configs import closed_from_dict
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
 from deskdojo.core.errors import ConfigError, RecordError
@@ -148,6 +148,11 @@ class PolicyConfig:
                 "turn the wheel over a list, canvas or scroll bar), "
                 "scored by the model like its own: how the loop finds an answer the model gives almost no "
                 "probability (a second text to type); needs an element table; 0 disables"})
+    explore_past_done: float = field(default=0.0, metadata={
+        "help": "while exploring (a sampled step, explore on), the share of `done` and `fail` answers sampled "
+                "again with those two forbidden: the model's own next answer, so the episode goes on where "
+                "its habit (one action, then done) would end it before it could follow up what exploration "
+                "found (a wheel turn, then the click); 0 disables"})
     element_budget: int = field(default=DEFAULT_ELEMENT_BUDGET, metadata={
         "help": "characters of element-table rows per prompt; past it, elements off screen or far "
                 "from the focus are left out (the prompt says how many)"})
@@ -164,8 +169,10 @@ class PolicyConfig:
             raise ConfigError(f"history_k must be >= 1, got {self.history_k}")
         if not self.temperature >= 0:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if not (isinstance(self.explore, (int, float)) and 0 <= self.explore <= 1):
-            raise ConfigError(f"explore must be a share within [0, 1], got {self.explore!r}")
+        for name in ("explore", "explore_past_done"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ConfigError(f"{name} must be a share within [0, 1], got {value!r}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be within (0, 1], got {self.top_p}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -423,8 +430,6 @@ class VLMPolicy:
         oldest first (for ``history_k`` > 1). Model output never raises: what does not
         parse becomes ``Decision(action=None, parse_error=...)``.
         """
-        import torch
-
         if not (len(observations) == len(tasks) == len(histories)):
             raise ConfigError(f"act needs as many tasks and histories as observations, got "
                               f"{len(observations)}, {len(tasks)}, {len(histories)}")
@@ -432,21 +437,59 @@ class VLMPolicy:
             return []
         windows = [(o,) if isinstance(o, Observation) else tuple(o) for o in observations]
         prompts = [self._prompt(w, t, h) for w, t, h in zip(windows, tasks, histories)]
-        inputs = self.model_inputs([p.text for p in prompts], [p.images for p in prompts]).to(self.device)
         temperature = 0.0 if self._greedy else self.config.temperature
+        scored_at = temperature if temperature > 0 else 1.0  # the T of the log-probs, stored with each step
+        answers = self._sampled(prompts, temperature)
+        if temperature > 0 and self._exploring and self.config.explore_past_done > 0:
+            answers = self._past_done(answers, prompts, temperature)
+        if temperature > 0 and self.explore_rate > 0:
+            answers = self._explored(answers, prompts, windows, tasks, histories, scored_at)
+        return [dataclasses.replace(self._decision(ids, logprobs, prompts[i]), temperature=scored_at)
+                for i, (ids, logprobs) in enumerate(answers)]
+
+    def _sampled(self, prompts: Sequence[_Prompt], temperature: float, *, stream: tuple[str, ...] = (),
+                 **extra: Any) -> list[tuple[list[int], list[float]]]:
+        """One batched ``generate`` over ``prompts``: each answer's token ids and their log-probs
+        under the model at ``temperature`` (1 when greedy), from the raw logits: a token that
+        ``extra`` forbids is still scored as the model would score it unforbidden."""
+        import torch
+
+        inputs = self.model_inputs([p.text for p in prompts], [p.images for p in prompts]).to(self.device)
         out = self._generate(inputs, temperature, top_p=self.config.top_p, max_new_tokens=self.max_new_tokens,
-                             output_logits=True, return_dict_in_generate=True)
+                             stream=stream, output_logits=True, return_dict_in_generate=True, **extra)
         generated = out.sequences[:, inputs["input_ids"].shape[1]:]
         # one step's raw [B, V] logits at a time (its rows as one chunk): never a [B, T, V] copy
         chosen = torch.stack([self._chosen_logprobs(step_logits[None], generated[None, :, t],
                                                     temperature if temperature > 0 else 1.0)[0]
                               for t, step_logits in enumerate(out.logits)], dim=1)
-        scored_at = temperature if temperature > 0 else 1.0  # the T of the log-probs, stored with each step
-        answers = [(generated[i].tolist(), chosen[i].tolist()) for i in range(len(prompts))]
-        if temperature > 0 and self.explore_rate > 0:
-            answers = self._explored(answers, prompts, windows, tasks, histories, scored_at)
-        return [dataclasses.replace(self._decision(ids, logprobs, prompts[i]), temperature=scored_at)
-                for i, (ids, logprobs) in enumerate(answers)]
+        return [(generated[i].tolist(), chosen[i].tolist()) for i in range(len(prompts))]
+
+    def _past_done(self, answers: list[tuple[list[int], list[float]]], prompts: Sequence[_Prompt],
+                   temperature: float) -> list[tuple[list[int], list[float]]]:
+        """``answers`` with each ``done`` or ``fail``, at rate ``config.explore_past_done``, sampled
+        again with those two words forbidden as the answer's first token: the model's own next
+        answer, so that an episode goes on where its habit (one action, then done) would end it
+        before it could follow up an answer exploration found (a wheel turn, then the click)."""
+        import random
+
+        stops = self.stop_word_ids
+        draw = random.Random(hash((self.config.seed, "past_done", self._act_calls)) & 0x7FFF_FFFF)
+        again = [i for i, (ids, _) in enumerate(answers)
+                 if ids and ids[0] in stops and draw.random() < self.config.explore_past_done]
+        if not again:
+            return answers
+        resampled = self._sampled([prompts[i] for i in again], temperature, stream=("past_done",),
+                                  begin_suppress_tokens=sorted(stops))
+        out = list(answers)
+        for i, answer in zip(again, resampled):
+            out[i] = answer
+        return out
+
+    @property
+    def stop_word_ids(self) -> frozenset[int]:
+        """The first token of a ``done`` and of a ``fail`` answer in this policy's format."""
+        said = (self.format.render(action, screen=(1024, 768), image=(1024, 768)) for action in (Done(), Fail()))
+        return frozenset(self.tokenizer(text, add_special_tokens=False)["input_ids"][0] for text in said)
 
     def _explored(self, answers: list[tuple[list[int], list[float]]], prompts: Sequence[_Prompt],
                   windows: Sequence[tuple[Observation, ...]], tasks: Sequence[Task],
