@@ -390,6 +390,23 @@ def test_skip_no_op_steps_leaves_a_successes_redundant_clicks_unreinforced():
         ("w", 0, 0.5), ("w", 2, 0.5), ("l", 0, -0.5), ("l", 1, -0.5), ("l", 2, -0.5)]
 
 
+def test_skip_error_steps_leaves_a_successes_unparsed_answers_unreinforced():
+    """A success with an answer that did not parse between its actions (explore_past_done
+    samples such answers): ``skip_error_steps`` leaves it out of the success, failures keep
+    theirs (pushed down), and without the flag it is reinforced like the rest."""
+    task = make_task("toy-L0-s0", seed=0)
+    three = [((1, 2), (-0.5, -0.7))] * 3
+    labels = (StepLabel.PROGRESS, StepLabel.ERROR, StepLabel.PROGRESS)
+    group = [make_rollout(task, "w", three, success=True, labels=labels),
+             make_rollout(task, "l", three, success=False, labels=labels)]
+    plain = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, skip_no_op_steps=True))
+    skip = build_samples([group], GRPOConfig(**NO_SHAPING, neg_imitation_weight=0, skip_error_steps=True))
+    assert [(s.trajectory.id, s.step_index) for s in plain.samples] == [
+        ("w", 0), ("w", 1), ("w", 2), ("l", 0), ("l", 1), ("l", 2)]
+    assert [(s.trajectory.id, s.step_index, s.advantage) for s in skip.samples] == [
+        ("w", 0, 0.5), ("w", 2, 0.5), ("l", 0, -0.5), ("l", 1, -0.5), ("l", 2, -0.5)]
+
+
 # --- the trainer, with a toy policy ---------------------------------------------------
 
 

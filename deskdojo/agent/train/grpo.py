@@ -101,6 +101,10 @@ class GRPOConfig:
     skip_no_op_steps: bool = field(default=False, metadata={
         "help": "a step the judge labelled no-op gets no positive advantage: the redundant clicks of a "
                 "success are not reinforced (else the policy learns to repeat a click)"})
+    skip_error_steps: bool = field(default=False, metadata={
+        "help": "a step whose answer did not parse or was refused (labelled error) gets no positive "
+                "advantage: it did nothing, so it did not make the success, and reinforced it teaches the "
+                "junk (a success found by explore_past_done holds the answers sampled with done forbidden)"})
     skip_after_checked: bool = field(default=False, metadata={
         "help": "a success's steps after the last one that changed what its checks read (app_state "
                 "paths) get no positive advantage: typing on into a form already submitted did not make "
@@ -472,15 +476,17 @@ def build_samples(groups: Iterable[Sequence[Rollout | Sequence[Any]]], config: G
 
 def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
                   config: GRPOConfig) -> list[GRPOSample]:
-    """Every generated step gets the trajectory's advantage (with ``skip_no_op_steps``, a
-    positive one skips the steps labelled no-op); the first error step of a failed
-    trajectory is also marked for negative imitation."""
+    """Every generated step gets the trajectory's advantage (with ``skip_no_op_steps`` and
+    ``skip_error_steps``, a positive one skips the steps labelled no-op and error); the
+    first error step of a failed trajectory is also marked for negative imitation."""
     verdict = rollout.verdict
     imitation_step = (verdict.first_error_step
                       if config.neg_imitation_weight > 0 and not verdict.success else None)
     labels = verdict.step_labels
     last_checked = (last_checked_step(rollout.task, rollout.trajectory)
                     if config.skip_after_checked and advantage > 0 and verdict.success else None)
+    skipped = ((StepLabel.NO_OP,) if config.skip_no_op_steps else ()) + \
+        ((StepLabel.ERROR,) if config.skip_error_steps else ())
     out = []
     for step in rollout.trajectory.steps:
         negative_imitation = step.index == imitation_step
@@ -489,8 +495,7 @@ def _step_samples(rollout: Rollout, advantage: float, policy_gradient: bool,
         step_advantage = advantage
         if last_checked is not None and step.index > last_checked and not negative_imitation:
             continue
-        if (config.skip_no_op_steps and advantage > 0 and step.index < len(labels)
-                and labels[step.index] == StepLabel.NO_OP):
+        if advantage > 0 and step.index < len(labels) and labels[step.index] in skipped:
             if not negative_imitation:
                 continue
             step_advantage = 0.0
