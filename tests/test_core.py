@@ -15,7 +15,7 @@ from deskdojo.core import (
     Scroll, SetupStep, Step, Task, Trajectory, Type, Verdict, Wait, action_from_dict,
     action_to_dict,
 )
-from deskdojo.core.actions import off_screen_error
+from deskdojo.core.actions import action_points, by_point, element_of, off_screen_error
 from deskdojo.core.records import from_json, to_json
 from deskdojo.core.rundir import JsonlFile, RunDir, read_trajectory
 
@@ -45,6 +45,9 @@ def test_every_kind_has_an_example_and_round_trips_through_json():
     ({"kind": "click", "x": 1, "y": 2, "count": 9}, "click.count must be <= 3"),
     ({"kind": "click", "x": 1, "y": 2, "z": 3}, "click has no field 'z'"),
     ({"kind": "scroll", "x": 1, "y": 2}, "non-zero dx or dy"),
+    ({"kind": "scroll", "dy": 2}, "scroll needs x and y, or an element id"),
+    ({"kind": "scroll", "x": 1, "dy": 2, "element": 3}, "scroll needs both x and y"),
+    ({"kind": "scroll", "element": -2, "dy": 2}, "scroll.element must be >= 0"),
     ({"kind": "type", "text": ""}, "type.text must not be empty"),
     ({"kind": "type", "text": "x" * 5000}, "the limit is 4096"),
     ({"kind": "key", "keys": []}, "key.keys must be a non-empty list"),
@@ -68,6 +71,23 @@ def test_off_screen_error_names_the_point_and_bounds():
     message = off_screen_error(Drag(10, 10, 150, 10), 100, 100)
     assert "(150, 10)" in message and "0..99" in message
     assert off_screen_error(Type("x"), 1, 1) is None
+
+
+def test_a_scroll_names_an_element_as_a_click_does():
+    wheel = Scroll(element=3, dy=2)
+    assert (wheel.x, wheel.y, wheel.dx, wheel.dy, element_of(wheel)) == (None, None, 0, 2, 3)
+    assert action_to_dict(wheel) == {"kind": "scroll", "dx": 0, "dy": 2, "element": 3}
+    assert action_from_dict(json.loads(json.dumps(action_to_dict(wheel)))) == wheel
+    assert action_points(wheel) == [] and by_point(wheel) == wheel  # not yet resolved: no point to say
+    resolved = Scroll(x=50, y=60, dy=2, element=3)  # where the sandbox turned the wheel
+    assert action_from_dict(action_to_dict(resolved)) == resolved and element_of(resolved) == 3
+    assert by_point(resolved) == Scroll(50, 60, dy=2) and element_of(by_point(resolved)) is None
+    assert Scroll(0, 0, dy=-1) == Scroll(x=0, y=0, dx=0, dy=-1)  # the point forms are as they were
+    assert element_of(Scroll(1, 2, dx=1)) is None
+    with pytest.raises(ActionError, match="scroll needs x and y, or an element id"):
+        Scroll(dy=2)
+    with pytest.raises(ActionError, match="non-zero dx or dy"):
+        Scroll(element=3)
 
 
 def test_actions_are_frozen():

@@ -145,17 +145,19 @@ class Drag:
 
 @dataclass(frozen=True, slots=True)
 class Scroll:
-    """Scroll by wheel clicks at (x, y); positive ``dy`` scrolls down, ``dx`` right."""
+    """Scroll by wheel clicks at (x, y), or at the centre of ``element`` (resolved when it
+    acts: a small model names a list more easily than a point in it); positive ``dy``
+    scrolls down, ``dx`` right."""
 
     kind: ClassVar[str] = "scroll"
-    x: int
-    y: int
+    x: int | None = None
+    y: int | None = None
     dx: int = 0
     dy: int = 0
+    element: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("scroll", "x", self.x)
-        _check_int("scroll", "y", self.y)
+        _check_target("scroll", self)
         _check_int("scroll", "dx", self.dx, low=-MAX_SCROLL_CLICKS, high=MAX_SCROLL_CLICKS)
         _check_int("scroll", "dy", self.dy, low=-MAX_SCROLL_CLICKS, high=MAX_SCROLL_CLICKS)
         if self.dx == 0 and self.dy == 0:
@@ -291,8 +293,8 @@ def action_from_dict(data: Mapping[str, Any]) -> Action:
 
 
 def element_of(action: Action) -> int | None:
-    """The element id an action names (clicks and typing can name one), or None."""
-    return action.element if isinstance(action, (Click, Type)) else None
+    """The element id an action names (clicks, scrolls and typing can name one), or None."""
+    return action.element if isinstance(action, (Click, Scroll, Type)) else None
 
 
 def by_point(action: Action) -> Action:
@@ -307,7 +309,7 @@ def action_points(action: Action) -> list[tuple[int, int]]:
     """Screen points an action touches (for bounds checks and overlays)."""
     if isinstance(action, Drag):
         return [(action.x, action.y), (action.to_x, action.to_y)]
-    if isinstance(action, Click) and action.x is None:
+    if isinstance(action, (Click, Scroll)) and action.x is None:
         return []  # an element not yet resolved to a point
     if isinstance(action, (Click, Move, Scroll)):
         return [(action.x, action.y)]
