@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from deskdojo.core.actions import Click, Type
+from deskdojo.core.actions import Click, Scroll, Type
 from deskdojo.core.elements import MAX_ELEMENTS, MAX_NAME_CHARS, Element, ElementList
 from deskdojo.vm.guest.elements.act import plan
 from deskdojo.vm.guest.elements.collect import ElementCollector, ElementRefused
@@ -175,6 +175,20 @@ def test_element_actions_resolve_against_the_last_listing_and_refuse_stale_or_un
         plan(elements, Click(element=1))
 
 
+def test_an_element_scroll_turns_the_wheel_at_the_element_centre_now():
+    tk = FakeSource("tk", [raw("frame", "app", (0, 0, 500, 400)), raw("canvas", "", (40, 40, 200, 300))])
+    elements = collector(tk)
+    elements.listing()
+    wheel = plan(elements, Scroll(element=1, dy=3))
+    assert wheel.steps == (Scroll(x=140, y=190, dy=3, element=1),) and wheel.resolved == wheel.steps[0]
+    assert wheel.reply()["point"] == [140, 190] and wheel.reply()["resolved"]["element"] == 1
+    assert plan(elements, Scroll(10, 10, dx=-2)).steps == (Scroll(10, 10, dx=-2),)  # a point: as it is
+    tk.elements[1] = raw("canvas", "", (60, 40, 200, 300))  # the list moved: turned where it is now
+    assert plan(elements, Scroll(element=1, dx=-10)).resolved == Scroll(x=160, y=190, dx=-10, element=1)
+    with pytest.raises(ElementRefused, match=r"^no element 7 in the last listing"):
+        plan(elements, Scroll(element=7, dy=1))
+
+
 def test_the_fake_sandbox_resolves_element_clicks_itself():
     from deskdojo.vm.config import SandboxConfig
     from deskdojo.vm.fake import FakeProvider
@@ -191,6 +205,9 @@ def test_the_fake_sandbox_resolves_element_clicks_itself():
     box.set_elements([button])
     assert box.elements().elements == (button,)
     assert box.act(Type("hi", element=0)).element == button
+    wheel = box.act(Scroll(element=0, dy=2))
+    assert wheel.resolved == Scroll(x=button.center[0], y=button.center[1], dy=2, element=0)
+    assert box.actions[-1] == wheel.resolved
     assert "no element 5 in the last listing (ids 0-0)" in box.act(Click(element=5)).error
 
 

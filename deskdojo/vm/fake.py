@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from deskdojo.core.actions import Action, Click, describe
+from deskdojo.core.actions import Action, Click, Scroll, describe
 from deskdojo.core.elements import Element, ElementList, SourceReport
 from deskdojo.core.errors import GuestRequestError, SandboxDied, SandboxError
 from deskdojo.core.protocols import ActResult, ExecResult
@@ -128,7 +128,7 @@ class FakeSandbox(ClosesOnExit):
             self._last_error = f"{describe(action)}: {refusal}"
             return ActResult(ok=False, error=str(refusal))
         x, y = element.center
-        resolved = replace(action, x=x, y=y) if isinstance(action, Click) else action
+        resolved = replace(action, x=x, y=y) if isinstance(action, (Click, Scroll)) else action
         result = act_in_process(self, resolved, self._advance)
         return replace(result, resolved=resolved, element=element) if result.ok else result
 

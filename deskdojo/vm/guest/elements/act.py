@@ -1,7 +1,8 @@
 """Actions that name an element: resolved in the guest, at the moment they run, against the
 last listing (and a fresh read of the element's source), into the plain actions to perform.
 
-A click on element 12 becomes a click at its centre now; typing into element 12 becomes a
+A click on element 12 becomes a click at its centre now, as a scroll over element 12 turns the
+wheel at its centre now; typing into element 12 becomes a
 click at its centre, a wait until its window and then the element itself (where its source
 says which has the focus) have the focus, then the typing. What cannot
 be resolved is an ``ElementRefused`` whose message is for the model.
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deskdojo.core.actions import Action, Click, Type, element_of
+from deskdojo.core.actions import Action, Click, Scroll, Type, element_of
 from deskdojo.core.elements import Element
 from deskdojo.vm.guest.elements.collect import ElementCollector, ElementRefused
 
@@ -50,13 +51,13 @@ def plan(collector: ElementCollector, action: Action) -> ElementPlan:
         return ElementPlan(steps=(action,))
     element = collector.resolve(element_id)
     x, y = element.center
-    if isinstance(action, Click):
+    if isinstance(action, (Click, Scroll)):
         resolved = replace(action, x=x, y=y)
         return ElementPlan(steps=(resolved,), resolved=resolved, element=element)
     if isinstance(action, Type):
         return ElementPlan(steps=(Click(x=x, y=y, element=element_id), Type(action.text)),
                            resolved=action, element=element)
-    raise ElementRefused(f"a {action.kind} action cannot name an element; only click and type can")
+    raise ElementRefused(f"a {action.kind} action cannot name an element; only click, scroll and type can")
 
 
 def wait_for_focus(list_windows: Callable[[], Sequence[dict[str, Any]]], title: str, *,
