@@ -150,7 +150,8 @@ def test_the_deskdojo_format_round_trips_every_action_kind():
 NAMING_ELEMENTS = ("deskdojo", "grid", "pyautogui", "qwen_computer_use", "qwen3_computer_use")
 ELEMENT_ACTIONS = [Click(element=12), Click(element=0, button="right"), Click(element=7, count=2),
                    Click(element=99_999, button="middle"), Type("hello", element=3),
-                   Type('say "hi"\nthen enter\n', element=40)]
+                   Type('say "hi"\nthen enter\n', element=40), Scroll(element=3, dy=3), Scroll(element=12, dx=-10),
+                   Scroll(element=0, dy=-50)]
 
 
 @pytest.mark.parametrize("name", NAMING_ELEMENTS)
@@ -164,6 +165,8 @@ def test_actions_that_name_an_element_round_trip(name):
     # an action the sandbox resolved (element and its centre) is written by its element
     resolved = Click(640, 400, element=5)
     assert fmt.parse(fmt.render(resolved, **WHERE), **WHERE).actions == (Click(element=5),)
+    wheel = Scroll(640, 400, dy=2, element=5)
+    assert fmt.parse(fmt.render(wheel, **WHERE), **WHERE).actions == (Scroll(element=5, dy=2),)
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
@@ -176,6 +179,9 @@ def test_element_actions_are_offered_only_where_the_observation_lists_elements(n
         assert listed == plain
         with pytest.raises(FormatError, match="cannot name an element"):
             fmt.render(Click(element=3), **WHERE)
+        with pytest.raises(FormatError, match="cannot name an element"):
+            fmt.render(Scroll(element=3, dy=1), **WHERE)
+        assert fmt.parse(fmt.render(Scroll(640, 400, dy=1, element=3), **WHERE), **WHERE).actions[0].element is None
         assert fmt.parse(fmt.render(Click(640, 400, element=3), **WHERE), **WHERE).actions[0].element is None
     else:
         assert marker in listed
@@ -184,18 +190,19 @@ def test_element_actions_are_offered_only_where_the_observation_lists_elements(n
 MALFORMED_ELEMENTS = {
     "deskdojo": ["Action: click(element=-1)", 'Action: click(element="first")', "Action: click(element=1.5)",
                  "Action: click(element=123456789)", "Action: type(text=\"x\", element=[1])",
-                 "Action: click(element=null)", "Action: scroll(element=3, dy=2)"],
+                 "Action: click(element=null)", "Action: scroll(element=3)", "Action: scroll(x=4, dy=2, element=3)"],
     "grid": ["click #", "click #abc", "click #-1", "click #1.5", "click #12 <x1> <y2>", "type #3 hello",
-             "click # 3", "type #x \"hi\"", "click #3 sideways"],
+             "click # 3", "type #x \"hi\"", "click #3 sideways", "scroll #x down", "scroll #"],
     "pyautogui": ["pyautogui.click(tag_)", "pyautogui.click(tag_abc)", "pyautogui.click(tag_1, 5)",
-                  "pyautogui.moveTo(tag_3)", "pyautogui.dragTo(tag_2)", "pyautogui.scroll(3, x=tag_2)",
+                  "pyautogui.moveTo(tag_3)", "pyautogui.dragTo(tag_2)", "pyautogui.scroll(3, tag_2, 5)",
                   "pyautogui.write(tag_3)", "pyautogui.click([tag_1])", "pyautogui.click(tag_1)\npyautogui.click()",
                   "pyautogui.click(tag_999999999)"],
     "qwen_computer_use": ['{"name": "computer_use", "arguments": {"action": "left_click", "element": "x"}}',
                           '{"name": "computer_use", "arguments": {"action": "left_click", "element": true}}',
                           '{"name": "computer_use", "arguments": {"action": "left_click", "element": [1]}}',
                           '{"name": "computer_use", "arguments": {"action": "left_click", "element": -4}}',
-                          '{"name": "computer_use", "arguments": {"action": "scroll", "element": 3, "pixels": 2}}',
+                          '{"name": "computer_use", "arguments": {"action": "scroll", "element": 3}}',
+                          '{"name": "computer_use", "arguments": {"action": "mouse_move", "element": 3}}',
                           '{"name": "computer_use", "arguments": {"action": "type", "element": 3}}'],
 }
 
@@ -209,6 +216,30 @@ def test_a_malformed_element_reference_is_a_parse_error_that_says_what_an_id_is(
         assert any(word in result.error for word in ("element", "tag", "needs", "unexpected", "quoted")), result.error
     first_words = next(t for t in MALFORMED_ELEMENTS[name] if "abc" in t or '"x"' in t or "first" in t)
     assert "ids are the whole numbers 0..100000" in fmt.parse(first_words, **WHERE).error
+
+
+def test_pyautogui_and_qwen_scroll_over_an_element_as_they_click_one():
+    code, qwen = FORMATS["pyautogui"], FORMATS["qwen_computer_use"]
+    # the tag stands for the element's centre, a point pyautogui.scroll takes as its x
+    assert code.render(Scroll(element=12, dy=3), **WHERE) == "```python\npyautogui.scroll(-3, tag_12)\n```"
+    assert code.parse("pyautogui.scroll(5, x=tag_4)", **WHERE).actions == (Scroll(element=4, dy=-5),)
+    assert code.parse("pyautogui.hscroll(-2, tag_4)", **WHERE).actions == (Scroll(element=4, dx=-2),)
+    assert code.parse("pyautogui.scroll(-3, tag_2)\npyautogui.scroll(-3, 10, 20)", **WHERE).actions == (
+        Scroll(element=2, dy=3), Scroll(10, 20, dy=3))
+    assert code.parse(code.render(Scroll(element=4, dx=1, dy=2), **WHERE), **WHERE).actions == (
+        Scroll(element=4, dy=2), Scroll(element=4, dx=1))  # two axes: two calls, as with a point
+    assert "pyautogui.scroll(-3, tag_12)" in code.prompt(**WHERE, elements=True)
+    refused = code.parse("pyautogui.scroll(-3, tag_2, 5)", **WHERE).error
+    assert "takes the tag alone, without y" in refused
+    assert "pyautogui.scroll(-3, tag_12)" in code.parse("pyautogui.moveTo(tag_3)", **WHERE).error
+    # the computer_use tool: "element" in place of "coordinate"
+    call = json.loads(qwen.render(Scroll(element=7, dy=3), **WHERE).split("\n")[1])
+    assert call["arguments"] == {"action": "scroll", "element": 7, "pixels": -3}
+    assert qwen.parse('{"name": "computer_use", "arguments": {"action": "hscroll", "element": 7, "pixels": 4}}',
+                      **WHERE).actions == (Scroll(element=7, dx=4),)
+    assert "`scroll` and `hscroll` turn the wheel there" in qwen.prompt(**WHERE, elements=True)
+    refused = qwen.parse('{"name": "computer_use", "arguments": {"action": "scroll", "element": 7}}', **WHERE).error
+    assert 'scroll needs a non-zero number "pixels"' in refused
 
 
 def test_round_trip_with_an_image_smaller_than_the_screen():

@@ -106,10 +106,36 @@ def test_errors_say_what_to_write():
     assert "double-quoted" in GRID.parse("type hello", **WHERE).error
 
 
+def test_a_scroll_names_an_element_by_its_number_and_the_point_form_still_parses():
+    assert GRID.parse("scroll #3 down 3", **WHERE).actions == (Scroll(element=3, dy=3),)
+    assert GRID.parse("scroll #12 left 10", **WHERE).actions == (Scroll(element=12, dx=-10),)
+    assert GRID.parse("scroll #4 up 2 right 1", **WHERE).actions == (Scroll(element=4, dx=1, dy=-2),)
+    assert GRID.parse("scroll <x3> <y4> down 3", **WHERE).actions == (Scroll(56, 72, dy=3),)
+    assert GRID.render(Scroll(element=3, dy=3), **WHERE) == "scroll #3 down 3"
+    assert GRID.render(Scroll(element=12, dx=-10), **WHERE) == "scroll #12 left 10"
+    # resolved by the sandbox (its point and its element): still said by its element
+    assert GRID.render(Scroll(177, 514, dy=3, element=3), **WHERE) == "scroll #3 down 3"
+    assert 'scroll #id down N' in GRID.prompt(**WHERE, elements=True)
+    assert "scroll #id" not in GRID.prompt(**WHERE)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("scroll #x down", "'x' is not an element id; ids are the whole numbers 0..100000 of the element list; "
+                       "write scroll #12 down 3"),
+    ("scroll #3 down", "write a direction (up, down, left, right) then wheel clicks 1..50, like scroll #3 down 3"),
+    ("scroll #3", "scroll needs a direction and wheel clicks, like scroll #3 down 3"),
+    ("scroll #3 <x1> <y2> down 3", "like scroll #3 down 3"),
+    ("scroll #3 down 99", "scroll.dy must be <= 50"),
+])
+def test_a_malformed_element_scroll_says_what_to_write(text, says):
+    result = GRID.parse(text, **WHERE)
+    assert not result.actions and says in result.error, result.error
+
+
 def test_a_fuzz_of_random_and_truncated_outputs_never_raises():
     rng = random.Random(7)
     renders = [GRID.render(a, **WHERE) for a in ACTIONS]
-    pieces = ["click", "<x3>", "<y4>", "<x99>", " ", "\n", '"', "\\", "type", "scroll", "down", "3",
+    pieces = ["click", "<x3>", "<y4>", "<x99>", " ", "\n", '"', "\\", "type", "scroll", "down", "3", "#", "#7",
               "Action:", "Thought:", "+", "key", "drag", "é", "\u2028", "done", "-", "1e9", "nan"]
     cases = [text[:cut] for text in renders for cut in range(len(text) + 1)]
     cases += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(1500)]
@@ -118,7 +144,8 @@ def test_a_fuzz_of_random_and_truncated_outputs_never_raises():
         result = GRID.parse(text, **WHERE)
         assert (result.error is None) != (not result.actions), text
         for action in result.actions:
-            assert 0 <= getattr(action, "x", 0) < SCREEN[0] and 0 <= getattr(action, "y", 0) < SCREEN[1]
+            x, y = getattr(action, "x", 0), getattr(action, "y", 0)
+            assert (x, y) == (None, None) or (0 <= x < SCREEN[0] and 0 <= y < SCREEN[1])
 
 
 def test_the_prompt_names_the_grid_and_every_verb():

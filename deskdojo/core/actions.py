@@ -145,9 +145,10 @@ class Drag:
 
 @dataclass(frozen=True, slots=True)
 class Scroll:
-    """Scroll by wheel clicks at (x, y), or at the centre of ``element`` (resolved when it
-    acts: a small model names a list more easily than a point in it); positive ``dy``
-    scrolls down, ``dx`` right."""
+    """Scroll by wheel clicks at (x, y); positive ``dy`` scrolls down, ``dx`` right.
+
+    ``element`` in place of (x, y) turns the wheel at that element's centre, resolved when
+    it acts: a small model names a list far more easily than a point inside it."""
 
     kind: ClassVar[str] = "scroll"
     x: int | None = None

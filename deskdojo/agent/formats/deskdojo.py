@@ -9,8 +9,9 @@ Strings are double-quoted with JSON escapes (``type(text="a \\"b\\"\\n")``); key
 are names joined by ``+`` (``key(keys="ctrl+s")``). Everything is derived from
 ``deskdojo.core.actions``: a new field or action appears here without an edit.
 
-When the observation lists UI elements, a click or a typed text may name one by its id
-instead of a point: ``click(element=12)``, ``type(text="hello", element=12)``.
+When the observation lists UI elements, a click, a scroll or a typed text may name one by
+its id instead of a point: ``click(element=12)``, ``scroll(dy=3, element=12)``,
+``type(text="hello", element=12)``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _FIELD_NOTES = {
 _ELEMENT_SUMMARIES = {
     "click": "click the centre of an element of the element list, named by its id",
     "type": "click an element of the element list (to focus it), then type text into it",
+    "scroll": "turn the wheel at the centre of an element of the element list (a list, a canvas)",
 }
 
 

@@ -14,6 +14,7 @@ single tokens naming a cell of a coarse grid over the SCREEN (16 px cells by def
     fail "no such file"
     click #12                         (element 12 of the observation's element list)
     type #12 "hello"                  (click element 12 to focus it, then type)
+    scroll #12 down 3                 (turn the wheel at the centre of element 12)
 
 A point parses to the centre of its cell (clamped to the screen), so render -> parse
 snaps coordinates to cell centres. An optional ``Thought: ...`` line may come before
@@ -39,6 +40,8 @@ _ELEMENT = re.compile(r"#(\S*)")
 _COUNT_WORDS = {"1": 1, "2": 2, "3": 3}
 _DIRECTIONS = {"down": (0, 1), "up": (0, -1), "right": (1, 0), "left": (-1, 0)}
 VERBS = ("click", "move", "drag", "scroll", "type", "key", "wait", "done", "fail")
+_ELEMENT_FORMS = {"click": "click #12 [button] [count]", "type": 'type #12 "text"', "scroll": "scroll #12 down 3"}
+"""What a verb that names an element looks like, for the errors of one that names it wrongly."""
 
 
 def grid_shape(screen: tuple[int, int], cell: int = DEFAULT_CELL) -> tuple[int, int]:
@@ -67,7 +70,7 @@ class GridFormat:
     def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
         check_size("screen", screen), check_size("image", image)
         columns, rows = grid_shape(screen, self.cell)
-        by_element = ' | click #id | type #id "text" (an element of the list)' if elements else ""
+        by_element = ' | click #id | type #id "text" | scroll #id down N (an element of the list)' if elements else ""
         # short on purpose: a model learning from scratch gains nothing from a long manual,
         # and every prompt token is paid for at every step (grid is the tiny preset's format)
         return (f"{screen[0]}x{screen[1]} screen as {image[0]}x{image[1]}, {self.cell} px cells "
@@ -103,7 +106,7 @@ class GridFormat:
         if verb not in VERBS:
             raise ParseFailure(f"{shorten(line)!r} does not start with an action verb "
                                f"({', '.join(VERBS)}). {self.expected_form()}")
-        if verb in ("click", "type") and rest.startswith("#"):
+        if verb in ("click", "type", "scroll") and rest.startswith("#"):
             return self._element_action(verb, rest)
         if verb in ("click", "move", "drag", "scroll"):
             points, words = self._points(verb, rest, screen=screen)
@@ -157,13 +160,18 @@ class GridFormat:
         return points, rest[position:].split()
 
     def _element_action(self, verb: str, rest: str) -> Action:
-        """``click #12 [button] [count]`` or ``type #12 "text"``."""
+        """``click #12 [button] [count]``, ``type #12 "text"`` or ``scroll #12 down 3``."""
         match = _ELEMENT.match(rest)
         assert match is not None  # rest starts with "#"
-        number = element_id(match.group(1), f"{verb} #{shorten(match.group(1), 20)}")
+        try:
+            number = element_id(match.group(1), f"{verb} #{shorten(match.group(1), 20)}")
+        except ParseFailure as exc:
+            raise ParseFailure(f"{exc.message}; write {_ELEMENT_FORMS[verb]}") from None
         tail = rest[match.end():].strip()
         if verb == "type":
             return Type(self._string(verb, tail, required=True), element=number)
+        if verb == "scroll":
+            return self._scroll(None, None, tail.split(), element=number)
         return self._click(None, None, tail.split(), element=number)
 
     def _click(self, x: int | None, y: int | None, words: list[str], *, element: int | None = None) -> Click:
@@ -178,19 +186,20 @@ class GridFormat:
         self._no_words("click", words)
         return Click(x, y, button=button, count=count, element=element)
 
-    def _scroll(self, x: int, y: int, words: list[str]) -> Scroll:
+    def _scroll(self, x: int | None, y: int | None, words: list[str], *, element: int | None = None) -> Scroll:
         dx = dy = 0
+        target = "<x3> <y4>" if element is None else f"#{element}"
         if not words:
-            raise ParseFailure("scroll needs a direction and wheel clicks, like scroll <x3> <y4> down 3")
+            raise ParseFailure(f"scroll needs a direction and wheel clicks, like scroll {target} down 3")
         for i in range(0, len(words), 2):  # by index: pop(0) made this quadratic in the word count
             direction, amount = words[i], words[i + 1] if i + 1 < len(words) else ""
             if direction not in _DIRECTIONS or not amount.isdigit() or len(amount) > 18:
                 raise ParseFailure(f"scroll: write a direction (up, down, left, right) then wheel clicks "
-                                   f"1..{MAX_SCROLL_CLICKS}, like down 3")
+                                   f"1..{MAX_SCROLL_CLICKS}, like scroll {target} down 3")
             clicks = int(amount)
             sx, sy = _DIRECTIONS[direction]
             dx, dy = dx + sx * clicks, dy + sy * clicks
-        return Scroll(x, y, dx=dx, dy=dy)
+        return Scroll(x, y, dx=dx, dy=dy, element=element)
 
     @staticmethod
     def _no_words(verb: str, words: list[str]) -> None:
@@ -264,7 +273,8 @@ class GridFormat:
             return (f"drag {self._point_text(action.x, action.y, screen)} "
                     f"{self._point_text(action.to_x, action.to_y, screen)}{button}")
         if isinstance(action, Scroll):
-            parts = [f"scroll {self._point_text(action.x, action.y, screen)}"]
+            target = f"#{action.element}" if names_element(action) else self._point_text(action.x, action.y, screen)
+            parts = [f"scroll {target}"]
             if action.dy:
                 parts.append(f"{'down' if action.dy > 0 else 'up'} {abs(action.dy)}")
             if action.dx:

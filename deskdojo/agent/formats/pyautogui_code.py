@@ -31,7 +31,9 @@ the screen when the two differ).
 
 Elements, as OSWorld's ``som`` mode writes them: the name ``tag_12`` stands for the
 centre of element 12 of the observation's element list, as a click's point
-(``pyautogui.click(tag_12)``, ``pyautogui.rightClick(tag_12)``); a click on an element
+(``pyautogui.click(tag_12)``, ``pyautogui.rightClick(tag_12)``) and as a scroll's
+(``pyautogui.scroll(-3, tag_12)``: the wheel turns at the element's centre, as pyautogui
+would with the point ``tag_12`` names); a click on an element
 followed by typing (``pyautogui.write('hi')``) is one typed-into-the-element action. No
 other name is read, and ``tag_12`` is never looked up or run: it becomes the element id.
 """
@@ -219,7 +221,8 @@ class PyAutoGUIFormat:
     def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
         check_size("screen", screen), check_size("image", image)
         tags = ([f"The name {TAG_PREFIX}N stands for the centre of element N of the element list: "
-                 f"pyautogui.click({TAG_PREFIX}12) clicks element 12, and pyautogui.click({TAG_PREFIX}12) "
+                 f"pyautogui.click({TAG_PREFIX}12) clicks element 12, pyautogui.scroll(-3, {TAG_PREFIX}12) "
+                 f"scrolls down over it, and pyautogui.click({TAG_PREFIX}12) "
                  "followed by pyautogui.write('text') types into it."] if elements else [])
         return "\n".join([
             "You are required to use `pyautogui` to perform the action grounded to the observation. "
@@ -360,8 +363,9 @@ class PyAutoGUIFormat:
                screen: tuple[int, int], image: tuple[int, int], need: bool = True) -> tuple[int, int] | None:
         x, y = args.get("x"), args.get("y")
         if any(isinstance(value, _Tag) for value in args.values()):
-            raise ParseFailure(f"line {line}: {label}() cannot take an element tag; only clicks name "
-                               f"elements, as in pyautogui.click({TAG_PREFIX}12)")
+            raise ParseFailure(f"line {line}: {label}() cannot take an element tag; only clicks and scrolls "
+                               f"name elements, as in pyautogui.click({TAG_PREFIX}12) or "
+                               f"pyautogui.scroll(-3, {TAG_PREFIX}12)")
         if isinstance(x, (list, tuple)) and y is None and len(x) == 2:
             x, y = x  # pyautogui.click((100, 200))
         if x is None and y is None:
@@ -507,6 +511,15 @@ class PyAutoGUIFormat:
                 image: tuple[int, int], *, label: str, horizontal: bool) -> None:
         clicks = self._number(args.get("clicks"), f"pyautogui.{label}() clicks", line)
         clicks = int(math.copysign(min(math.floor(abs(clicks) + 0.5), MAX_SCROLL_CLICKS), clicks))
+        tag = args.get("x")
+        if isinstance(tag, _Tag):
+            if args.get("y") is not None:
+                raise ParseFailure(f"line {line}: pyautogui.{label}(clicks, {tag!r}) takes the tag alone, without y")
+            if clicks:
+                self._emit(state, Scroll(dx=clicks, element=tag.element) if horizontal
+                           else Scroll(dy=-clicks, element=tag.element), line)
+            state.pointer = None  # where the element is, the sandbox knows when it acts
+            return
         point = self._point(args, f"pyautogui.{label}", line, state, screen=screen, image=image, need=False)
         x, y = point or (screen[0] // 2, screen[1] // 2)
         if clicks == 0:
@@ -602,12 +615,16 @@ class PyAutoGUIFormat:
             lines = [f"pyautogui.moveTo({pt(action.x, action.y)})",
                      f"pyautogui.dragTo({pt(action.to_x, action.to_y)}{button})"]
         elif isinstance(action, Scroll):
-            x, y = pt(action.x, action.y).split(", ")
+            if names_element(action):
+                where = f"{TAG_PREFIX}{action.element}"
+            else:
+                x, y = pt(action.x, action.y).split(", ")
+                where = f"x={x}, y={y}"
             lines = []
             if action.dy:
-                lines.append(f"pyautogui.scroll({-action.dy}, x={x}, y={y})")
+                lines.append(f"pyautogui.scroll({-action.dy}, {where})")
             if action.dx:
-                lines.append(f"pyautogui.hscroll({action.dx}, x={x}, y={y})")
+                lines.append(f"pyautogui.hscroll({action.dx}, {where})")
         elif isinstance(action, Type):
             lines = [f"pyautogui.typewrite({action.text!r})"]
             if names_element(action):

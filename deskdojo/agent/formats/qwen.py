@@ -26,8 +26,10 @@ A click or scroll without a coordinate acts where a ``mouse_move`` earlier in th
 answer left the pointer; a scroll with neither scrolls at the screen centre.
 
 Elements: when the observation lists UI elements, the tool takes an ``element`` argument
-(an id from the list) in place of ``coordinate`` for the clicks and for ``type`` (the
-element is clicked first, to focus it): ``{"action": "left_click", "element": 12}``. It
+(an id from the list) in place of ``coordinate`` for the clicks, for ``scroll``/``hscroll``
+(the wheel turns at the element's centre) and for ``type`` (the element is clicked first, to
+focus it): ``{"action": "left_click", "element": 12}``,
+``{"action": "scroll", "element": 12, "pixels": -3}``. It
 is an added, optional property of the same tool, so the schema stays one function and a
 model that never uses it sees the same calls as before.
 """
@@ -122,7 +124,8 @@ class QwenComputerUseFormat:
         if elements:
             schema["function"]["parameters"]["properties"]["element"] = {
                 "description": ("The id of an element from the element list, instead of `coordinate`: the "
-                                "clicks act at its centre; `action=type` clicks it first to focus it."),
+                                "clicks act at its centre, `scroll` and `hscroll` turn the wheel there; "
+                                "`action=type` clicks it first to focus it."),
                 "type": "integer"}
         return schema
 
@@ -225,7 +228,11 @@ class QwenComputerUseFormat:
                 if not isinstance(text, str) or not text:
                     raise ParseFailure('type needs "text": the text to type')
                 return Type(text, element=element)
-            raise ParseFailure(f'{action!r} cannot take "element"; only the clicks and type name an element')
+            if action in ("scroll", "hscroll"):
+                clicks = self._scroll_clicks(arguments)
+                return Scroll(dy=-clicks, element=element) if action == "scroll" else Scroll(dx=clicks, element=element)
+            raise ParseFailure(f'{action!r} cannot take "element"; only the clicks, scroll, hscroll and type '
+                               f'name an element')
         point = self._coordinate(arguments, "coordinate", **where)
         if action in _CLICKS:
             button, count = _CLICKS[action]
@@ -243,13 +250,8 @@ class QwenComputerUseFormat:
                 raise ParseFailure('left_click_drag needs "start_coordinate": [x1, y1] and "coordinate": [x2, y2]')
             return Drag(start[0], start[1], point[0], point[1])
         if action in ("scroll", "hscroll"):
-            pixels = arguments.get("pixels")
-            is_number = isinstance(pixels, (int, float)) and not isinstance(pixels, bool)
-            if not is_number or not math.isfinite(pixels) or pixels == 0:
-                raise ParseFailure(f'{action} needs a non-zero number "pixels" (positive scrolls '
-                                   f'{"up" if action == "scroll" else "right"}), got {pixels!r}')
+            clicks = self._scroll_clicks(arguments)
             x, y = point or pointer or (screen[0] // 2, screen[1] // 2)
-            clicks = scroll_clicks(pixels, self.pixels_per_click)
             if action == "scroll":
                 return Scroll(x, y, dy=-clicks)
             return Scroll(x, y, dx=clicks)
@@ -290,6 +292,15 @@ class QwenComputerUseFormat:
             return Done(answer=text)
         raise ParseFailure(f"unknown action {action!r}; use one of: {', '.join(ACTIONS)}")
 
+    def _scroll_clicks(self, arguments: dict[str, Any]) -> int:
+        """A ``scroll``/``hscroll`` call's ``pixels`` as signed wheel clicks (positive: up, or right)."""
+        action, pixels = arguments.get("action"), arguments.get("pixels")
+        is_number = isinstance(pixels, (int, float)) and not isinstance(pixels, bool)
+        if not is_number or not math.isfinite(pixels) or pixels == 0:
+            raise ParseFailure(f'{action} needs a non-zero number "pixels" (positive scrolls '
+                               f'{"up" if action == "scroll" else "right"}), got {pixels!r}')
+        return scroll_clicks(pixels, self.pixels_per_click)
+
     # --- render -------------------------------------------------------------------
 
     def _call(self, arguments: dict[str, Any]) -> str:
@@ -317,13 +328,13 @@ class QwenComputerUseFormat:
             calls = [{"action": "left_click_drag", "start_coordinate": point(action.x, action.y),
                       "coordinate": point(action.to_x, action.to_y)}]
         elif isinstance(action, Scroll):
+            target = ({"element": action.element} if names_element(action)
+                      else {"coordinate": point(action.x, action.y)})
             calls = []
             if action.dy:
-                calls.append({"action": "scroll", "coordinate": point(action.x, action.y),
-                              "pixels": self._pixels(-action.dy)})
+                calls.append({"action": "scroll", **target, "pixels": self._pixels(-action.dy)})
             if action.dx:
-                calls.append({"action": "hscroll", "coordinate": point(action.x, action.y),
-                              "pixels": self._pixels(action.dx)})
+                calls.append({"action": "hscroll", **target, "pixels": self._pixels(action.dx)})
         elif isinstance(action, Type):
             calls = [{"action": "type", "text": action.text}]
             if names_element(action):
