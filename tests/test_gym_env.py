@@ -83,6 +83,9 @@ def test_dict_samples_become_schema_actions_or_say_which_field_is_wrong():
     click = action_from_sample(dict_action("click", point=np.array([5, 7]), count=2))
     assert (click.kind, click.x, click.y, click.count, click.element) == ("click", 5, 7, 2, None)
     assert action_from_sample(dict_action("click", element=4)).element == 4
+    wheel = action_from_sample(dict_action("scroll", element=4, scroll=np.array([0, 3])))
+    assert (wheel.x, wheel.y, wheel.dx, wheel.dy, wheel.element) == (None, None, 0, 3, 4)
+    assert action_from_sample(dict_action("scroll", point=np.array([5, 7]), scroll=np.array([-1, 0]))).x == 5
     key = action_from_sample(dict_action("key", key=0, modifiers=np.array([1, 0, 0, 0])))
     assert key.keys == ("ctrl", "enter")
     with pytest.raises(Exception, match="scroll needs a non-zero"):

@@ -129,7 +129,9 @@ def action_from_sample(sample: Mapping[str, Any]) -> Action:
         return Drag(x, y, to_x, to_y, button=BUTTONS[int(field("button"))])
     if kind == "scroll":
         dx, dy = (int(v) for v in np.asarray(field("scroll")).reshape(2))
-        return Scroll(*point(), dx=dx, dy=dy)
+        target = element()
+        x, y = (None, None) if target is not None else point()
+        return Scroll(x=x, y=y, dx=dx, dy=dy, element=target)
     if kind == "type":
         return Type(str(field("text")), element=element())
     if kind == "key":
