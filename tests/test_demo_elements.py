@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from deskdojo.agent.demos import load_demo, record_oracle_demos, with_clicked_element
-from deskdojo.core.actions import Click, Done, Type
+from deskdojo.agent.demos import load_demo, record_oracle_demos, with_pointed_element
+from deskdojo.core.actions import Click, Done, Scroll, Type
 from deskdojo.core.elements import Element, ElementList
 
 FAMILIES = ("click_button", "toggle_choices", "select_list")
@@ -24,13 +24,28 @@ def listing(*boxes: tuple[int, int, int, int]) -> ElementList:
 
 def test_a_click_by_its_point_gets_the_smallest_listed_element_holding_it():
     elements = listing((0, 0, 400, 300), (100, 100, 50, 20), (90, 90, 100, 60), (500, 500, 10, 10))
-    assert with_clicked_element(Click(110, 105), elements) == Click(110, 105, element=1)
-    assert with_clicked_element(Click(95, 95), elements) == Click(95, 95, element=2)
-    assert with_clicked_element(Click(150, 100), elements).element == 2  # x + w is outside the box
-    assert with_clicked_element(Click(450, 450), elements) == Click(450, 450)  # on no element
-    assert with_clicked_element(Click(110, 105, element=3), elements).element == 3  # named: kept
-    assert with_clicked_element(Type("hi"), elements) == Type("hi")
-    assert with_clicked_element(Done(), listing()) == Done()
+    assert with_pointed_element(Click(110, 105), elements) == Click(110, 105, element=1)
+    assert with_pointed_element(Click(95, 95), elements) == Click(95, 95, element=2)
+    assert with_pointed_element(Click(150, 100), elements).element == 2  # x + w is outside the box
+    assert with_pointed_element(Click(450, 450), elements) == Click(450, 450)  # on no element
+    assert with_pointed_element(Click(110, 105, element=3), elements).element == 3  # named: kept
+    assert with_pointed_element(Type("hi"), elements) == Type("hi")
+    assert with_pointed_element(Done(), listing()) == Done()
+
+
+def test_a_scroll_by_its_point_gets_the_element_that_scrolls_under_it_not_the_label_it_was_over():
+    canvas = Element(id=2, role="canvas", name="", box=(40, 427, 275, 175))
+    bar = Element(id=3, role="scroll bar", name="", box=(315, 427, 10, 175))
+    elements = ElementList((Element(id=0, role="frame", name="app", box=(0, 0, 800, 700)),
+                            Element(id=1, role="label", name="Lantern", box=(53, 436, 54, 17)), canvas, bar,
+                            Element(id=4, role="label", name="Archive", box=(40, 391, 88, 28))))
+    assert with_pointed_element(Scroll(60, 440, dy=3), elements) == Scroll(60, 440, dy=3, element=2)  # on a label
+    assert with_pointed_element(Scroll(200, 550, dx=-2), elements).element == 2
+    assert with_pointed_element(Scroll(318, 500, dy=1), elements).element == 3  # the bar, not the frame
+    assert with_pointed_element(Scroll(50, 400, dy=1), elements).element == 4  # nothing scrolls here: the smallest
+    assert with_pointed_element(Scroll(790, 690, dy=1), listing((0, 0, 10, 10))) == Scroll(790, 690, dy=1)
+    assert with_pointed_element(Scroll(element=1, dy=1), elements) == Scroll(element=1, dy=1)  # named: kept
+    assert with_pointed_element(Click(60, 440), elements).element == 1  # a click still takes the smallest
 
 
 def test_bench_sft_takes_modes_as_a_comma_list_or_repeated_and_checks_them():

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from deskdojo.core.progress import ProgressLine
-from deskdojo.core.actions import Action, Click, Done, Fail, by_point
-from deskdojo.core.elements import ElementList
+from deskdojo.core.actions import Action, Click, Done, Fail, Scroll, by_point
+from deskdojo.core.elements import SCROLL_ROLES, ElementList
 from deskdojo.core.errors import RecordError
 from deskdojo.core.protocols import ActResult, WorldProbe, shown_task
 from deskdojo.core.records import from_json, to_json
@@ -211,7 +211,7 @@ class DemoRecorder:
             listing = self.sandbox.elements()
             prompt = PromptInputs(window=(frame,), error=self.steps[-1].action_error if self.steps else None,
                                   elements=self.writer.write_elements(index, json.dumps(listing.to_json()).encode()))
-            recorded = with_clicked_element(action, listing)
+            recorded = with_pointed_element(action, listing)
         if isinstance(action, (Done, Fail)):
             result = ActResult(ok=True)
         else:
@@ -267,14 +267,19 @@ class DemoRecorder:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def with_clicked_element(action: Action, listing: ElementList) -> Action:
-    """``action``, and when it is a click by its point, the id of the listed element it
-    lands on (the smallest box holding the point; none: ``action`` unchanged)."""
-    if not isinstance(action, Click) or action.element is not None or action.x is None or action.y is None:
+def with_pointed_element(action: Action, listing: ElementList) -> Action:
+    """``action``, and when it is a click or a scroll by its point, the id of the listed
+    element it lands on, so a target can name it: for a click the smallest box holding the
+    point; for a scroll the smallest holding one whose role scrolls (``SCROLL_ROLES``: the
+    list, not the label inside it that the wheel happened to be over), else the smallest.
+    None holds the point: ``action`` unchanged."""
+    if not isinstance(action, (Click, Scroll)) or action.element is not None or action.x is None:
         return action
     x, y = action.x, action.y
     holding = [e for e in listing.elements
                if e.box[0] <= x < e.box[0] + e.box[2] and e.box[1] <= y < e.box[1] + e.box[3]]
+    if isinstance(action, Scroll):
+        holding = [e for e in holding if e.role in SCROLL_ROLES] or holding
     if not holding:
         return action
     hit = min(holding, key=lambda e: (e.box[2] * e.box[3], e.id))
@@ -564,4 +569,4 @@ def _check_format(format: str) -> None:
 
 __all__ = ["Demo", "DemoRecorder", "FORMATS", "check_demo_id", "check_png", "demo_frame", "demo_from_recording",
            "detect_format", "export_demo", "import_demo", "list_demos", "load_demo", "read_task",
-           "record_oracle_demos", "with_clicked_element"]
+           "record_oracle_demos", "with_pointed_element"]

@@ -46,7 +46,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from deskdojo.agent.observation import DEFAULT_ELEMENT_BUDGET, ELEMENT_ORDERS, place_of
 from deskdojo.core.actions import Action, Done, Fail, Type, action_points, element_of
 from deskdojo.core.configs import closed_from_dict
-from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, check_mode
+from deskdojo.core.elements import MODES_WITH_ELEMENTS, MODES_WITH_PIXELS, SCROLL_ROLES, check_mode
 from deskdojo.core.errors import ConfigError, RecordError
 from deskdojo.core.protocols import Decision
 from deskdojo.core.types import Observation, Task
@@ -92,9 +92,6 @@ class LoraSettings:
         return rf"^(?!.*\bvisual\b).*\.({'|'.join(self.targets)})$"
 
 
-SCROLL_ROLES = frozenset({"list", "canvas", "scroll bar", "scroll pane", "text area", "document text", "tree",
-                          "table"})
-"""Rows whose area the mouse wheel scrolls: exploration may scroll over them."""
 EXPLORE_SCROLL_CLICKS = (3, 10)
 """Wheel clicks an exploratory scroll turns: a short look and a long one."""
 

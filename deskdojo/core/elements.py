@@ -25,6 +25,10 @@ MAX_ELEMENTS = 400  # a listing past this is cut (and says so)
 MAX_NAME_CHARS = 200  # a longer name or text is cut to this with a trailing "…"
 MAX_ROLE_CHARS = 40
 MAX_WINDOW_CHARS = 120
+SCROLL_ROLES = frozenset({"list", "canvas", "scroll bar", "scroll pane", "text area", "document text", "tree",
+                          "table"})
+"""Roles whose area the mouse wheel scrolls: exploration scrolls over them, and a recorded
+scroll names the one under its point."""
 
 
 def check_mode(mode: str) -> str:
