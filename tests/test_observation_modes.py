@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deskdojo.agent.observation import element_row, element_table, shown_elements
-from deskdojo.core.actions import Click, Type
+from deskdojo.core.actions import Click, Scroll, Type
 from deskdojo.core.elements import OBSERVATION_MODES, Element, ElementList
 from deskdojo.core.rundir import RunDir, read_trajectory
 from deskdojo.core.types import Observation, Task
@@ -176,6 +176,9 @@ def test_render_target_writes_the_point_without_a_listing_and_the_element_with_o
     assert tiny_policy("screenshot").render_target(resolved, obs) == "click <x7> <y3>"
     assert tiny_policy("som").render_target(resolved, obs) == "click #4"
     assert tiny_policy("a11y_tree").render_target(Type("hi", element=2), obs) == 'type #2 "hi"'
+    wheel = Scroll(120, 60, dy=3, element=4)  # a recorded scroll that named the list under it
+    assert tiny_policy("screenshot").render_target(wheel, obs) == "scroll <x7> <y3> down 3"
+    assert tiny_policy("a11y_tree").render_target(wheel, obs) == "scroll #4 down 3"
 
 
 def test_the_mode_is_checked_and_saved_with_the_policy(tmp_path: Path):

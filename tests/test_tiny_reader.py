@@ -12,7 +12,7 @@ from deskdojo.agent.tiny.pretrain import (OPENER_PLACES, one_token, PretrainConf
                                           pretrain, reader_from_scratch, typing_example,
                                           split_words)
 from deskdojo.agent.tiny.words import UI_WORDS, pseudo_words, word_tokens
-from deskdojo.core.actions import Click, Done, Type
+from deskdojo.core.actions import Click, Done, Scroll, Type
 from deskdojo.core.protocols import Decision
 
 
@@ -389,6 +389,21 @@ def test_a_button_of_the_same_name_in_a_new_dialog_is_not_the_one_acted_on():
     assert ActedOn("Confirm").matches(elsewhere, place_of(elsewhere, (elsewhere,)))
 
 
+def test_a_scroll_over_a_row_does_not_mark_it_acted():
+    from deskdojo.agent.observation import ShownElements, acted_on, place_of, ranked_for_task
+    from deskdojo.core.elements import Element
+
+    rows = (Element(1, "label", "Lantern", (53, 436, 54, 17)), Element(2, "canvas", "", (40, 427, 275, 175)))
+    history = (Decision(text="scroll #2 down 3", action=Scroll(element=2, dy=3), element_name="",
+                        element_place=place_of(rows[1], rows)),
+               Decision(text="click #1", action=Click(element=1), element_name="Lantern",
+                        element_place=place_of(rows[0], rows)))
+    assert [a.name for a in acted_on(history)] == ["Lantern"]
+    ranked = ranked_for_task(ShownElements(rows, 0, listed=True), 'Scroll the list to "Lantern" and click it.',
+                             acted=acted_on(history))
+    assert ranked.acted == {1}
+
+
 def test_a_choice_of_the_same_name_in_another_group_is_not_the_one_acted_on():
     from deskdojo.agent.observation import ShownElements, acted_on, place_of, ranked_for_task
     from deskdojo.core.elements import Element
@@ -435,6 +450,9 @@ def test_a_ranked_table_numbers_its_rows_and_answers_map_back_to_listing_ids():
     assert table.index('1 button "pepper" named') < table.index('2 button "pepper mill" -') < table.index('"anchor"')
     assert policy.render_target(Click(element=7), observation, task=task) == "click #1"
     assert policy.render_target(Click(element=4), observation, task=task) == "click #2"
+    assert policy.render_target(Scroll(20, 50, dy=3, element=7), observation, task=task) == "scroll #1 down 3"
+    turn = policy.tokenizer("scroll #2 up 10<|im_end|>")["input_ids"]
+    assert policy._decision(turn, [0.0] * len(turn), prompt).action == Scroll(element=4, dy=-10)
     ids = policy.tokenizer("click #1<|im_end|>")["input_ids"]
     assert policy._decision(ids, [0.0] * len(ids), prompt).action == Click(element=7)
     wrong = policy.tokenizer("click #9<|im_end|>")["input_ids"]
@@ -525,7 +543,7 @@ def test_pretraining_continues_a_reader_it_wrote_and_counts_all_its_steps(tmp_pa
     assert "holds no pretrain_report.json" in capsys.readouterr().err
 
 
-def test_exploration_scrolls_over_the_rows_that_scroll_and_the_answer_parses_to_a_wheel_at_their_centre():
+def test_exploration_scrolls_over_the_rows_that_scroll_and_the_answer_parses_to_a_wheel_on_that_row():
     import numpy as np
 
     from deskdojo.agent.policy import EXPLORE_SCROLL_CLICKS, PolicyConfig
@@ -545,14 +563,21 @@ def test_exploration_scrolls_over_the_rows_that_scroll_and_the_answer_parses_to_
     options = policy._table_answers(prompt)
     assert "type" not in options and len(options["scroll"]) == 4 * len(EXPLORE_SCROLL_CLICKS)
     wheels = [policy.format.parse(a, screen=prompt.screen, image=prompt.image).actions[0] for a in options["scroll"]]
-    assert all(isinstance(w, Scroll) for w in wheels)
-    # at the canvas's centre (to the grid's cell), each way, a few clicks and many
-    assert {(abs(w.x - 177) <= 8, abs(w.y - 514) <= 8) for w in wheels} == {(True, True)}
-    assert {(w.dx, w.dy) for w in wheels} == {(sx * n, sy * n) for sx, sy in ((0, 1), (0, -1), (1, 0), (-1, 0))
-                                              for n in EXPLORE_SCROLL_CLICKS}
-    canvas = prompt.shown.label_of(2)  # a sampled click on the canvas: its wheel turns are that row's answers
+    canvas = prompt.shown.label_of(2)
+    # the canvas by its number in the table (the sandbox turns the wheel at its centre), each way,
+    # a few clicks and many
+    assert options["scroll"][0] == f"scroll #{canvas} down {EXPLORE_SCROLL_CLICKS[0]}"
+    assert all(isinstance(w, Scroll) and (w.element, w.x, w.y) == (canvas, None, None) for w in wheels)
+    assert sorted((w.dx, w.dy) for w in wheels) == sorted((sx * n, sy * n) for n in EXPLORE_SCROLL_CLICKS
+                                                          for sx, sy in ((0, 1), (0, -1), (1, 0), (-1, 0)))
+    # the decision maps the number back to the canvas's id, as it does a click's
+    decision = policy._decision(policy.target_token_ids(options["scroll"][0]), [0.0] * 8, prompt)
+    assert decision.action == Scroll(element=2, dy=EXPLORE_SCROLL_CLICKS[0]) and decision.element_name == ""
+    # a sampled click on the canvas: its wheel turns are that row's answers, and a sampled turn's row is the canvas
     assert set(policy._table_answers(prompt, policy.tokenizer(f"click #{canvas}")["input_ids"])["row"]) == \
         set(options["scroll"])
+    turned = policy._table_answers(prompt, policy.tokenizer(options["scroll"][0])["input_ids"])["row"]
+    assert f"click #{canvas}" in turned and set(turned) == {f"click #{canvas}", *options["scroll"][1:]}
     # a scroll bar turns the wheel along its length only: up and down for a tall one, sideways for a wide one
     for box, ways in (((320, 427, 10, 175), {(0, 1), (0, -1)}), ((40, 610, 275, 10), {(1, 0), (-1, 0)})):
         bar = Observation(np.zeros((768, 1024, 3), dtype=np.uint8), (1024, 768),
@@ -560,6 +585,7 @@ def test_exploration_scrolls_over_the_rows_that_scroll_and_the_answer_parses_to_
         bar_prompt = policy._prompt([bar], task, ())
         turns = [policy.format.parse(a, screen=bar_prompt.screen, image=bar_prompt.image).actions[0]
                  for a in policy._table_answers(bar_prompt)["scroll"]]
+        assert {w.element for w in turns} == {bar_prompt.shown.label_of(5)}
         assert {(w.dx, w.dy) for w in turns} == {(sx * n, sy * n) for sx, sy in ways for n in EXPLORE_SCROLL_CLICKS}
 
 

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from deskdojo.core.actions import Scroll
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, Element, ElementList, fit_to_budget
 from deskdojo.core.types import Observation
 from deskdojo.perception.relevance import (CONTAINER_ROLES, mention_position, named_kinds,  # noqa: F401
@@ -249,8 +250,11 @@ def fields_to_type(elements: Sequence[Element], instruction: str) -> tuple[froze
 
 
 def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
-    """What the episode's earlier steps acted on, for ``ranked_for_task``."""
-    return tuple(ActedOn(d.element_name, d.element_place) for d in history if d.element_name is not None)
+    """What the episode's earlier steps acted on, for ``ranked_for_task``. A scroll over a
+    row is not acting on it: the list it turned is still where the target will show, and
+    marked ``acted`` it would sink and take another number for the next turn."""
+    return tuple(ActedOn(d.element_name, d.element_place) for d in history
+                 if d.element_name is not None and not isinstance(d.action, Scroll))
 
 
 def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[ActedOn] = ()) -> ShownElements:

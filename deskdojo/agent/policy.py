@@ -522,8 +522,9 @@ class VLMPolicy:
     def _table_answers(self, prompt: _Prompt, sampled: Sequence[int] = ()) -> dict[str, list[str]]:
         """What the prompt's table lets an answer say, by kind, in this policy's format:
         ``click`` each row; ``type`` each of the task's texts (by place) into each editable
-        row; ``scroll`` the wheel over each row that scrolls (``SCROLL_ROLES``), each way (a
-        scroll bar along its length), a few clicks and many (an item below the fold is not in the table until it shows);
+        row; ``scroll`` the wheel over each row that scrolls (``SCROLL_ROLES``), named as a
+        click names it, each way (a scroll bar along its length), a few clicks and many (an
+        item below the fold is not in the table until it shows);
         ``row``: the other answers on the row the ``sampled`` answer names (the model found
         the row, not what to do there). A kind is drawn first, so the many clickable rows do
         not drown the few fields."""
@@ -541,22 +542,22 @@ class VLMPolicy:
             return [said(Type(text=f"${place}" if self.text_refs else text, element=label))
                     for place, text in enumerate(prompt.texts, start=1) if "editable" in element.states]
 
-        def scrolled_on(element: Any) -> list[str]:
+        def scrolled_on(label: int, element: Any) -> list[str]:
             if element.role not in SCROLL_ROLES:
                 return []
-            x, y, width, height = element.box
+            _, _, width, height = element.box
             ways = ((0, 1), (0, -1), (1, 0), (-1, 0))
             if element.role == "scroll bar":  # a bar scrolls along its length only
                 ways = ways[:2] if height >= width else ways[2:]
-            return [said(Scroll(x=x + width // 2, y=y + height // 2, dx=dx * clicks, dy=dy * clicks))
+            return [said(Scroll(element=label, dx=dx * clicks, dy=dy * clicks))
                     for dx, dy in ways for clicks in EXPLORE_SCROLL_CLICKS]
 
         def on_row(label: int, element: Any) -> list[str]:
-            return [said(Click(element=label)), *typed_on(label, element), *scrolled_on(element)]
+            return [said(Click(element=label)), *typed_on(label, element), *scrolled_on(label, element)]
 
         options = {"click": [said(Click(element=label)) for label, _ in labels]}
         for kind, answers in (("type", [a for label, e in labels for a in typed_on(label, e)]),
-                              ("scroll", [a for _, e in labels for a in scrolled_on(e)])):
+                              ("scroll", [a for label, e in labels for a in scrolled_on(label, e)])):
             if answers:
                 options[kind] = answers
         current = " ".join(self.tokenizer.decode(list(sampled), skip_special_tokens=True).split())
