@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from deskdojo.core.actions import Click, Done, Type
+from deskdojo.core.actions import Click, Done, Scroll, Type
 from deskdojo.core.elements import Element, ElementList
 from deskdojo.core.errors import ConfigError, JudgeError
 from deskdojo.core.fakes import FixedJudge
@@ -19,7 +19,7 @@ from deskdojo.core.types import Check, EndReason, PromptInputs, Step, StepLabel,
 from deskdojo.world_model.hybrid import HybridJudge
 from deskdojo.world_model.vlm_judge import (
     ANSWER_KEYS, ANSWER_ORDER, JudgeAnswer, JudgeAnswerError, ScriptedJudgeModel, VLMJudge, VLMJudgeConfig,
-    asked_lines, asked_texts, combine_votes, element_changes, format_judge_answer, judge_prompt, judge_text,
+    action_line, asked_lines, asked_texts, combine_votes, element_changes, format_judge_answer, judge_prompt, judge_text,
     judge_view, keyframe_indices, parse_judge_answer,
 )
 
@@ -144,6 +144,13 @@ def test_the_evidence_says_what_the_actions_did_with_each_quoted_text():
         '"File": click at step 0; at the end menu', '"Save As...": click at step 1; at the end menu item',
         'every target the task names was acted on')
     assert asked_lines("Press the button and close it.", steps, [listing] * 3, listing) == ()
+    # a scroll over a row of the asked name turns a view; the row is still to act on
+    rows = ElementList((_el(1, "list item", "Lantern"),))
+    turned = [Step(index=0, action=Scroll(element=1, dy=3))]
+    assert asked_lines('Scroll to "Lantern" and click it.', turned, [rows], rows) == (
+        '"Lantern": no action on it; at the end list item', 'not acted on: "Lantern"')
+    assert action_line(turned[0], rows) == 'scroll list item "Lantern" dy=3'
+    assert action_line(Step(index=0, action=Scroll(5, 6, dx=-2)), rows) == "scroll(x=5, y=6, dx=-2, dy=0)"
 
 
 def test_a_task_names_targets_without_quotes_too():

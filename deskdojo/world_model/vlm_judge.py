@@ -250,7 +250,8 @@ def _read_listing(folder: Path, name: str | None) -> ElementList | None:
 
 
 def action_line(step: Any, listing: ElementList | None, instruction: str = "") -> str:
-    """A step's action as the judge reads it: a click on an element names its role and name."""
+    """A step's action as the judge reads it: a click or scroll on an element names its role
+    and name (a scroll, its wheel clicks too)."""
     from deskdojo.core.actions import describe, element_of
 
     if step.action is None:
@@ -261,6 +262,8 @@ def action_line(step: Any, listing: ElementList | None, instruction: str = "") -
             else describe(step.action))
     if getattr(step.action, "kind", "") == "type":
         line += f" text={step.action.text!r}"
+    if getattr(step.action, "kind", "") == "scroll" and element is not None:  # which way it turned
+        line += "".join(f" {axis}={getattr(step.action, axis)}" for axis in ("dx", "dy") if getattr(step.action, axis))
     return line + (f" (refused: {step.action_error})" if step.action_error else "")
 
 
@@ -369,7 +372,9 @@ def asked_lines(instruction: str, steps: Sequence[Any], listings: Sequence[Eleme
                 did.append(f"typed at step {number}")
             element_id = element_of(action)
             element = listing.by_id(element_id) if listing is not None and element_id is not None else None
-            if action.kind != "type" and element is not None and element.name.strip().casefold() == wanted:
+            # a scroll over a row turns a view, it does not act on the row (nor finish a target)
+            if action.kind not in ("type", "scroll") and element is not None \
+                    and element.name.strip().casefold() == wanted:
                 did.append(f"{action.kind} at step {number}")
         seen = [e for listing in (*listings, last) if listing is not None for e in listing.elements
                 if bare(e.name) == bare(quoted)]
