@@ -105,6 +105,10 @@ def test_overlay_draws_at_the_action_point(qapp):
     assert drag.pixelColor(300, 50).red() > 200  # the arrow's shaft
     typed = image_with_action(base, Type("hello"))
     assert typed != base  # the caption box at the bottom
+    # an element action the sandbox refused has no point: only its caption is drawn
+    for unresolved in (Click(element=3), Scroll(element=3, dy=2)):
+        shown = image_with_action(base, unresolved)
+        assert shown != base and shown.pixelColor(320, 100) == QColor(0, 0, 0)
     # Drawn onto a smaller target, screen points scale with it.
     small = QImage(320, 240, QImage.Format.Format_RGB32)
     small.fill(QColor(0, 0, 0))

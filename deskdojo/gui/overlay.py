@@ -62,7 +62,7 @@ def draw_action(painter: QPainter, action: Action | None, target: QRectF,
     painter.setPen(pen)
     painter.setBrush(Qt.BrushStyle.NoBrush)
     caption_at: QPointF | None = None
-    if isinstance(action, (Click, Move, Scroll)):
+    if isinstance(action, (Click, Move, Scroll)) and action.x is not None:  # an unresolved element: no point
         p = at(action.x, action.y)
         r = 14 * scale
         painter.drawEllipse(p, r, r)
