@@ -123,6 +123,35 @@ def test_a_demo_with_element_clicks_replays_by_its_points(oracle_demos: Path, bo
         assert report.verdict.success, (folder.name, report.verdict)
 
 
+@pytest.mark.display
+@pytest.mark.timeout(600)
+def test_a_scroll_find_demo_names_the_list_it_scrolls_trains_on_it_and_replays_by_its_points(box: Any,
+                                                                                            tmp_path: Path):
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.agent.replay import replay
+    from deskdojo.agent.train.sft import read_demos, to_samples
+    from deskdojo.core.elements import SCROLL_ROLES
+    from deskdojo.curriculum.families import get_family
+    from deskdojo.world_model.judge import StateJudge
+
+    task = get_family("scroll_find").generate(1, 4, "train")
+    [folder] = record_oracle_demos([task], box, tmp_path / "demos")
+    wheels = [s for s in load_demo(folder).trajectory.steps if isinstance(s.action, Scroll)]
+    assert wheels
+    for step in wheels:  # the oracle turned the wheel by its point, over the list: the demo names the list
+        shown = ElementList.from_json(json.loads((folder / step.prompt.elements).read_text()))
+        assert shown.by_id(step.action.element).role in SCROLL_ROLES and step.action.x is not None
+    examples = [e for e in read_demos(tmp_path / "demos") if isinstance(e.action, Scroll)]
+    for config, pattern in ((PolicyConfig(observation="a11y_tree"), rf"scroll #{wheels[0].action.element} down \d+"),
+                            (PolicyConfig(observation="a11y_tree", element_order="task"), r"scroll #\d+ down \d+"),
+                            (PolicyConfig(observation="screenshot"), r"scroll <x\d+> <y\d+> down \d+")):
+        [sample] = to_samples(load_policy("tiny-scratch", config), examples[:1])
+        assert re.fullmatch(pattern, sample.target_text), (config, sample.target_text)
+    report = replay(folder, box, judge=StateJudge())  # by the recorded points: the ids were that listing's
+    assert report.first_divergent is None and not any(s.action_error for s in report.steps), report
+    assert report.verdict.success, report.verdict
+
+
 def test_the_recorder_keeps_the_listing_the_error_line_and_both_targets(tmp_path: Path):
     from deskdojo.agent.demos import DemoRecorder
     from deskdojo.core.types import Task

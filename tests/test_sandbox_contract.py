@@ -187,6 +187,30 @@ def test_elements_and_actions_that_name_an_element(sandbox):
     assert not stale.ok and stale.error.endswith("is no longer on screen; look at the screen again")
 
 
+def test_a_scroll_that_names_an_element_turns_the_wheel_at_its_centre(sandbox):
+    """A scroll over element N (``scroll #N down 2``) is resolved at its centre when it runs,
+    comes back resolved, and in a real desktop moves the list under it."""
+    from deskdojo.vm.guest.apps import launch_step
+
+    if sandbox.provider_name == "fake":  # its synthetic square stands in for a list
+        sandbox.reset()
+        target = sandbox.elements().elements[0]
+    else:
+        sandbox.reset(Task(id="element-scroll", instruction="scroll", family="contract",
+                           setup=(launch_step("scroll_find", {"seed": 3, "n_rows": 60, "viewport_rows": 6}),)))
+        wait_for(lambda: any(e.role == "canvas" for e in sandbox.elements().elements), 10, "the list's canvas listed")
+        target = next(e for e in sandbox.elements().elements if e.role == "canvas")
+        assert wait_for(lambda: sandbox.app_state()["apps"].get("scroll_find"), 10, "its state")["scroll"][0] == 0
+    result = sandbox.act(Scroll(element=target.id, dy=2))
+    assert result.ok, result.error
+    assert result.resolved == Scroll(x=target.center[0], y=target.center[1], dy=2, element=target.id)
+    assert (result.element.role, result.element.box) == (target.role, target.box)
+    if sandbox.provider_name != "fake":
+        wait_for(lambda: sandbox.app_state()["apps"]["scroll_find"]["scroll"][0] > 0, 5, "the list scrolled down")
+    refused = sandbox.act(Scroll(element=999, dx=1))
+    assert not refused.ok and refused.error.startswith("no element 999 in the last listing (ids 0-")
+
+
 def _settled_screen(sandbox, app: str) -> np.ndarray:
     """The screen once ``app`` has published its state and two frames in a row agree."""
     wait_for(lambda: app in sandbox.app_state()["apps"], 10, f"{app}'s first state")
