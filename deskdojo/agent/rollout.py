@@ -363,7 +363,7 @@ def _play(episode: _Episode, decision: Decision, config: RolloutConfig, probe: W
         else:
             result = _timed(stats.action, episode.sandbox.act, action)
             error = None if result.ok else result.error
-            action = result.resolved if result.resolved is not None else action  # an element: where it was clicked
+            action = result.resolved if result.resolved is not None else action  # an element: where it acted
         delta = None
         if episode.end is None:
             episode.observation = _observe(episode.sandbox, config, stats, elements=episode.with_elements,

@@ -181,7 +181,7 @@ ELEMENT_FIELD = "element"
 
 
 def element_kinds() -> tuple[str, ...]:
-    """The action kinds that can name an element (click, type)."""
+    """The action kinds that can name an element (click, scroll, type)."""
     return tuple(kind for kind, cls in ACTION_TYPES.items()
                  if any(f.name == ELEMENT_FIELD for f in dataclasses.fields(cls)))
 
