@@ -19,8 +19,8 @@ from deskdojo.core.types import Check, EndReason, PromptInputs, Step, StepLabel,
 from deskdojo.world_model.hybrid import HybridJudge
 from deskdojo.world_model.vlm_judge import (
     ANSWER_KEYS, ANSWER_ORDER, JudgeAnswer, JudgeAnswerError, ScriptedJudgeModel, VLMJudge, VLMJudgeConfig,
-    action_line, asked_lines, asked_texts, combine_votes, element_changes, format_judge_answer, judge_prompt, judge_text,
-    judge_view, keyframe_indices, parse_judge_answer,
+    action_line, asked_lines, asked_texts, combine_votes, element_changes, format_judge_answer, judge_prompt,
+    judge_text, judge_view, keyframe_indices, parse_judge_answer,
 )
 
 CHECKED = Task(id="with-checks", instruction="Tick “sail”.", family="toggle_choices",
