@@ -70,7 +70,9 @@ class GridFormat:
     def prompt(self, *, screen: tuple[int, int], image: tuple[int, int], elements: bool = False) -> str:
         check_size("screen", screen), check_size("image", image)
         columns, rows = grid_shape(screen, self.cell)
-        by_element = ' | click #id | type #id "text" | scroll #id down N (an element of the list)' if elements else ""
+        # scroll #id parses too, but the line stays the one the shipped reader was pretrained
+        # with: a word more here changes every tiny prompt, and every figure measured on it
+        by_element = ' | click #id | type #id "text" (an element of the list)' if elements else ""
         # short on purpose: a model learning from scratch gains nothing from a long manual,
         # and every prompt token is paid for at every step (grid is the tiny preset's format)
         return (f"{screen[0]}x{screen[1]} screen as {image[0]}x{image[1]}, {self.cell} px cells "
