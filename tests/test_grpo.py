@@ -827,6 +827,43 @@ def test_self_imitation_learns_a_rare_success_that_the_clipped_ratio_barely_move
         GRPOConfig(self_imitation=-1.0)
 
 
+def test_self_imitation_of_the_rehearsed_successes_holds_an_old_answer_that_a_new_one_would_overwrite():
+    """Context 0's stored success answers token 1; exploration then finds token 3 in context
+    1. Self-imitation of the new success alone also raises token 3 in context 0 (the two
+    share the bias and the first-token input: the reader's `$2`, learned on two-text forms,
+    said on one-text ones too), and rehearsal through the clipped surrogate does not hold
+    it; ``self_imitation_rehearsal``, a mean NLL of its own over the rehearsed steps, does."""
+    old_cell = Task(id="old-L0", instruction="do it", family="old", level=0, seed=0)
+    new_task = make_task(seed=1)
+
+    def trained(rehearsal_weight: float) -> tuple[ToyPolicy, dict]:
+        torch.manual_seed(0)
+        policy = ToyPolicy()
+        with torch.no_grad():
+            policy.linear.weight[1, 0] = 3.0  # context 0 says token 1 (p ~ 0.87)
+            policy.linear.weight[3, 1] = -math.log(3 / 0.002 - 3)  # token 3 in context 1: p ~ 0.002
+        config = GRPOConfig(**NO_SHAPING, lr=0.1, neg_imitation_weight=0.0, epochs=2, negative_scale=0.0,
+                            rehearsal=1, self_imitation=4.0, self_imitation_rehearsal=rehearsal_weight)
+        trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters())
+        trainer.replay.add(*make_rollout(old_cell, "old-win", [((1,), (math.log(0.87),))], success=True)[1:],
+                           task=old_cell)
+        stats: dict = {}
+        for update in range(8):
+            logp = float(policy.log_probs(1, 0)[3].detach())
+            stats = trainer.step([[*(make_rollout(new_task, f"f{update}-{i}", [((1,), (math.log(1 / 3),))],
+                                                  success=False) for i in range(3)),
+                                   make_rollout(new_task, f"won{update}", [((3,), (logp,))], success=True)]])
+        return policy, stats
+
+    alone, alone_stats = trained(0.0)
+    held, stats = trained(4.0)
+    assert "self_imitation_rehearsal_nll" not in alone_stats and stats["self_imitation_rehearsal_steps"] == 1
+    assert alone.prob(1, 3) > 0.5 and held.prob(1, 3) > 0.5  # both learn the new answer
+    assert alone.prob(0, 1) < 0.5 < 0.6 < held.prob(0, 1), (alone.prob(0, 1), held.prob(0, 1))  # from 0.87
+    with pytest.raises(ConfigError, match="self_imitation_rehearsal must be a finite number"):
+        GRPOConfig(self_imitation_rehearsal=-1.0)
+
+
 def test_a_successes_steps_after_its_checked_state_last_changed_are_not_reinforced():
     """fill_form: submitted at step 1, then typing on into a field; those later steps
     change nothing the checks read (the last submission) and get no positive advantage

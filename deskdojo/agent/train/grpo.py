@@ -92,6 +92,12 @@ class GRPOConfig:
                 "exploration drew) keeps being learned, where the clipped surrogate stops pushing once its "
                 "ratio passes 1 + clip_high and its token-sum gives one step a small share beside the "
                 "rehearsal terms; answers already likely add almost nothing; 0 disables"})
+    self_imitation_rehearsal: float = field(default=0.0, metadata={
+        "help": "weight of the mean (over steps) negative log-likelihood of the rehearsed successes' steps, "
+                "a mean of its own beside self_imitation's, so that their many steps do not drown a new "
+                "success's few: what self-imitation teaches one cell (the `2` of `$2`) it otherwise teaches "
+                "every cell whose steps look alike (the start's `$1` of a one-text form), and rehearsal through "
+                "the clipped surrogate alone did not hold them; 0 disables"})
     negative_scale: float = field(default=1.0, metadata={
         "help": "multiplies below-mean advantages (1: plain GRPO; 0: learn only from the rollouts that did "
                 "better than their group, as SFT learns from demos)"})
@@ -128,7 +134,7 @@ class GRPOConfig:
             raise ConfigError(f"normaliser {self.normaliser!r} is not one of: {', '.join(NORMALISERS)}")
         for name in ("invalid_step_penalty", "no_op_penalty", "grounding_weight", "kl_beta", "neg_imitation_weight",
                      "clip_high", "weight_decay", "max_grad_norm", "rehearsal_advantage", "negative_scale",
-                     "generated_rehearsal_weight", "self_imitation"):
+                     "generated_rehearsal_weight", "self_imitation", "self_imitation_rehearsal"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -534,6 +540,11 @@ def last_checked_step(task: Task, trajectory: Trajectory) -> int | None:
     return last
 
 
+def _rehearsal_imitated(sample: GRPOSample) -> bool:
+    """Whether ``self_imitation_rehearsal`` learns ``sample``: a rehearsed success's step."""
+    return sample.policy_gradient and sample.advantage > 0 and sample.rehearsed
+
+
 def _imitated(sample: GRPOSample) -> bool:
     """Whether self-imitation learns ``sample``: a step of the update's own groups (a
     success replayed into its own cell's group too) that gets a positive advantage. Not a
@@ -765,6 +776,8 @@ class GRPOTrainer:
         self.last_groups: tuple[GroupSummary, ...] = ()
         self._imitated = 0  # this update's self-imitated steps (the NLL's divisor)
         self._imitation_nll = 0.0  # this optimizer step's mean NLL over them
+        self._rehearsal_imitated = 0  # the same for self_imitation_rehearsal's rehearsed steps
+        self._rehearsal_imitation_nll = 0.0
 
     def step(self, groups: Iterable[Sequence[Rollout | Sequence[Any]]]) -> dict[str, float]:
         """One update from judged groups of (task, trajectory, verdict). Returns stats;
@@ -782,22 +795,28 @@ class GRPOTrainer:
         normaliser = loss_normaliser(self.config, samples)
         imitation_count = sum(s.negative_imitation for s in samples)
         self._imitated = sum(_imitated(s) for s in samples) if self.config.self_imitation > 0 else 0
+        self._rehearsal_imitated = (sum(_rehearsal_imitated(s) for s in samples)
+                                    if self.config.self_imitation_rehearsal > 0 else 0)
         references = self._reference_rows(samples)
         # a replayed sample's ratio is to the policy before this update (its first pass's
         # log-probs), so that every replay of a rare success can move the policy again
         before: dict[GRPOSample, torch.Tensor] = {}
-        first: tuple[LossStats, float, float | None, float] | None = None
+        first: tuple[LossStats, float, float | None, float, float] | None = None
         for _ in range(self.config.epochs):
-            self._imitation_nll = 0.0
+            self._imitation_nll = self._rehearsal_imitation_nll = 0.0
             totals, grad_norm = self._optimizer_step(samples, references, before, normaliser, imitation_count)
-            first = first or (totals, grad_norm, self._generated_nll, self._imitation_nll)
+            first = first or (totals, grad_norm, self._generated_nll, self._imitation_nll,
+                              self._rehearsal_imitation_nll)
         self.updates += 1
-        totals, grad_norm, generated_nll, imitation_nll = first
+        totals, grad_norm, generated_nll, imitation_nll, rehearsal_imitation_nll = first
         # the stats are the first pass's: on-policy, comparable across settings of epochs
         extra = {"generated_nll": generated_nll} if generated_nll is not None else {}
         if self._imitated:
             extra["self_imitation_nll"] = imitation_nll
             extra["self_imitation_steps"] = self._imitated
+        if self._rehearsal_imitated:
+            extra["self_imitation_rehearsal_nll"] = rehearsal_imitation_nll
+            extra["self_imitation_rehearsal_steps"] = self._rehearsal_imitated
         return {**totals.as_dict(), "normaliser": normaliser, "grad_norm": grad_norm, **extra}
 
     def _reference_rows(self, samples: Sequence[GRPOSample]) -> list[torch.Tensor | None]:
@@ -876,6 +895,11 @@ class GRPOTrainer:
             step_nll = -torch.where(mask.bool() & rows[:, None], logp.float(), 0.0).sum()
             loss = loss + self.config.self_imitation * step_nll / self._imitated
             self._imitation_nll += float(step_nll.detach()) / self._imitated
+        if self._rehearsal_imitated:
+            rows = torch.tensor([_rehearsal_imitated(s) for s in samples], device=device)
+            step_nll = -torch.where(mask.bool() & rows[:, None], logp.float(), 0.0).sum()
+            loss = loss + self.config.self_imitation_rehearsal * step_nll / self._rehearsal_imitated
+            self._rehearsal_imitation_nll += float(step_nll.detach()) / self._rehearsal_imitated
         loss.backward()
         return stats
 
