@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import re
 import shutil
@@ -482,7 +483,7 @@ class VLMPolicy:
             out[i] = answer
         return out
 
-    @property
+    @functools.cached_property
     def stop_word_ids(self) -> frozenset[int]:
         """The first token of a ``done`` and of a ``fail`` answer in this policy's format."""
         said = (self.format.render(action, screen=(1024, 768), image=(1024, 768)) for action in (Done(), Fail()))

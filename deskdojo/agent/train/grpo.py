@@ -890,16 +890,19 @@ class GRPOTrainer:
             policy_gradient=torch.tensor([s.policy_gradient for s in samples], device=device),
             ref_logp=ref_logp, negative_imitation=negative_imitation,
             negative_imitation_count=imitation_count, reference_rows=reference_rows)
+        def mean_nll(chosen: Callable[[GRPOSample], bool], count: int) -> Any:
+            """This micro-batch's share of the mean NLL over the update's ``count`` chosen steps."""
+            rows = torch.tensor([chosen(s) for s in samples], device=device)
+            return -torch.where(mask.bool() & rows[:, None], logp.float(), 0.0).sum() / count
+
         if self._imitated:
-            rows = torch.tensor([_imitated(s) for s in samples], device=device)
-            step_nll = -torch.where(mask.bool() & rows[:, None], logp.float(), 0.0).sum()
-            loss = loss + self.config.self_imitation * step_nll / self._imitated
-            self._imitation_nll += float(step_nll.detach()) / self._imitated
+            nll = mean_nll(_imitated, self._imitated)
+            loss = loss + self.config.self_imitation * nll
+            self._imitation_nll += float(nll.detach())
         if self._rehearsal_imitated:
-            rows = torch.tensor([_rehearsal_imitated(s) for s in samples], device=device)
-            step_nll = -torch.where(mask.bool() & rows[:, None], logp.float(), 0.0).sum()
-            loss = loss + self.config.self_imitation_rehearsal * step_nll / self._rehearsal_imitated
-            self._rehearsal_imitation_nll += float(step_nll.detach()) / self._rehearsal_imitated
+            nll = mean_nll(_rehearsal_imitated, self._rehearsal_imitated)
+            loss = loss + self.config.self_imitation_rehearsal * nll
+            self._rehearsal_imitation_nll += float(nll.detach())
         loss.backward()
         return stats
 
