@@ -339,6 +339,38 @@ def test_a_field_the_task_types_into_is_named_until_it_holds_the_text():
     assert ranked_for_task(ShownElements(page, 0, listed=True), "Go to the Apple tab.").named == frozenset()
 
 
+def test_a_field_to_type_into_carries_the_place_of_the_text_it_takes():
+    """fill_form L1: each field says which of the task's texts goes into it (``$2``), by
+    the text said before its label (or after it, when the label comes first); the mark
+    is drawn only with ``field_texts``, and a field that holds its text loses it."""
+    from deskdojo.agent.observation import ShownElements, element_table, ranked_for_task, texts_for_fields
+    from deskdojo.core.elements import Element
+
+    def form(first: str = "", second: str = ""):
+        return (Element(1, "text", first, (110, 0, 140, 12), frozenset({"editable", "enabled"})),
+                Element(2, "label", "Team colour:", (50, 0, 55, 12)),
+                Element(3, "text", second, (110, 20, 140, 12), frozenset({"editable", "enabled"})),
+                Element(4, "label", "Captain:", (50, 20, 55, 12)),
+                Element(5, "button", "Proceed", (200, 40, 44, 15)))
+
+    said = "Type “purple” into the “Team colour” field and “Gus” into the “Captain” field. Then press “Proceed”."
+    shown = ranked_for_task(ShownElements(form(), 0, listed=True), said, field_texts=True)
+    assert shown.takes == {1: 1, 3: 2}
+    table = element_table(shown, screen=(448, 336), image=(448, 336))
+    assert '1 text "" editable,enabled,named,$1 ' in table and '3 text "" editable,enabled,named,$2 ' in table
+    assert "$" not in element_table(ranked_for_task(ShownElements(form(), 0, listed=True), said),
+                                    screen=(448, 336), image=(448, 336))
+    # the first text typed: only the second field is left, and it still takes $2
+    shown = ranked_for_task(ShownElements(form(first="purple"), 0, listed=True), said, field_texts=True)
+    assert shown.takes == {3: 2} and shown.named == {3, 5} and 1 in shown.acted
+    # the other order of the sentence: the label first, its text after it
+    assert texts_for_fields({7: 2}, "In the Note field, type “Mina”, then click “Save”.") == {7: 1}
+    # the swapped sentence swaps the marks; nothing to type marks nothing
+    swapped = "Type “Gus” into the “Captain” field and “purple” into the “Team colour” field."
+    assert ranked_for_task(ShownElements(form(), 0, listed=True), swapped, field_texts=True).takes == {1: 2, 3: 1}
+    assert ranked_for_task(ShownElements(form(), 0, listed=True), "Press “Proceed”.", field_texts=True).takes == {}
+
+
 def test_the_order_of_mentions_skips_words_inside_another_quoted_name():
     from deskdojo.perception.relevance import mention_position
 
@@ -519,6 +551,12 @@ def test_a_text_to_type_is_said_by_its_place_and_acts_as_the_text(tmp_path):
     literal_ids = literal.tokenizer('type "$1"<|im_end|>')["input_ids"]
     assert literal._decision(literal_ids, [0.0] * len(literal_ids), literal._prompt([observation], task, ())) \
         .action == Type("$1")
+    # field_texts: the prompt's field row says which text it takes, and a saved policy keeps it
+    assert ",$1 " not in prompt.text
+    marked = load_policy(str(tmp_path / "p"), PolicyConfig(field_texts=True))
+    assert 'entry "" editable,enabled,named,$1 ' in marked._prompt([observation], task, ()).text
+    marked.save(tmp_path / "m")
+    assert load_policy(str(tmp_path / "m")).field_texts and not load_policy(str(tmp_path / "p")).field_texts
 
 
 def test_pretraining_continues_a_reader_it_wrote_and_counts_all_its_steps(tmp_path, capsys, monkeypatch):

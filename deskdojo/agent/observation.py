@@ -11,8 +11,8 @@ element's box and id drawn on it, and the table with the same ids).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from deskdojo.core.actions import Scroll
 from deskdojo.core.elements import MODES_WITH_ELEMENTS, Element, ElementList, fit_to_budget
@@ -39,6 +39,7 @@ class ShownElements:
     acted: frozenset[int] = frozenset()  # rows whose names earlier steps acted on (state "acted")
     named: frozenset[int] = frozenset()  # rows whose whole name the task says (state "named")
     kind: frozenset[int] = frozenset()  # rows of a kind the task names, while nothing is named (state "kind")
+    takes: Mapping[int, int] = field(default_factory=dict)  # field id -> place of the task's text it takes ("$2")
 
     def label_of(self, element_id: int) -> int | None:
         """What the table calls element ``element_id`` (None: not shown)."""
@@ -55,16 +56,18 @@ class ShownElements:
 
 
 def element_row(element: Element, *, screen: tuple[int, int], image: tuple[int, int],
-                number: int | None = None, acted: bool = False, named: bool = False, kind: bool = False) -> str:
+                number: int | None = None, acted: bool = False, named: bool = False, kind: bool = False,
+                takes: int | None = None) -> str:
     """``12 button "Save" enabled,focused 40,10,64,24``: id, role, name (JSON-quoted, so a
-    name cannot start a new row), states (``-`` for none), box x,y,w,h in ``image`` pixels."""
+    name cannot start a new row), states (``-`` for none), box x,y,w,h in ``image`` pixels.
+    A field that takes the task's second text to type ends its states with ``$2``."""
     from deskdojo.perception.resize import screen_to_image
 
     x, y, w, h = element.box
     x0, y0 = screen_to_image(x, y, image, screen)
     x1, y1 = screen_to_image(x + w, y + h, image, screen)
     marks = {ACTED} if acted else {NAMED} if named else {KIND} if kind else set()
-    states = ",".join(sorted(element.states | marks)) or "-"
+    states = ",".join([*sorted(element.states | marks), *([f"${takes}"] if takes is not None else [])]) or "-"
     name = json.dumps(element.name, ensure_ascii=False)
     label = element.id if number is None else number
     return f"{label} {element.role} {name} {states} {x0},{y0},{x1 - x0},{y1 - y0}"
@@ -249,6 +252,25 @@ def fields_to_type(elements: Sequence[Element], instruction: str) -> tuple[froze
     return typed, {}
 
 
+def texts_for_fields(to_type: Mapping[int, int], instruction: str) -> dict[int, int]:
+    """Which of the task's texts to type (``texts_to_type``, by 1-based place) each field
+    of ``fields_to_type`` takes: the text said last before the field's label ("“Gus” into
+    the “Captain” field"), else the first one after it ("in the Note field, type Mina").
+    A field the table marks with its text's place (``$2``) is answered by copying that
+    mark, not by a digit the reader has to work out from the sentence: taught only by
+    its successes, a tiny reader learned the ``2`` of fill_form's second text as a bias and
+    said it into one-text forms too (README, "A suite with room")."""
+    texts = texts_to_type(instruction)
+    said = [(mention_position(text, instruction), place) for place, text in enumerate(texts, start=1)]
+    takes = {}
+    for field_id, label_at in to_type.items():
+        before = [(at, place) for at, place in said if at < label_at]
+        after = [(at, place) for at, place in said if at >= label_at]
+        if before or after:
+            takes[field_id] = max(before)[1] if before else min(after)[1]
+    return takes
+
+
 def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
     """What the episode's earlier steps acted on, for ``ranked_for_task``. A scroll over a
     row is not acting on it: the list it turned is still where the target will show, and
@@ -257,7 +279,8 @@ def acted_on(history: Sequence[Decision]) -> tuple[ActedOn, ...]:
                  if d.element_name is not None and not isinstance(d.action, Scroll))
 
 
-def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[ActedOn] = ()) -> ShownElements:
+def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[ActedOn] = (),
+                    field_texts: bool = False) -> ShownElements:
     """``shown`` with its rows ordered by ``task_relevance``, then by where the task first
     names them (ties, and rows that share no word, keep the listing's order); the rows are
     then numbered 1..n in that order. A container the task names (``CONTAINER_ROLES``)
@@ -275,7 +298,8 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[A
     A field the task has yet to type into (``fields_to_type``) is ``named`` and ranks where
     the task says it, so the typing step is row 1 when it is next, as a click's target is;
     a field that holds a text the task asks to type is ``acted`` (and one clicked but still
-    to type into is not)."""
+    to type into is not). With ``field_texts`` such a field also says which of the task's
+    texts it takes (``texts_for_fields``: ``$2``)."""
     by_name: dict[str, list[ActedOn]] = {}
     for record in acted:
         by_name.setdefault(record.name, []).append(record)
@@ -289,15 +313,16 @@ def ranked_for_task(shown: ShownElements, instruction: str, *, acted: Iterable[A
     relevance = {e.id: min(max(score, KIND_RELEVANCE) if e.role in kinds else score,
                            ACTED_RELEVANCE if e.id in done else 1.9 if e.role in CONTAINER_ROLES else 3.0)
                  for e in shown.elements for score in (task_relevance(e.name, instruction),)}
-    relevance.update({field: 3.0 for field in to_type})
+    relevance.update({row_id: 3.0 for row_id in to_type})
     order = sorted(shown.elements, key=lambda e: (-relevance[e.id], to_type[e.id] if e.id in to_type
                                                   else mention_position(e.name, instruction), e.id not in to_type))
     named = frozenset(e.id for e in order if e.id in to_type
                       or (relevance[e.id] >= 2.0 and e.id not in done and can_be_target(e)))
     target_acted = any(task_relevance(name, instruction) >= 2.0 for name in by_name)
     kind = frozenset() if named or target_acted else frozenset(e.id for e in order if e.role in kinds and e.id not in done)
+    takes = texts_for_fields(to_type, instruction) if field_texts else {}
     return ShownElements(tuple(order), shown.left_out, shown.listed, shown.truncated, numbered=True, acted=done,
-                         named=named, kind=kind)
+                         named=named, kind=kind, takes=takes)
 
 
 def element_table(shown: ShownElements, *, screen: tuple[int, int], image: tuple[int, int]) -> str:
@@ -309,7 +334,8 @@ def element_table(shown: ShownElements, *, screen: tuple[int, int], image: tuple
     lines = [f"Elements ({'number' if shown.numbered else 'id'} role \"name\" states box x,y,w,h in pixels "
              f"of a {image[0]}x{image[1]} view of the screen):"]
     lines += [element_row(e, screen=screen, image=image, number=k if shown.numbered else None,
-                          acted=e.id in shown.acted, named=e.id in shown.named, kind=e.id in shown.kind)
+                          acted=e.id in shown.acted, named=e.id in shown.named, kind=e.id in shown.kind,
+                          takes=shown.takes.get(e.id))
               for k, e in enumerate(shown.elements, start=1)]
     if shown.left_out:
         lines.append(f"({shown.left_out} more elements left out: those off screen or farthest from the focus)")

@@ -140,6 +140,11 @@ class PolicyConfig:
         "help": "say a text the task asks to type by its place among the task's texts to type "
                 "(type \"$1\"), not by copying it; the answer's $N is replaced by that text before it "
                 "acts; default: the saved value, off otherwise"})
+    field_texts: bool | None = field(default=None, metadata={
+        "help": "with text_refs and element_order task, a field the task has yet to type into carries the "
+                "place of the text it takes as its last state (`editable,enabled,named,$2`), so the answer "
+                "copies the mark, not a digit worked out from the sentence; default: the saved value, "
+                "off otherwise"})
     explore: float = field(default=0.0, metadata={
         "help": "share of sampled steps (never greedy ones) whose answer is drawn at random from the "
                 "answers the element table allows (click a row; type a task's text into an editable row; "
@@ -158,8 +163,9 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError("PolicyConfig.model must name a model ('tiny', a folder or a hub name)")
-        if self.text_refs is not None and not isinstance(self.text_refs, bool):
-            raise ConfigError(f"text_refs must be true or false, got {self.text_refs!r}")
+        for name in ("text_refs", "field_texts"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.gradient_checkpointing is not None and not isinstance(self.gradient_checkpointing, bool):
             raise ConfigError(f"gradient_checkpointing must be true or false, got "
                               f"{self.gradient_checkpointing!r} ({type(self.gradient_checkpointing).__name__})")
@@ -274,7 +280,8 @@ class VLMPolicy:
     def __init__(self, *, model: Any, tokenizer: Any, processor: Any, config: PolicyConfig,
                  model_type: str, base: str, format_name: str, min_pixels: int, max_pixels: int,
                  factor: int, position_code: bool = False, observation: str = "screenshot",
-                 element_order: str = "id", history_names: bool = False, text_refs: bool = False):
+                 element_order: str = "id", history_names: bool = False, text_refs: bool = False,
+                 field_texts: bool = False):
         from deskdojo.agent.formats import get_format
 
         self.model = model
@@ -292,6 +299,7 @@ class VLMPolicy:
         self.element_order = element_order
         self.history_names = history_names
         self.text_refs = text_refs
+        self.field_texts = field_texts
         self.lora: LoraSettings | None = None
         self.gradient_checkpointing = False
         self.policy_id = f"vlm:{Path(base).name if Path(base).exists() else base}"
@@ -342,7 +350,8 @@ class VLMPolicy:
         if mode in MODES_WITH_ELEMENTS:  # the newest screen's listing; older screens are shown plain
             elements = shown_elements(current, budget=self.config.element_budget, image=image_size)
             if self.element_order == "task":
-                elements = ranked_for_task(elements, task.instruction, acted=acted_on(history))
+                elements = ranked_for_task(elements, task.instruction, acted=acted_on(history),
+                                           field_texts=self.field_texts and self.text_refs)
         images = []
         for observation in (shown if mode in MODES_WITH_PIXELS else ()):
             pixels = observation.screenshot
@@ -893,7 +902,8 @@ class VLMPolicy:
                   "format": self.format.name, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
                   "position_code": self.position_code, "gradient_checkpointing": self.gradient_checkpointing,
                   "observation": self.observation, "element_order": self.element_order,
-                  "history_names": self.history_names, "text_refs": self.text_refs, "seed": self.config.seed, "policy_id": self.policy_id,
+                  "history_names": self.history_names, "text_refs": self.text_refs,
+                  "field_texts": self.field_texts, "seed": self.config.seed, "policy_id": self.policy_id,
                   "lora": None if self.lora is None else dataclasses.asdict(self.lora)}
         if self.lora is None:
             self.model.save_pretrained(str(folder))
@@ -947,6 +957,7 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
             element_order=_first(config.element_order, saved.get("element_order")),
             history_names=_first(config.history_names, saved.get("history_names", False)),
             text_refs=_first(config.text_refs, saved.get("text_refs", False)),
+            field_texts=_first(config.field_texts, saved.get("field_texts", False)),
             gradient_checkpointing=checkpointing))
         _load_adapter(policy, folder / "adapter", LoraSettings.from_dict(
             {**saved["lora"], "targets": tuple(saved["lora"]["targets"])}))
@@ -990,7 +1001,8 @@ def load_policy(model: str = "tiny", config: PolicyConfig | None = None) -> VLMP
                        observation=_first(config.observation, (saved or {}).get("observation") or "screenshot"),
                        element_order=_first(config.element_order, (saved or {}).get("element_order") or "id"),
                        history_names=bool(_first(config.history_names, (saved or {}).get("history_names", False))),
-                       text_refs=bool(_first(config.text_refs, (saved or {}).get("text_refs", False))))
+                       text_refs=bool(_first(config.text_refs, (saved or {}).get("text_refs", False))),
+                       field_texts=bool(_first(config.field_texts, (saved or {}).get("field_texts", False))))
     if saved is not None:
         policy.policy_id = saved.get("policy_id", policy.policy_id)
     if config.lora is not None:
