@@ -95,6 +95,43 @@ def test_typing_examples_type_the_quoted_text_into_the_one_field_in_the_instruct
     assert min(kinds.values()) > 15, kinds
 
 
+def test_form_examples_type_each_text_into_the_field_marked_with_its_place_then_press_the_button():
+    """Two or three labelled fields: the target is the next field in the sentence's order,
+    typed by place, and the table marks that very row with the place it takes (``$2``);
+    then the button, then done. The default mix has none of them (the shipped reader's data)."""
+    from deskdojo.agent.tiny.pretrain import form_example, said
+    from deskdojo.perception.relevance import texts_to_type
+
+    from deskdojo.agent.policy import PolicyConfig, load_policy
+    from deskdojo.agent.tiny import TINY_DIR
+
+    policy = load_policy(str(TINY_DIR / "reader"), PolicyConfig(field_texts=True))
+    rng = random.Random(9)
+    words = pseudo_words()[:300]
+    kinds: dict[str, int] = {}
+    for _ in range(150):
+        example = said(policy, form_example(rng, words, rows=rng.randint(7, 14)))
+        texts = texts_to_type(example.task.instruction)
+        assert len(texts) in (2, 3) and example.target in example.choices
+        answer = policy.render_target(example.target, example.observation, task=example.task,
+                                      history=example.history)
+        table = policy._prompt([example.observation], example.task, example.history).text
+        typed = [d.action.text for d in example.history if isinstance(d.action, Type)]
+        assert typed == list(texts[:len(typed)])  # in the sentence's order
+        if isinstance(example.target, Type):
+            number, place = answer.split()[1][1:], answer.split()[2].strip('"')
+            assert place == f"${len(typed) + 1}" and texts[len(typed)] == example.target.text
+            (row,) = [line for line in table.splitlines() if line.startswith(f"{number} ")]
+            assert row.split()[-2].endswith(f",{place}") and '""' in row  # the empty field marked with it
+            kinds[place] = kinds.get(place, 0) + 1
+        else:
+            assert len(typed) == len(texts)
+            kinds[answer.split()[0]] = kinds.get(answer.split()[0], 0) + 1
+    assert min(kinds.get(k, 0) for k in ("$1", "$2", "$3", "click", "done")) > 3, kinds
+    rng = random.Random(1)
+    assert all(make_example(rng, words, rows=9).task.instruction.count(" into the ") <= 1 for _ in range(300))
+
+
 def _ranked(example):
     from deskdojo.agent.observation import ShownElements, acted_on, ranked_for_task
 
@@ -579,6 +616,13 @@ def test_pretraining_continues_a_reader_it_wrote_and_counts_all_its_steps(tmp_pa
     assert load_policy(str(tmp_path / "b")).text_refs
     assert main(["tiny", "pretrain", "--continue-from", str(tmp_path), "--steps", "1"]) != 0
     assert "holds no pretrain_report.json" in capsys.readouterr().err
+    # forms: a continued reader that learned them shows the marks (field_texts); never from scratch
+    assert main(["tiny", "pretrain", "--continue-from", str(tmp_path / "b"), "--steps", "1", "--form-share", "0.5",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert load_policy(str(tmp_path / "c")).field_texts and not load_policy(str(tmp_path / "b")).field_texts
+    assert json.loads((tmp_path / "c" / "pretrain_report.json").read_text())["config"]["form_share"] == 0.5
+    assert main(["tiny", "pretrain", "--steps", "1", "--form-share", "0.5", "--out", str(tmp_path / "d")]) != 0
+    assert "--form-share continues a pretrained reader" in capsys.readouterr().err
 
 
 def test_exploration_scrolls_over_the_rows_that_scroll_and_the_answer_parses_to_a_wheel_on_that_row():

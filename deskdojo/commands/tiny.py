@@ -61,9 +61,13 @@ def cmd_tiny_pretrain(args: argparse.Namespace) -> int:
         start_step = int(before.get("total_steps", before["steps"]))
     config = PretrainConfig(steps=args.steps, seed=args.seed, start_step=start_step,
                             **({"lr": args.lr} if args.lr is not None else {}),
-                            max_seconds=args.minutes * 60 if args.minutes else None)
-    policy = reader_from(Path(args.continue_from), seed=args.seed) if args.continue_from \
-        else reader_from_scratch(seed=args.seed)
+                            max_seconds=args.minutes * 60 if args.minutes else None, form_share=args.form_share)
+    if not 0 <= args.form_share <= 1:
+        raise ConfigError(f"--form-share is a share of the examples, 0 to 1; got {args.form_share}")
+    if args.form_share and not args.continue_from:
+        raise ConfigError("--form-share continues a pretrained reader: pass --continue-from FOLDER")
+    policy = reader_from(Path(args.continue_from), seed=args.seed, field_texts=args.form_share > 0) \
+        if args.continue_from else reader_from_scratch(seed=args.seed)
     params = sum(p.numel() for p in policy.model.parameters())
     print(f"tiny reader: {params / 1e6:.2f} M parameters, {config.steps} steps of {config.batch_size} "
           f"generated examples")
@@ -96,6 +100,10 @@ def add_tiny_parser(sub: Any) -> None:
                    help="pretrain this reader further (a folder this command wrote; new examples, full "
                         "tables) instead of one from scratch")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: PretrainConfig's, 2e-3)")
+    p.add_argument("--form-share", type=float, default=0.0,
+                   help="share of examples that fill a form of two or three labelled fields, each field "
+                        "marked with the place of the text it takes; the reader then saves field_texts on "
+                        "(with --continue-from; default 0: the shipped reader's data)")
     p.set_defaults(fn=cmd_tiny_pretrain)
 
 

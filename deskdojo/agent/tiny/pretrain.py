@@ -96,6 +96,9 @@ class PretrainConfig:
     start_step: int = 0  # steps the reader was pretrained before this run (continued: new data, full tables)
     max_seconds: float | None = None
     log_every: int = 50
+    form_share: float = 0.0  # examples of forms (``form_example``); the reader then shows field marks
+
+
 
 
 @dataclass(slots=True)
@@ -188,11 +191,14 @@ def _inside_instruction(rng: random.Random, item: str, holder: str) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def make_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
+def make_example(rng: random.Random, words: Sequence[str], *, rows: int, form_share: float = 0.0) -> Example:
     """One generated example: mostly clicks on named rows (``click_example``); some ask for
     text typed into a field on the way (``typing_example``); some name a target that a
     drop-down holds, which the instruction names by its kind or not at all
-    (``opener_example``); some name one row by its kind alone (``role_example``)."""
+    (``opener_example``); some name one row by its kind alone (``role_example``); with
+    ``form_share``, that share fill a form of two or three fields (``form_example``)."""
+    if form_share and rng.random() < form_share:
+        return form_example(rng, words, rows=rows)
     draw = rng.random()
     if draw < TYPING_SHARE:
         return typing_example(rng, words, rows=rows)
@@ -332,6 +338,71 @@ def typing_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Ex
         choices = (target,)
     task = Task(id="pretrain", instruction=instruction, family="pretrain")
     return Example(task, observation, history, target, choices)
+
+
+FIELD_STEP_PX = 40
+"""Rows of a generated form lie this far apart (a label beside or above its field)."""
+
+
+def form_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
+    """A form of two or three labelled fields (``type “Rufus” into the “Reason” field and
+    “Mina” into the “Note” field, then press “Vilk”``), in the sentence's order: the next
+    field not yet holding its text (row by number, text by place: ``type #2 "$2"``), then
+    the button, then ``done``. Labels stand beside or above their fields, so the table
+    marks each field with the place of its text (``policy.field_texts``: ``$2``), and the
+    answer copies that mark: the second field's ``$2`` is the digit the loop otherwise
+    had to learn as a bias from a few successes, and said into one-text forms too."""
+    used: set[str] = set()
+    count = rng.choice((2, 2, 3))
+    labels = [name.capitalize() for name in _fresh_names(rng, words, count, used)]
+    texts = [_typed_text(rng, words, used) for _ in range(count)]
+    (button,) = _fresh_names(rng, words, 1, used)
+    others = _fresh_names(rng, words, max(0, rows - 2 * count - 1), used)
+    said_order = rng.sample(range(count), count)  # the sentence names the fields in this order
+    typed = rng.randint(0, count) if rng.random() < 0.85 else count
+    pressed = typed == count and rng.random() < 0.3
+    above = rng.random() < 0.4
+    x, y = rng.randrange(40, 500), rng.randrange(40, 480)
+    rows_out: list[Element] = []
+    field_ids: dict[int, int] = {}
+    for place, i in enumerate(rng.sample(range(count), count)):  # the form's own top-down order
+        top = y + place * FIELD_STEP_PX * (2 if above else 1)
+        label_box = (x, top, 90, 16) if not above else (x, top, 90, 14)
+        field_box = (x + 100, top, 160, 16) if not above else (x, top + 18, 160, 16)
+        holds = texts[i] if i in said_order[:typed] else ""
+        rows_out.append(Element(0, "label", f"{labels[i]}:", label_box, frozenset({"enabled"})))
+        rows_out.append(Element(0, rng.choice(("text", "entry")), holds, field_box,
+                                frozenset({"editable", "enabled"})))
+        field_ids[i] = len(rows_out)
+    rows_out.append(Element(0, "button", button, (x + 180, y + count * FIELD_STEP_PX * 2 + 10, 60, 20),
+                            frozenset({"enabled"})))
+    rows_out += [Element(0, rng.choice(ROLES), name, _box(rng), _filler(rng)) for name in others]
+    order = rng.sample(range(len(rows_out)), len(rows_out))
+    number_of = {index: number for number, index in enumerate(order, start=1)}
+    elements = [Element(0, "frame", f"deskdojo {rng.choice(words)}", (0, 0, 900, 700), frozenset({"enabled"}))]
+    elements += [dataclasses.replace(rows_out[index], id=number_of[index]) for index in sorted(order, key=number_of.get)]
+    field_of = {i: number_of[index - 1] for i, index in field_ids.items()}
+    noun = rng.choice(("field", "box", "entry"))
+    # a text after the first is quoted, as ``texts_to_type`` needs ("and “Mina” into ...")
+    quoted = [_quote(rng, texts[i]) if k == 0 else rng.choice(("“{}”", '"{}"')).format(texts[i])
+              for k, i in enumerate(said_order)]
+    parts = [f"{text} into the {_quote(rng, labels[i]) if rng.random() < 0.6 else labels[i]} {noun}"
+             for text, i in zip(quoted, said_order)]
+    typing = parts[0] if count == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    instruction = f"Type {typing}, then {rng.choice(('press', 'click'))} {_quote(rng, button)}."
+    history = tuple(Decision(text="", action=Type(texts[i], element=field_of[i]), element_name="")
+                    for i in said_order[:typed])
+    observation = _observation(rng, elements)
+    button_id = _row_id(observation, button, "button")
+    if pressed:
+        history += (Decision(text="", action=Click(element=button_id), element_name=button),)
+        target: Any = Done()
+    elif typed < count:
+        target = Type(texts[said_order[typed]], element=field_of[said_order[typed]])
+    else:
+        target = Click(element=button_id)
+    task = Task(id="pretrain", instruction=instruction, family="pretrain")
+    return Example(task, observation, history, target, (target,))
 
 
 def opener_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Example:
@@ -581,6 +652,9 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
                        for _ in range(config.eval_examples)],
              "heldout": [make_example(eval_rng, heldout_words, rows=eval_rng.randint(2, config.max_rows))
                          for _ in range(config.eval_examples)]}
+    if config.form_share:
+        evals["forms-heldout"] = [form_example(eval_rng, heldout_words, rows=eval_rng.randint(7, config.max_rows))
+                                  for _ in range(config.eval_examples)]
     model = policy.model
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -603,10 +677,10 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
             model.eval()
             scores = {name: accuracy(policy, examples) for name, examples in evals.items()}
             result.evals.append({"step": step, "seconds": round(time.perf_counter() - started, 1), **scores})
-            log(f"pretrain: step {step}  accuracy train-words {scores['train']:.2f}  "
-                f"held-out words {scores['heldout']:.2f}")
+            log(f"pretrain: step {step}  accuracy {_scores_text(scores)}")
         model.train()
-        batch_examples = [make_example(rng, train_words, rows=rows_at(config.start_step + step, config, rng))
+        batch_examples = [make_example(rng, train_words, rows=rows_at(config.start_step + step, config, rng),
+                                       form_share=config.form_share)
                           for _ in range(config.batch_size)]
         value = supervised_step(policy, _samples(policy, batch_examples), optimizer, parameters,
                                 lr=lr_at(step), max_grad_norm=1.0)
@@ -625,10 +699,14 @@ def pretrain(policy: Any, config: PretrainConfig, *, log: Callable[[str], None] 
     model.eval()
     scores = {name: accuracy(policy, examples) for name, examples in evals.items()}
     result.evals.append({"step": result.steps, "seconds": round(time.perf_counter() - started, 1), **scores})
-    log(f"pretrain: done at step {result.steps}: accuracy train-words {scores['train']:.2f}  "
-        f"held-out words {scores['heldout']:.2f}")
+    log(f"pretrain: done at step {result.steps}: accuracy {_scores_text(scores)}")
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _scores_text(scores: dict[str, float]) -> str:
+    names = {"train": "train-words", "heldout": "held-out words", "forms-heldout": "forms of held-out words"}
+    return "  ".join(f"{names.get(key, key)} {value:.2f}" for key, value in scores.items())
 
 
 def reader_from_scratch(*, seed: int = 0) -> Any:
@@ -642,13 +720,13 @@ def reader_from_scratch(*, seed: int = 0) -> Any:
     return policy
 
 
-def reader_from(folder: Path, *, seed: int = 0) -> Any:
+def reader_from(folder: Path, *, seed: int = 0, field_texts: bool = False) -> Any:
     """A pretrained reader (a folder ``VLMPolicy.save`` wrote) to pretrain further, with the
     reader's settings as ``reader_from_scratch`` makes them (a setting added since it was
-    built, such as ``text_refs``, takes effect)."""
+    built, such as ``text_refs``, takes effect); ``field_texts`` for pretraining on forms."""
     from deskdojo.agent.policy import load_policy
 
-    return load_policy(str(folder), _reader_config().replace(seed=seed))
+    return load_policy(str(folder), _reader_config().replace(seed=seed, field_texts=field_texts or None))
 
 
 def _reader_config() -> Any:
