@@ -18,6 +18,10 @@ clicks. The target is the policy's own answer text:
 * in some examples a typing step, a drop-down that holds the target (opened, closed with
   ``key escape`` when it was the wrong one), or a row named by its kind alone.
 
+With ``form_share`` (``deskdojo tiny pretrain --form-share``, continuing a reader), that
+share of examples fill a form of two or three labelled fields, each field marked with the
+place of the text it takes (``policy.field_texts``): the answer copies the mark.
+
 Table sizes grow over training (a curriculum: 2-4 rows first). A held-out set of
 made-up words that never train measures whether the skill carries over to words the
 model never saw, as the families' held-out words are.
