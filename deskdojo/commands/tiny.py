@@ -59,13 +59,13 @@ def cmd_tiny_pretrain(args: argparse.Namespace) -> int:
                               f"folder 'deskdojo tiny pretrain' wrote (the shipped one: {TINY_DIR / 'reader'})")
         before = json.loads(report.read_text())
         start_step = int(before.get("total_steps", before["steps"]))
-    config = PretrainConfig(steps=args.steps, seed=args.seed, start_step=start_step,
-                            **({"lr": args.lr} if args.lr is not None else {}),
-                            max_seconds=args.minutes * 60 if args.minutes else None, form_share=args.form_share)
     if not 0 <= args.form_share <= 1:
         raise ConfigError(f"--form-share is a share of the examples, 0 to 1; got {args.form_share}")
     if args.form_share and not args.continue_from:
         raise ConfigError("--form-share continues a pretrained reader: pass --continue-from FOLDER")
+    config = PretrainConfig(steps=args.steps, seed=args.seed, start_step=start_step,
+                            **({"lr": args.lr} if args.lr is not None else {}),
+                            max_seconds=args.minutes * 60 if args.minutes else None, form_share=args.form_share)
     policy = reader_from(Path(args.continue_from), seed=args.seed, field_texts=args.form_share > 0) \
         if args.continue_from else reader_from_scratch(seed=args.seed)
     params = sum(p.numel() for p in policy.model.parameters())

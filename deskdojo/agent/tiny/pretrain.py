@@ -103,8 +103,6 @@ class PretrainConfig:
     form_share: float = 0.0  # examples of forms (``form_example``); the reader then shows field marks
 
 
-
-
 @dataclass(slots=True)
 class Example:
     task: Task
@@ -354,8 +352,8 @@ def form_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exam
     field not yet holding its text (row by number, text by place: ``type #2 "$2"``), then
     the button, then ``done``. Labels stand beside or above their fields, so the table
     marks each field with the place of its text (``policy.field_texts``: ``$2``), and the
-    answer copies that mark: the second field's ``$2`` is the digit the loop otherwise
-    had to learn as a bias from a few successes, and said into one-text forms too."""
+    answer copies that mark (the loop, taught ``$2`` by a few successes alone, learned the
+    digit as a bias and said it into one-text forms too)."""
     used: set[str] = set()
     count = rng.choice((2, 2, 3))
     labels = [name.capitalize() for name in _fresh_names(rng, words, count, used)]
@@ -377,7 +375,7 @@ def form_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exam
         rows_out.append(Element(0, "label", f"{labels[i]}:", label_box, frozenset({"enabled"})))
         rows_out.append(Element(0, rng.choice(("text", "entry")), holds, field_box,
                                 frozenset({"editable", "enabled"})))
-        field_ids[i] = len(rows_out)
+        field_ids[i] = len(rows_out) - 1
     rows_out.append(Element(0, "button", button, (x + 180, y + count * FIELD_STEP_PX * 2 + 10, 60, 20),
                             frozenset({"enabled"})))
     rows_out += [Element(0, rng.choice(ROLES), name, _box(rng), _filler(rng)) for name in others]
@@ -385,15 +383,14 @@ def form_example(rng: random.Random, words: Sequence[str], *, rows: int) -> Exam
     number_of = {index: number for number, index in enumerate(order, start=1)}
     elements = [Element(0, "frame", f"deskdojo {rng.choice(words)}", (0, 0, 900, 700), frozenset({"enabled"}))]
     elements += [dataclasses.replace(rows_out[index], id=number_of[index]) for index in sorted(order, key=number_of.get)]
-    field_of = {i: number_of[index - 1] for i, index in field_ids.items()}
+    field_of = {i: number_of[index] for i, index in field_ids.items()}
     noun = rng.choice(("field", "box", "entry"))
     # a text after the first is quoted, as ``texts_to_type`` needs ("and “Mina” into ...")
     quoted = [_quote(rng, texts[i]) if k == 0 else rng.choice(("“{}”", '"{}"')).format(texts[i])
               for k, i in enumerate(said_order)]
     parts = [f"{text} into the {_quote(rng, labels[i]) if rng.random() < 0.6 else labels[i]} {noun}"
              for text, i in zip(quoted, said_order)]
-    typing = parts[0] if count == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    instruction = f"Type {typing}, then {rng.choice(('press', 'click'))} {_quote(rng, button)}."
+    instruction = f"Type {', '.join(parts[:-1])} and {parts[-1]}, then {rng.choice(('press', 'click'))} {_quote(rng, button)}."
     history = tuple(Decision(text="", action=Type(texts[i], element=field_of[i]), element_name="")
                     for i in said_order[:typed])
     observation = _observation(rng, elements)
