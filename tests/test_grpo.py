@@ -794,6 +794,18 @@ def test_generated_rehearsal_holds_what_the_groups_do_not_show():
             GRPOConfig(generated_rehearsal=bad)
 
 
+def found_again_and_again(trainer: GRPOTrainer, policy: ToyPolicy, task: Task, updates: int = 8) -> dict:
+    """``updates`` groups of ``task`` in context 1: three rollouts answer token 1 and fail,
+    one answers the rare token 3 (at its current log-prob) and succeeds; the last stats."""
+    stats: dict = {}
+    for update in range(updates):
+        logp = float(policy.log_probs(1, 0)[3].detach())
+        stats = trainer.step([[*(make_rollout(task, f"f{update}-{i}", [((1,), (math.log(1 / 3),))], success=False)
+                                 for i in range(3)),
+                               make_rollout(task, f"won{update}", [((3,), (logp,))], success=True)]])
+    return stats
+
+
 def test_self_imitation_learns_a_rare_success_that_the_clipped_ratio_barely_moves():
     """Exploration found token 3 in context 1, where the policy gives it p = 0.002; the
     group's three failures teach nothing (negative_scale 0). The clipped surrogate's
@@ -810,14 +822,7 @@ def test_self_imitation_learns_a_rare_success_that_the_clipped_ratio_barely_move
                             success_replay=False, generated_rehearsal=1, self_imitation=weight)
         trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters(),
                               supervised=lambda update: -policy.log_probs(1, 0)[0])
-        task = make_task(seed=1)
-        stats: dict = {}
-        for update in range(8):
-            logp = float(policy.log_probs(1, 0)[3].detach())
-            stats = trainer.step([[*(make_rollout(task, f"f{update}-{i}", [((1,), (math.log(1 / 3),))],
-                                                  success=False) for i in range(3)),
-                                   make_rollout(task, f"won{update}", [((3,), (logp,))], success=True)]])
-        return policy, stats
+        return policy, found_again_and_again(trainer, policy, make_task(seed=1))
 
     plain, plain_stats = trained(0.0)
     imitating, stats = trained(1.0)
@@ -847,13 +852,7 @@ def test_self_imitation_of_the_rehearsed_successes_holds_an_old_answer_that_a_ne
         trainer = GRPOTrainer(config, policy.token_logprobs, policy.parameters())
         trainer.replay.add(*make_rollout(old_cell, "old-win", [((1,), (math.log(0.87),))], success=True)[1:],
                            task=old_cell)
-        stats: dict = {}
-        for update in range(8):
-            logp = float(policy.log_probs(1, 0)[3].detach())
-            stats = trainer.step([[*(make_rollout(new_task, f"f{update}-{i}", [((1,), (math.log(1 / 3),))],
-                                                  success=False) for i in range(3)),
-                                   make_rollout(new_task, f"won{update}", [((3,), (logp,))], success=True)]])
-        return policy, stats
+        return policy, found_again_and_again(trainer, policy, new_task)
 
     alone, alone_stats = trained(0.0)
     held, stats = trained(4.0)

@@ -400,7 +400,7 @@ def test_a_field_to_type_into_carries_the_place_of_the_text_it_takes():
     # the first text typed: only the second field is left, and it still takes $2
     shown = ranked_for_task(ShownElements(form(first="purple"), 0, listed=True), said, field_texts=True)
     assert shown.takes == {3: 2} and shown.named == {3, 5} and 1 in shown.acted
-    # the other order of the sentence: the label first, its text after it
+    # the other order of the sentence (one text): the label first, its text after it
     assert texts_for_fields({7: 2}, "In the Note field, type “Mina”, then click “Save”.") == {7: 1}
     # the swapped sentence swaps the marks; nothing to type marks nothing
     swapped = "Type “Gus” into the “Captain” field and “purple” into the “Team colour” field."

@@ -255,7 +255,9 @@ def fields_to_type(elements: Sequence[Element], instruction: str) -> tuple[froze
 def texts_for_fields(to_type: Mapping[int, int], instruction: str) -> dict[int, int]:
     """Which of the task's texts to type (``texts_to_type``, by 1-based place) each field
     of ``fields_to_type`` takes: the text said last before the field's label ("“Gus” into
-    the “Captain” field"), else the first one after it ("in the Note field, type Mina").
+    the “Captain” field"), else the first one after it ("in the Note field, type Mina"; a
+    sentence that names two labels before their texts would need a parse of its clauses, and
+    no family says one).
     A field the table marks with its text's place (``$2``) is answered by copying that
     mark, not by a digit the reader has to work out from the sentence: taught only by
     its successes, a tiny reader learned the ``2`` of fill_form's second text as a bias and
